@@ -1,0 +1,135 @@
+"""Criteria: plans from the state of a trained model.
+
+Each criterion scores channels with NumPy and returns a `PruningPlan`; none
+cuts a layer.
+"""
+
+import math
+
+import numpy as np
+
+from keras_slim import constants as constants_lib
+from keras_slim import slicers
+from keras_slim.graph import ChannelGraph
+from keras_slim.plan import PruningPlan
+
+
+def _check_tol(tol):
+    if not isinstance(tol, (int, float)) or math.isnan(tol) or tol < 0:
+        raise ValueError(
+            f"Expected `tol` to be a non-negative number. Received: tol={tol!r}"
+        )
+
+
+def _check_min_channels(min_channels):
+    if not isinstance(min_channels, int) or min_channels < 1:
+        raise ValueError(
+            "Expected `min_channels` to be an integer >= 1. "
+            f"Received: min_channels={min_channels!r}"
+        )
+
+
+def bn_gamma_scores(graph, group):
+    """Per channel of `group`, the largest |gamma| over the BatchNormalization
+    layers that scale it (over every position a channel occupies)."""
+    score = np.zeros(group.width)
+    layers = {layer.name: layer for layer in (c.layer for c in graph.calls)}
+    for name, matrix in group.bn_positions.items():
+        bn = layers[name]
+        if not bn.scale:
+            return np.full(group.width, np.inf)
+        gamma = np.abs(constants_lib.to_numpy(bn.gamma))
+        score = np.maximum(score, gamma[matrix].max(axis=1))
+    return score
+
+
+def constant_channels(graph, dead_fn):
+    """For each group, the channels that reach every consumer as a constant
+    that consumer can absorb.
+
+    Returns:
+        dict group name -> boolean array over the group's channels.
+    """
+    weights_cache = {}
+
+    def weights(layer):
+        if id(layer) not in weights_cache:
+            weights_cache[id(layer)] = constants_lib.layer_weights(layer)
+        return weights_cache[id(layer)]
+
+    values = constants_lib.propagate(graph, weights, dead_fn)
+    find = graph.spaces.find
+    result = {g.name: np.ones(g.width, bool) for g in graph.groups}
+    readers = set()
+    for call in graph.calls:
+        if call.role.kind not in (slicers.PRODUCER, slicers.BARRIER):
+            continue
+        absorbs = type(slicers.rule_for(call.layer)).fold is not slicers.Rule.fold
+        for key in call.inputs:
+            lay = graph.layouts[key]
+            value = values[key]
+            for root in {find(s.space) for s in lay.segments}:
+                group = graph.group_of_root(root)
+                matrix = lay.channel_positions(root, find)
+                known = ~np.isnan(value[matrix])
+                if not absorbs:
+                    known &= value[matrix] == 0
+                result[group.name] &= np.all(known, axis=1)
+                readers.add(group.name)
+    for key in graph.output_keys:
+        for seg in graph.layouts[key].segments:
+            result[graph.group_of_space(seg.space).name][:] = False
+    for name in result:
+        if name not in readers:
+            # Read by nothing that mixes channels: no evidence either way.
+            result[name][:] = False
+    return result
+
+
+def plan_zero_gamma(model, tol=0.0, min_channels=1):
+    """Keep every channel except those whose BatchNormalization gamma is zero.
+
+    A channel goes when its gamma is within `tol` of zero in every
+    BatchNormalization that scales it within its group (every branch of a
+    residual sum included), so that it reaches every layer that reads it as
+    a constant (the activation of beta), which `slim_model` folds into that
+    layer. Channels of a group with a path not scaled by a
+    BatchNormalization are kept. This is how ISTA-trained models (Ye et al.,
+    2018) are pruned.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        tol: a gamma with `|gamma| <= tol` counts as zero.
+        min_channels: every group keeps at least this many channels (those
+            with the largest |gamma|).
+
+    Returns:
+        A `PruningPlan` naming each prunable group that loses channels.
+    """
+    _check_tol(tol)
+    _check_min_channels(min_channels)
+    graph = ChannelGraph(model)
+
+    def dead(layer):
+        if not layer.scale:
+            return None
+        return np.abs(constants_lib.to_numpy(layer.gamma)) <= tol
+
+    removable = constant_channels(graph, dead)
+    kept, widths = {}, {}
+    for group in graph.groups:
+        if not group.prunable or not group.batchnorms:
+            continue
+        gone = removable[group.name]
+        if not np.any(gone):
+            continue
+        keep = np.flatnonzero(~gone)
+        if keep.size < min_channels:
+            score = bn_gamma_scores(graph, group)
+            order = np.argsort(-score, kind="stable")
+            keep = np.sort(order[: min(min_channels, group.width)])
+        if keep.size == group.width:
+            continue
+        kept[group.name] = keep
+        widths[group.name] = group.width
+    return PruningPlan(kept, widths)

@@ -1,0 +1,278 @@
+"""`slim_model`: rebuild a thinner model from a plan, weights copied.
+
+Three steps, each on its own: read the channel graph (`graph.py`), fold the
+constant outputs of cut channels into the layers that read them
+(`constants.py` and the rules' `fold`), and rebuild the graph with each layer
+cut by its rule (`slicers.py`). The original model is never modified.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_slim import constants as constants_lib
+from keras_slim import slicers
+from keras_slim.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
+from keras_slim.plan import PruningPlan
+
+
+def slim_model(model, plan, fold_constants=True):
+    """A new, thinner model that keeps the channels `plan` keeps.
+
+    Every layer keeps its name and config except its widths; kernels, biases,
+    BatchNormalization parameters and statistics, depthwise kernels and the
+    Dense rows after a Flatten are sliced and copied. A cut channel whose
+    value is a known constant (a BatchNormalization channel whose gamma is
+    zero, or one the plan cuts, outputs its beta) is folded into the layers
+    that read it: into their bias, into the moving mean of the
+    BatchNormalization that follows a bias-free convolution, or into a new
+    bias. With "valid" padding this is exact; with "same" padding exact
+    except at the borders (Ye et al., 2018).
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Not modified.
+        plan: a `PruningPlan` for this model.
+        fold_constants: fold the constant outputs of cut channels into the
+            next layers (default). `False` simply drops them, as Network
+            Slimming's reference code does.
+
+    Returns:
+        A new `keras.Model` (Sequential if `model` is Sequential).
+
+    Raises:
+        TypeError: `model` is not a functional or Sequential model, or `plan`
+            is not a `PruningPlan`.
+        ValueError: the plan does not fit the model (naming the group).
+    """
+    if not isinstance(plan, PruningPlan):
+        raise TypeError(
+            "Expected `plan` to be a keras_slim.PruningPlan. "
+            f"Received: plan={plan!r}"
+        )
+    graph = ChannelGraph(model)
+    plan.validate(graph.groups)
+    kept = {
+        name: idx for name, idx in plan.kept.items()
+        if idx.size != graph.group_by_name[name].width
+    }
+    layers = _unique_layers(graph)
+    weights = {id(layer): constants_lib.layer_weights(layer) for layer in layers}
+    positions = {id(layer): _positions(graph, call, kept)
+                 for layer, call in layers.items()}
+    configs = {id(layer): {} for layer in layers}
+    if fold_constants and kept:
+        _fold(graph, kept, weights, positions, configs)
+    new_layers = {}
+    for layer, call in layers.items():
+        rule = slicers.rule_for(layer)
+        pos = positions[id(layer)]
+        layer_weights = weights[id(layer)]
+        if call.role.kind != slicers.BARRIER and any(
+            p is not None for p in pos.values()
+        ):
+            config_update, layer_weights = rule.slice(layer, layer_weights, pos)
+            configs[id(layer)].update(config_update)
+        new_layers[id(layer)] = (_clone_layer(layer, configs[id(layer)]),
+                                 layer_weights)
+    built = {}
+    slim = _rebuild(model, new_layers, built)
+    for layer in layers:
+        new_layer, layer_weights = new_layers[id(layer)]
+        _assign(new_layer, layer, layer_weights)
+    return slim
+
+
+def _unique_layers(graph):
+    """Leaf layers (not stateless ops) with their first call."""
+    layers = {}
+    for call in graph.calls:
+        if isinstance(call.layer, keras.layers.Layer):
+            layers.setdefault(call.layer, call)
+    return layers
+
+
+def _positions(graph, call, kept):
+    if call.role.kind == slicers.BARRIER:
+        return {"in": None, "mid": None, "out": None}
+    layer_in = graph.layer_input.get(id(call.layer))
+    if layer_in is None:
+        layer_in = graph.layouts[call.inputs[0]]
+    out = None
+    if len(call.outputs) == 1:
+        out = graph.kept_positions(graph.layouts[call.outputs[0]], kept)
+    return {
+        "in": graph.kept_positions(layer_in, kept),
+        "mid": graph.kept_positions(layer_in.expanded(call.role.expand), kept),
+        "out": out,
+    }
+
+
+def _dead_fn(graph, kept):
+    """BatchNormalization positions that output beta: gamma is exactly zero,
+    or the plan cuts the channel (its expected value is beta)."""
+
+    def dead(layer):
+        layout = graph.layer_input[id(layer)]
+        mask = np.zeros(layout.size, bool)
+        positions = graph.kept_positions(layout, kept)
+        if positions is not None:
+            mask[:] = True
+            mask[positions] = False
+        gamma = layer.gamma if layer.scale else None
+        if gamma is not None:
+            mask |= constants_lib.to_numpy(gamma) == 0
+        return mask
+
+    return dead
+
+
+def _fold(graph, kept, weights, positions, configs):
+    values = constants_lib.propagate(
+        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept)
+    )
+    readers = {}
+    for call in graph.calls:
+        for key in call.inputs:
+            readers.setdefault(key, []).append(call)
+    done = set()
+    for call in graph.calls:
+        layer = call.layer
+        if call.role.kind != slicers.PRODUCER or id(layer) in done:
+            continue
+        done.add(id(layer))
+        pos_in = positions[id(layer)]["in"]
+        if pos_in is None:
+            continue
+        value = values[call.inputs[0]]
+        removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
+        removed_values = value[removed]
+        known = ~np.isnan(removed_values) & (removed_values != 0)
+        if not np.any(known):
+            continue
+        rule = slicers.rule_for(layer)
+        delta = rule.fold(layer, weights[id(layer)], removed[known],
+                          removed_values[known])
+        if delta is None:
+            warnings.warn(
+                f"Layer `{layer.name}` ({type(layer).__name__}) cannot absorb "
+                "the constant output of the channels cut from its input; "
+                "they are dropped, so its output shifts.",
+                stacklevel=3,
+            )
+            continue
+        _absorb(graph, call, readers, delta, weights, configs)
+
+
+def _absorb(graph, call, readers, delta, weights, configs):
+    """Add `delta` to the output of a producer: bias, next BN, or new bias."""
+    layer = call.layer
+    own = weights[id(layer)]
+    if "bias" in own:
+        own["bias"] = own["bias"] + delta.astype(own["bias"].dtype)
+        return
+    following = readers.get(call.outputs[0], [])
+    calls_of_layer = [c for c in graph.calls if c.layer is layer]
+    if (
+        len(calls_of_layer) == 1
+        and len(following) == 1
+        and isinstance(following[0].layer, keras.layers.BatchNormalization)
+        and following[0].role.kind == slicers.CHANNELWISE
+        and sum(c.layer is following[0].layer for c in graph.calls) == 1
+    ):
+        bn = weights[id(following[0].layer)]
+        bn["moving_mean"] = bn["moving_mean"] - delta.astype(
+            bn["moving_mean"].dtype
+        )
+        return
+    kernel_dtype = next(iter(own.values())).dtype
+    own["bias"] = delta.astype(kernel_dtype)
+    configs[id(layer)]["use_bias"] = True
+
+
+def _clone_layer(layer, update):
+    config = layer.get_config()
+    config.update(update)
+    try:
+        return layer.__class__.from_config(config)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot rebuild layer `{layer.name}` ({type(layer).__name__}) "
+            f"from its config: {error}. Custom layers need a get_config() "
+            "that from_config() accepts."
+        ) from None
+
+
+def _rebuild(model, new_layers, built):
+    """Rebuild `model` with new leaf layers; nested models rebuilt once."""
+    if id(model) in built:
+        return built[id(model)]
+    graph = graph_of(model)
+    if isinstance(model, keras.Sequential):
+        first = graph.inputs[0]
+        layers = [
+            keras.layers.InputLayer(
+                batch_shape=first.shape,
+                dtype=first.dtype,
+                name=first._keras_history.operation.name,
+            )
+        ]
+        for layer in model.layers:
+            if is_graph_model(layer):
+                layers.append(_rebuild(layer, new_layers, built))
+            else:
+                layers.append(new_layers[id(layer)][0])
+        new = keras.Sequential(layers, name=model.name, trainable=model.trainable)
+        built[id(model)] = new
+        return new
+    tensors = {}
+    for tensor in graph.inputs:
+        tensors[id(tensor)] = keras.Input(
+            batch_shape=tensor.shape,
+            dtype=tensor.dtype,
+            sparse=getattr(tensor, "sparse", False),
+            name=tensor._keras_history.operation.name,
+        )
+    for node in ordered_nodes(graph):
+        if any(id(t) not in tensors for t in node.input_tensors):
+            continue
+        op = node.operation
+        if is_graph_model(op):
+            new_op = _rebuild(op, new_layers, built)
+        elif isinstance(op, keras.layers.Layer):
+            new_op = new_layers[id(op)][0]
+        else:
+            new_op = op  # a stateless op such as `x + 3.0`
+        args, kwargs = node.arguments.fill_in(tensors)
+        outputs = new_op(*args, **kwargs)
+        for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
+            tensors[id(tensor)] = value
+
+    def convert(tensor):
+        return tensors[id(tensor)]
+
+    inputs = keras.tree.map_structure(convert, graph._inputs_struct)
+    outputs = keras.tree.map_structure(convert, graph._outputs_struct)
+    new = keras.Model(inputs, outputs, name=model.name, trainable=model.trainable)
+    built[id(model)] = new
+    return new
+
+
+def _assign(new_layer, layer, values):
+    """Set the weights of `new_layer` from `{name: array}`."""
+    names = [v.name for v in new_layer.weights]
+    if len(set(names)) != len(names) or not all(n in values for n in names):
+        # Layers with nested sublayers: copy positionally when shapes agree.
+        originals = layer.get_weights()
+        new_layer.set_weights(originals)
+        return
+    for variable in new_layer.weights:
+        value = values[variable.name]
+        if tuple(variable.shape) != tuple(value.shape):
+            raise ValueError(
+                f"Weight `{variable.name}` of layer `{layer.name}` has shape "
+                f"{tuple(variable.shape)} in the slim model but "
+                f"{tuple(value.shape)} was computed; the layer's rule does "
+                "not match its weights."
+            )
+        variable.assign(value)
