@@ -52,8 +52,11 @@ def batchnorm_constant(layer, weights, values, dead):
 
 
 def _depthwise_constant(layer, weights, values):
-    kernel = weights["depthwise_kernel"]
-    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))  # (C, m)
+    """Interior output of a depthwise (or one-channel-a-group) convolution:
+    kernels are `(*taps, C, m)` or `(*taps, 1, C * m)`, output `c * m + j`."""
+    kernel = weights["kernel"]
+    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
+    summed = summed.reshape(values.shape[0], -1)  # (C, m)
     out = (values[:, None] * summed).ravel()
     if "bias" in weights:
         out = out + weights["bias"]

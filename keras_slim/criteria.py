@@ -86,6 +86,18 @@ def constant_channels(graph, dead_fn):
     return result
 
 
+def _dead_in_every_batchnorm(graph, group, tol):
+    layers = {c.layer.name: c.layer for c in graph.calls}
+    dead = np.ones(group.width, bool)
+    for name, matrix in group.bn_positions.items():
+        bn = layers[name]
+        if not bn.scale:
+            return np.zeros(group.width, bool)
+        gamma = np.abs(constants_lib.to_numpy(bn.gamma))
+        dead &= np.all(gamma[matrix] <= tol, axis=1)
+    return dead
+
+
 def plan_zero_gamma(model, tol=0.0, min_channels=1):
     """Keep every channel except those whose BatchNormalization gamma is zero.
 
@@ -120,7 +132,7 @@ def plan_zero_gamma(model, tol=0.0, min_channels=1):
     for group in graph.groups:
         if not group.prunable or not group.batchnorms:
             continue
-        gone = removable[group.name]
+        gone = removable[group.name] & _dead_in_every_batchnorm(graph, group, tol)
         if not np.any(gone):
             continue
         keep = np.flatnonzero(~gone)

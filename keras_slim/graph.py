@@ -18,6 +18,9 @@ from keras_slim import slicers
 from keras_slim.layout import Layout, Segment
 
 
+_WARNED = set()  # (id(model), layer name) already warned about
+
+
 @dataclasses.dataclass
 class ChannelGroup:
     """Channels that must be cut together.
@@ -318,10 +321,10 @@ class ChannelGraph:
             self.spaces.freeze(seg.space, reason)
 
     def _warn_barriers(self):
-        seen = set()
         for name, reason, warn in self.barriers:
-            if warn and name not in seen:
-                seen.add(name)
+            key = (id(self.model), name)
+            if warn and key not in _WARNED:
+                _WARNED.add(key)
                 warnings.warn(
                     f"keras_slim does not know how channels flow through "
                     f"layer `{name}` ({reason}); the channels it touches are "

@@ -152,6 +152,7 @@ def _kernel_sum(kernel, spatial_axes):
 class _Conv(Rule):
     axes = {"kernel": {-2: "in", -1: "out"}, "bias": {0: "out"}}
     widths = {"filters": "out"}
+    constants = "depthwise"  # used when one group per input channel
 
     def role(self, layer, call):
         if not _channels_last(layer):
@@ -257,7 +258,7 @@ class _SeparableConv(Rule):
 
 @register_rule(keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 class _DepthwiseConv(Rule):
-    axes = {"depthwise_kernel": {-2: "in"}, "bias": {0: "out"}}
+    axes = {"kernel": {-2: "in"}, "bias": {0: "out"}}
     constants = "depthwise"
 
     def role(self, layer, call):
@@ -413,8 +414,8 @@ class _Reshape(Rule):
         target = list(layer.target_shape)
         if len(target) > 1 and pos["in"] is not None:
             target[-1] = int(len(pos["in"]))
-        elif len(target) == 1 and pos["in"] is not None:
-            target[0] = int(len(pos["in"]))
+        elif len(target) == 1 and pos["out"] is not None:
+            target[0] = int(len(pos["out"]))
         return {"target_shape": tuple(target)}, dict(weights)
 
 

@@ -203,32 +203,42 @@ def _clone_layer(layer, update):
         ) from None
 
 
-def _rebuild(model, new_layers, built):
-    """Rebuild `model` with new leaf layers; nested models rebuilt once."""
+def _rebuild(model, new_layers, built, input_shapes=None):
+    """Rebuild `model` with new leaf layers; nested models rebuilt once.
+
+    `input_shapes` are the (possibly narrower) shapes a nested model is now
+    called with; the top-level model keeps its own.
+    """
     if id(model) in built:
         return built[id(model)]
     graph = graph_of(model)
+    if input_shapes is None:
+        input_shapes = [tuple(t.shape) for t in graph.inputs]
     if isinstance(model, keras.Sequential):
         first = graph.inputs[0]
         layers = [
             keras.layers.InputLayer(
-                batch_shape=first.shape,
+                batch_shape=input_shapes[0],
                 dtype=first.dtype,
                 name=first._keras_history.operation.name,
             )
         ]
         for layer in model.layers:
             if is_graph_model(layer):
-                layers.append(_rebuild(layer, new_layers, built))
+                raise ValueError(
+                    f"Sequential model `{model.name}` contains the model "
+                    f"`{layer.name}`; keras_slim rebuilds nested models inside "
+                    "functional models only."
+                )
             else:
                 layers.append(new_layers[id(layer)][0])
         new = keras.Sequential(layers, name=model.name, trainable=model.trainable)
         built[id(model)] = new
         return new
     tensors = {}
-    for tensor in graph.inputs:
+    for tensor, shape in zip(graph.inputs, input_shapes):
         tensors[id(tensor)] = keras.Input(
-            batch_shape=tensor.shape,
+            batch_shape=shape,
             dtype=tensor.dtype,
             sparse=getattr(tensor, "sparse", False),
             name=tensor._keras_history.operation.name,
@@ -238,7 +248,8 @@ def _rebuild(model, new_layers, built):
             continue
         op = node.operation
         if is_graph_model(op):
-            new_op = _rebuild(op, new_layers, built)
+            shapes = [tuple(tensors[id(t)].shape) for t in node.input_tensors]
+            new_op = _rebuild(op, new_layers, built, shapes)
         elif isinstance(op, keras.layers.Layer):
             new_op = new_layers[id(op)][0]
         else:
