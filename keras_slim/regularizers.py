@@ -65,6 +65,15 @@ class GammaL1(keras.regularizers.Regularizer):
         return {"s": self.s}
 
 
+def to_array(variable):
+    """A variable's value as a NumPy array.
+
+    Goes through `ops.copy`: converting a TensorFlow variable directly
+    triggers NumPy 2's `__array__` deprecation warning.
+    """
+    return ops.convert_to_numpy(ops.copy(variable))
+
+
 def batchnorm_layers(model):
     """Every BatchNormalization layer of `model`, nested models included."""
     return [
