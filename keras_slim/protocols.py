@@ -1,0 +1,410 @@
+"""The experimental protocols of "Rethinking the Value of Network Pruning".
+
+- Scratch-E / Scratch-B: `reinitialize` a pruned architecture and train it
+  for the same epochs, or for `scratch_budget` epochs (same computation).
+- Lottery ticket: `snapshot_weights` before training, then `rewind` the
+  pruned (slimmed or masked) model's surviving weights to the snapshot.
+- Multi-pass Network Slimming: `slim_in_passes` (train sparse, prune,
+  fine-tune, repeat).
+- Guided pruning (Section 5): `stage_ratios` averages the share of channels
+  a method kept per stage, `plan_guided` gives every layer of a stage that
+  share.
+"""
+
+import keras
+import numpy as np
+
+from keras_slim import selection
+from keras_slim.counting import count_macs
+from keras_slim.graph import ChannelGraph, check_model
+from keras_slim.magnitude import MagnitudeMask
+from keras_slim.plan import PruningPlan
+from keras_slim.pruning import plan_for
+from keras_slim.surgery import slim_model
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def _reseed(config, draw):
+    """Replace the seed of every initializer in a layer config (in place)."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if (config.get("module") == "keras.initializers"
+                and isinstance(inner, dict) and "seed" in inner):
+            inner["seed"] = draw()
+        for value in config.values():
+            _reseed(value, draw)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            _reseed(value, draw)
+
+
+def reinitialize(model, seed=None):
+    """The same architecture with fresh initial weights (Scratch-E/B start).
+
+    The model is cloned from its config with new initializer seeds, so every
+    trainable weight and every BatchNormalization statistic starts anew.
+    Layers with only non-trainable weights (an adapted `Normalization`) keep
+    theirs: they are preprocessing, not learned.
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Not modified.
+        seed: int for reproducible weights; `None` draws seeds from Python's
+            random generator (reproducible under
+            `keras.utils.set_random_seed`).
+
+    Returns:
+        A new, uncompiled `keras.Model`.
+
+    Example:
+
+    >>> scratch = keras_slim.reinitialize(slim, seed=0)
+    >>> scratch.compile(...); scratch.fit(..., epochs=budget)
+    """
+    check_model(model)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"Expected `seed` to be an int or None. Received: seed={seed!r}")
+    rng = np.random.default_rng(seed)
+
+    def draw():
+        return None if seed is None else int(rng.integers(1, 2**31 - 1))
+
+    def clone(layer):
+        config = layer.get_config()
+        _reseed(config, draw)
+        return layer.__class__.from_config(config)
+
+    new = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    for old_layer, new_layer in zip(_leaf_layers(model), _leaf_layers(new)):
+        if (old_layer.weights and not old_layer.trainable_weights
+                and not isinstance(old_layer, keras.layers.BatchNormalization)):
+            new_layer.set_weights(old_layer.get_weights())
+    return new
+
+
+def scratch_budget(base_model, pruned_model, epochs, cap=None):
+    """Scratch-B's epochs: the base model's training computation.
+
+    `int(epochs * base_macs / pruned_macs)`, as in the Rethinking
+    repository, optionally capped at `cap * epochs` (the paper caps ImageNet
+    at 2x).
+
+    Args:
+        base_model: the large model, or its multiply-accumulates (an int).
+        pruned_model: the pruned model, or its multiply-accumulates.
+        epochs: epochs of the large model's training.
+        cap: `None`, or the largest multiple of `epochs` allowed.
+
+    Returns:
+        An int.
+
+    Raises:
+        ValueError: `epochs` not a positive int, `cap` below 1, or a model
+            without multiply-accumulates.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"Expected `epochs` to be a positive int. Received: epochs={epochs!r}"
+        )
+    if cap is not None and (isinstance(cap, bool)
+                            or not isinstance(cap, (int, float)) or cap < 1):
+        raise ValueError(f"Expected `cap` >= 1 or None. Received: cap={cap!r}")
+    macs = []
+    for name, value in (("base_model", base_model), ("pruned_model", pruned_model)):
+        count = value if isinstance(value, (int, np.integer)) else count_macs(value)
+        if isinstance(count, bool) or count <= 0:
+            raise ValueError(
+                f"`{name}` has {count} multiply-accumulates; expected > 0."
+            )
+        macs.append(int(count))
+    budget = int(epochs * macs[0] / macs[1])
+    if cap is not None:
+        budget = min(budget, int(cap * epochs))
+    return budget
+
+
+class WeightSnapshot:
+    """A model's weights at one moment, with a copy of its architecture.
+
+    Attributes:
+        model: an uncompiled copy of the model carrying the snapshot.
+    """
+
+    def __init__(self, model):
+        check_model(model)
+        self.model = keras.models.clone_model(model)
+        self.model.set_weights(model.get_weights())
+
+    @property
+    def weights(self):
+        """dict variable path -> array."""
+        return {v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights}
+
+
+def snapshot_weights(model):
+    """Keep the current (usually initial) weights of `model` for `rewind`.
+
+    Example:
+
+    >>> model = build(); initial = keras_slim.snapshot_weights(model)
+    >>> model.fit(...); slim, plan = keras_slim.prune(model, ..., return_plan=True)
+    >>> ticket = keras_slim.rewind(slim, initial, plan=plan)
+    """
+    return WeightSnapshot(model)
+
+
+def _by_path(weights, what):
+    paths = [v.path for v in weights]
+    if len(set(paths)) != len(paths):
+        raise ValueError(
+            f"The {what} has several weights with the same path; give its "
+            "layers unique names."
+        )
+    return dict(zip(paths, weights))
+
+
+def rewind(pruned, snapshot, plan=None, masks=None):
+    """A copy of `pruned` whose weights are the snapshot's (lottery ticket).
+
+    For a slimmed model, pass the `plan` it was slimmed with: the copy of
+    the original model kept in the snapshot is slimmed with the same plan
+    (`slim_model(..., fold_constants=False)`, so nothing is folded into the
+    initial weights) and its weights copied, so each surviving channel gets
+    its own initial weights. A bias that `slim_model` created to absorb
+    constants did not exist at initialisation and is rewound to zero. For a
+    masked model (unstructured pruning), pass the `masks`: the snapshot is
+    multiplied by them.
+
+    Args:
+        pruned: the pruned `keras.Model`. Not modified.
+        snapshot: a `WeightSnapshot` of the model `pruned` comes from.
+        plan: the `PruningPlan` `pruned` was slimmed with, or `None` when it
+            has the snapshot's architecture.
+        masks: dict variable path -> boolean array, or a `MagnitudeMask`.
+
+    Returns:
+        A new, uncompiled `keras.Model` with `pruned`'s architecture.
+
+    Raises:
+        ValueError: a weight whose shape does not match (a missing `plan`),
+            or a mask for a weight the model does not have.
+    """
+    if not isinstance(snapshot, WeightSnapshot):
+        raise TypeError(
+            "Expected `snapshot` to come from keras_slim.snapshot_weights. "
+            f"Received: snapshot={snapshot!r}"
+        )
+    if plan is not None and not isinstance(plan, PruningPlan):
+        raise TypeError(f"Expected `plan` to be a PruningPlan. Received: {plan!r}")
+    if isinstance(masks, MagnitudeMask):
+        masks = masks.masks
+    source = snapshot.model
+    if plan is not None:
+        source = slim_model(source, plan, fold_constants=False)
+    values = _by_path(source.weights, "snapshot")
+    copy = keras.models.clone_model(pruned)
+    for path, variable in _by_path(copy.weights, "pruned model").items():
+        value = values.get(path)
+        if value is None:
+            if variable.name != "bias":
+                raise ValueError(
+                    f"Weight `{path}` of the pruned model is not in the "
+                    "snapshot: is the snapshot of the model it was pruned from?"
+                )
+            variable.assign(np.zeros(tuple(variable.shape)))
+            continue
+        if tuple(value.shape) != tuple(variable.shape):
+            hint = "" if plan is None else " with this plan"
+            raise ValueError(
+                f"Weight `{path}` has shape {tuple(variable.shape)} in the "
+                f"pruned model but {tuple(value.shape)} in the snapshot"
+                f"{hint}. Pass the `plan` the model was slimmed with."
+            )
+        variable.assign(value)
+    if masks:
+        variables = _by_path(copy.weights, "pruned model")
+        for path, mask in masks.items():
+            if path not in variables:
+                raise ValueError(f"`masks` names weight `{path}`, not in the model.")
+            value = keras.ops.convert_to_numpy(variables[path])
+            variables[path].assign(value * np.asarray(mask, bool))
+    return copy
+
+
+def slim_in_passes(model, passes, train_sparse, fine_tune,
+                   method="global_gamma", fold_constants=True, **kwargs):
+    """Multi-pass Network Slimming (the dotted loop of Liu et al., Fig. 2).
+
+    Each pass: `train_sparse(model, index)` (train with the sparsity
+    penalty), plan with `method` and slim, then `fine_tune(slim, index)`.
+    The ratio applies to the model of that pass, so `n` passes at ratio `r`
+    keep about `(1 - r) ** n` of the channels.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        passes: number of passes (>= 1).
+        train_sparse: callable `(model, index)`; trains the model (it must
+            compile a slim one) and returns it, or `None` when it trained
+            the model it was given.
+        fine_tune: callable `(model, index)`, the same for fine-tuning.
+        method: a pruning method name of `prune` ("global_gamma", ...).
+        fold_constants: passed to `slim_model`.
+        **kwargs: the planner's arguments; `ratio` may also be a list with
+            one ratio per pass.
+
+    Returns:
+        `(model, plans)`: the last fine-tuned model and the plan of each
+        pass (each for the model of its pass).
+    """
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"Expected `passes` >= 1. Received: passes={passes!r}")
+    for name, fn in (("train_sparse", train_sparse), ("fine_tune", fine_tune)):
+        if not callable(fn):
+            raise TypeError(f"Expected `{name}` to be callable. Received: {fn!r}")
+    ratios = kwargs.pop("ratio", None)
+    if isinstance(ratios, (list, tuple)):
+        if len(ratios) != passes:
+            raise ValueError(
+                f"`ratio` has {len(ratios)} entries for {passes} passes."
+            )
+    else:
+        ratios = [ratios] * passes
+    plans = []
+    for index in range(passes):
+        model = train_sparse(model, index) or model
+        if ratios[index] is not None:
+            kwargs["ratio"] = ratios[index]
+        plan = plan_for(model, method, **kwargs)
+        model = slim_model(model, plan, fold_constants=fold_constants)
+        model = fine_tune(model, index) or model
+        plans.append(plan)
+    return model, plans
+
+
+# -- guided pruning -------------------------------------------------------
+
+
+def stages(model, stage_of=None, skip=None):
+    """Prunable channel groups by stage.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        stage_of: `None` for the paper's stages, the groups whose first
+            producer outputs the same feature-map size (spatial shape); or a
+            callable taking a group's name (its first producer layer) and
+            returning a hashable stage key, or `None` to leave it out.
+        skip: layer names whose groups are left out.
+
+    Returns:
+        dict stage key -> list of `ChannelGroup`.
+    """
+    return _stages(ChannelGraph(model), stage_of, skip)
+
+
+def _stages(graph, stage_of, skip):
+    if stage_of is not None and not callable(stage_of):
+        raise TypeError(
+            f"Expected `stage_of` to be callable or None. Received: {stage_of!r}"
+        )
+    outputs = {}
+    for call in graph.calls:
+        outputs.setdefault(call.layer.name, call.outputs)
+    result = {}
+    for group in selection.candidate_groups(graph, skip):
+        if stage_of is None:
+            shape = graph.shapes[outputs[group.producers[0]][0]]
+            key = tuple(shape[1:-1])
+        else:
+            key = stage_of(group.name)
+        if key is not None:
+            result.setdefault(key, []).append(group)
+    return result
+
+
+def stage_ratios(model, plans, stage_of=None, skip=None):
+    """The share of channels kept per stage, averaged over plans.
+
+    The share is the stage's kept channels over its channels (summed over
+    the stage's groups and over `plans`), so groups of different widths
+    weigh by their width.
+
+    Args:
+        model: the model the plans prune.
+        plans: a `PruningPlan` or a list of them (the paper averages 5 runs).
+        stage_of, skip: see `stages`.
+
+    Returns:
+        dict stage key -> kept share in (0, 1].
+    """
+    if isinstance(plans, PruningPlan):
+        plans = [plans]
+    if not plans or not all(isinstance(p, PruningPlan) for p in plans):
+        raise TypeError(
+            f"Expected `plans` to be a PruningPlan or a list of them. Received: {plans!r}"
+        )
+    shares = {}
+    for key, groups in stages(model, stage_of, skip).items():
+        kept = sum(len(p.kept.get(g.name, range(g.width)))
+                   for p in plans for g in groups)
+        shares[key] = kept / (len(plans) * sum(g.width for g in groups))
+    return shares
+
+
+def plan_guided(model, guide, stage_of=None, score="l1", seed=None,
+                min_channels=1, round_to=1, max_ratio=None, skip=None):
+    """Guided pruning: every group of a stage keeps the stage's average share.
+
+    Rethinking, Section 5: the widths a method found (e.g. Network Slimming)
+    are averaged per stage and applied uniformly within the stage; the
+    resulting architecture is then trained from scratch (`reinitialize`),
+    so which channels are kept matters little (`score` picks them). A guide
+    from another model ("transferred guided pruning") works when the stage
+    keys match.
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Not modified.
+        guide: a `PruningPlan` (or a list) for `model`, or a dict stage key
+            -> kept share as returned by `stage_ratios`.
+        stage_of, skip: see `stages`.
+        score, seed: how channels are chosen within a group, as in
+            `plan_uniform`.
+        min_channels, round_to, max_ratio: the shared constraints.
+
+    Returns:
+        A `PruningPlan`.
+
+    Raises:
+        ValueError: a stage of `model` missing from the `guide` dict, or a
+            share outside (0, 1].
+    """
+    min_channels, round_to, max_ratio = selection.check_constraints(
+        min_channels, round_to, max_ratio
+    )
+    if not isinstance(guide, dict):
+        guide = stage_ratios(model, guide, stage_of, skip)
+    graph = ChannelGraph(model)
+    groups = _stages(graph, stage_of, skip)
+    ratios = {}
+    for key, members in groups.items():
+        if key not in guide:
+            raise ValueError(
+                f"The guide has no share for stage {key!r} of model "
+                f"`{model.name}`; it has {sorted(guide, key=str)}."
+            )
+        share = guide[key]
+        if not 0 < share <= 1:
+            raise ValueError(
+                f"Expected shares in (0, 1]. Received: {share!r} for stage {key!r}"
+            )
+        for group in members:
+            ratios[group.name] = 1.0 - share
+    chosen = [graph.group_by_name[name] for name in ratios]
+    scores = selection.score_groups(graph, chosen, score, seed)
+    return selection.plan_per_group(graph, ratios, scores, min_channels,
+                                    round_to, max_ratio)
