@@ -321,17 +321,26 @@ class ChannelGraph:
             self.spaces.freeze(seg.space, reason)
 
     def _warn_barriers(self):
+        unknown = {}
         for name, reason, warn in self.barriers:
-            key = (id(self.model), name)
-            if warn and key not in _WARNED:
-                _WARNED.add(key)
-                warnings.warn(
-                    f"keras_slim does not know how channels flow through "
-                    f"layer `{name}` ({reason}); the channels it touches are "
-                    "kept whole. Register a rule with "
-                    "keras_slim.slicers.register_rule to prune through it.",
-                    stacklevel=3,
+            if warn and (id(self.model), name) not in _WARNED:
+                _WARNED.add((id(self.model), name))
+                layer_type = next(
+                    type(c.layer).__name__ for c in self.calls
+                    if c.layer.name == name
                 )
+                unknown.setdefault(layer_type, []).append(name)
+        for layer_type, names in unknown.items():
+            shown = ", ".join(f"`{n}`" for n in names[:3])
+            if len(names) > 3:
+                shown += f" and {len(names) - 3} more"
+            warnings.warn(
+                f"keras_slim does not know how channels flow through "
+                f"{layer_type} (layer {shown}); the channels it touches are "
+                "kept whole. Register a rule with "
+                "keras_slim.register_rule to prune through it.",
+                stacklevel=3,
+            )
 
     # -- groups -------------------------------------------------------------
 
