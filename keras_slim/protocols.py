@@ -20,6 +20,7 @@ from keras_slim.graph import ChannelGraph, check_model
 from keras_slim.magnitude import MagnitudeMask
 from keras_slim.plan import PruningPlan
 from keras_slim.pruning import plan_for
+from keras_slim.scores import score_groups
 from keras_slim.surgery import slim_model
 
 
@@ -405,6 +406,6 @@ def plan_guided(model, guide, stage_of=None, score="l1", seed=None,
         for group in members:
             ratios[group.name] = 1.0 - share
     chosen = [graph.group_by_name[name] for name in ratios]
-    scores = selection.score_groups(graph, chosen, score, seed)
+    scores = score_groups(graph, chosen, score, seed)
     return selection.plan_per_group(graph, ratios, scores, min_channels,
                                     round_to, max_ratio)
