@@ -62,9 +62,10 @@ def _consumer_cost(graph, layer, root):
 
 
 def _member_cost(graph, layer, root):
-    """Depthwise weights of a channel passing through a channelwise layer."""
-    weight = getattr(layer, "depthwise_kernel", None)
-    if weight is None:
+    """Depthwise weights of a channel passing through a channelwise layer
+    (a depthwise or one-channel-per-group convolution)."""
+    sizes = _kernel_sizes(layer)
+    if not sizes:
         return 0.0
     layout = graph.layer_input.get(id(layer))
     if layout is None or not layout.size:
@@ -73,7 +74,7 @@ def _member_cost(graph, layer, root):
     if matrix is None:
         return 0.0
     positions = matrix.shape[1]
-    return math.prod(weight.shape) / layout.size * positions
+    return sum(sizes) / layout.size * positions
 
 
 def memory_costs(model, batchnorms):

@@ -84,3 +84,23 @@ def test_memory_weights_on_the_zoo(name):
     for bn in layers:
         assert weights[bn.name].shape == (bn.gamma.shape[0],)
         assert np.all(weights[bn.name] > 0)
+
+
+def test_depthwise_kernels_count_for_the_channels_they_carry():
+    x = inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="c")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU()(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(6, 1, name="pw")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2)(x))
+    costs = memory_costs(model, bns(model, "bn1", "bn2"))
+    # Group of c: its filter 3*3*3, the depthwise 3*3*2 per channel, the
+    # two positions of each channel in pw, 2*6 weights.
+    kernels = 27 + 18 + 12
+    np.testing.assert_allclose(costs["bn1"], kernels + 36)
+    np.testing.assert_allclose(costs["bn2"], kernels + 16)
+    assert costs["bn2"].shape == (8,)

@@ -1,0 +1,113 @@
+import math
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_slim.rescaling import rescale_gammas
+from tests import zoo
+
+L = keras.layers
+
+
+def quiet_rescale(model, alpha, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return rescale_gammas(model, alpha, **kwargs)
+
+
+def gamma_ratio(original, copy, name):
+    a = keras.ops.convert_to_numpy(original.get_layer(name).gamma + 0)
+    b = keras.ops.convert_to_numpy(copy.get_layer(name).gamma + 0)
+    return b / a
+
+
+@pytest.mark.filterwarnings("ignore:keras_slim does not know")
+@pytest.mark.parametrize("name", sorted(zoo.FACTORIES))
+def test_rescaling_preserves_the_function_and_undoes(name):
+    model = zoo.FACTORIES[name]()
+    rng = np.random.default_rng(0)
+    zoo.randomize_batchnorms(model, rng)
+    before = [w.copy() for w in model.get_weights()]
+    inputs = zoo.random_inputs(model, rng)
+    expected = zoo.outputs(model, inputs)
+    scaled = quiet_rescale(model, 0.01)
+    zoo.assert_close(expected, zoo.outputs(scaled, inputs), rtol=1e-3)
+    for a, b in zip(before, model.get_weights()):  # original untouched
+        np.testing.assert_array_equal(a, b)
+    restored = quiet_rescale(scaled, 100.0)
+    for a, b in zip(before, restored.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_chain_is_rescaled_everywhere():
+    model = zoo.chain()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left alone
+        scaled = rescale_gammas(model, 0.1)
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "a_bn"), 0.1, rtol=1e-6)
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "b_bn"), 0.1, rtol=1e-6)
+    kernel = lambda m, n: keras.ops.convert_to_numpy(m.get_layer(n).kernel + 0)  # noqa: E731
+    np.testing.assert_allclose(kernel(scaled, "b_conv"), kernel(model, "b_conv") * 10,
+                               rtol=1e-6)
+    np.testing.assert_allclose(kernel(scaled, "head"), kernel(model, "head") * 10,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(kernel(scaled, "a_conv"), kernel(model, "a_conv"))
+
+
+def test_relu6_identity_shortcut_and_output_are_left_alone():
+    x = inputs = keras.Input((8, 8, 3))
+    x = zoo.conv_bn(x, 8, "six", act=None)
+    x = L.ReLU(6.0)(x)
+    y = zoo.conv_bn(x, 8, "branch", act=None)
+    x = L.Add(name="identity_add")([x, y])  # x is not scaled
+    x = zoo.conv_bn(x, 8, "ok")
+    x = zoo.conv_bn(x, 4, "last", act=None)  # a model output
+    model = keras.Model(inputs, x)
+    with pytest.warns(UserWarning) as record:
+        scaled = rescale_gammas(model, 0.5)
+    assert len(record) == 1
+    message = str(record[0].message)
+    for name in ("six_bn", "branch_bn", "last_bn"):
+        assert f"`{name}`" in message
+    assert "`ok_bn`" not in message
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "ok_bn"), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "six_bn"), 1.0)
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "branch_bn"), 1.0)
+
+
+def test_sums_of_scaled_branches_and_shared_layers_are_rescaled():
+    model = zoo.residual()
+    scaled = quiet_rescale(model, 0.1)
+    # Both branches of the second block are scaled, so their sum is too.
+    for name in ("r2s_bn", "r2b_bn", "r2a_bn", "r1a_bn"):
+        np.testing.assert_allclose(gamma_ratio(model, scaled, name), 0.1, rtol=1e-6)
+    shared = zoo.shared()
+    scaled = quiet_rescale(shared, 0.1)
+    np.testing.assert_allclose(gamma_ratio(shared, scaled, "shared_bn"), 0.1,
+                               rtol=1e-6)
+
+
+def test_named_layers_only():
+    model = zoo.chain()
+    scaled = rescale_gammas(model, 0.1, layers=["b_bn"])
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "a_bn"), 1.0)
+    np.testing.assert_allclose(gamma_ratio(model, scaled, "b_bn"), 0.1, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "alpha, error",
+    [(0.0, ValueError), (-0.1, ValueError), (math.nan, ValueError),
+     (math.inf, ValueError), ("0.1", TypeError)],
+)
+def test_bad_alpha(alpha, error):
+    with pytest.raises(error, match="`alpha`"):
+        rescale_gammas(zoo.chain(), alpha)
+
+
+def test_model_without_batchnorm():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, L.Dense(2)(inputs))
+    with pytest.raises(ValueError, match="no BatchNormalization"):
+        rescale_gammas(model, 0.1)
