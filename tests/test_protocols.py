@@ -253,3 +253,59 @@ def test_guided_gives_each_stage_its_average_share():
     with pytest.raises(ValueError, match="shares in"):
         protocols.plan_guided(model, {"s0": 0.0, "s1": 1, "s2": 1},
                               stage_of=lambda n: n[:2])
+
+
+# -- the protocols end to end on real data ----------------------------------
+
+
+def test_rethinking_protocols_on_digits():
+    from sklearn.datasets import load_digits
+
+    from keras_slim.pruning import prune
+
+    digits = load_digits()
+    x = (digits.images[..., None] / 16.0).astype("float32")
+    y = digits.target
+    x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
+
+    def build():
+        inputs = keras.Input((8, 8, 1))
+        h = inputs
+        for i, width in enumerate((16, 32)):
+            h = L.Conv2D(width, 3, padding="same", name=f"conv{i}")(h)
+            h = L.BatchNormalization(  # Network Slimming's L1 on gamma
+                momentum=0.9, gamma_regularizer=keras.regularizers.L1(1e-3),
+                name=f"bn{i}")(h)
+            h = L.ReLU()(h)
+            h = L.MaxPooling2D()(h)
+        return keras.Model(inputs, L.Dense(10, name="head")(
+            L.GlobalAveragePooling2D()(h)))
+
+    def train(model, epochs, rate=0.01):
+        schedule = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=epochs * 22)
+        model.compile(keras.optimizers.Adam(schedule),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
+        return model.evaluate(x_test, y_test, verbose=0)[1]
+
+    model = build()
+    initial = protocols.snapshot_weights(model)
+    assert train(model, 6) > 0.85
+    slim, plan = prune(model, "global_gamma", ratio=0.4, max_ratio=0.5,
+                       return_plan=True)
+    kept = sum(len(plan.kept.get(n, range(w))) for n, w in
+               (("conv0", 16), ("conv1", 32)))
+    assert 48 - round(0.4 * 48) <= kept < 48  # max_ratio may keep more
+    assert len(plan.kept.get("conv0", range(16))) >= 8
+    assert train(slim, 2, rate=0.001) > 0.8  # fine-tuned
+    ticket = protocols.rewind(slim, initial, plan=plan)
+    assert np.array_equal(ticket.get_layer("conv0").kernel.numpy(),
+                          initial.model.get_layer("conv0").kernel.numpy()
+                          [..., plan.kept["conv0"]])
+    scratch = protocols.reinitialize(slim, seed=0)
+    budget = protocols.scratch_budget(model, slim, 6, cap=1.5)
+    assert budget == 9
+    assert train(ticket, 6) > 0.8  # winning ticket
+    assert train(scratch, budget) > 0.8  # Scratch-B
