@@ -80,3 +80,26 @@ def test_count_macs_matches_published_numbers():
     assert 3.8e9 <= count_macs(resnet) <= 4.1e9
     mobilenet = keras.applications.MobileNetV2(weights=None)
     assert 290e6 <= count_macs(mobilenet) <= 310e6
+
+
+def test_global_gamma_on_mobilenetv2_depthwise_groups():
+    model = keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            width = layer.gamma.shape[0]
+            layer.gamma.assign(rng.random(width).astype("float32"))
+    groups = channel_groups(model)
+    # An expansion group is scaled twice: after the 1x1 and the depthwise.
+    expand = next(g for g in groups if g.name == "block_1_expand")
+    assert len(expand.batchnorms) == 2
+    plan = selection.plan_global_gamma(model, 0.5, round_to=8)
+    widths = final_widths(groups, plan)
+    assert all(w % 8 == 0 or w == g.width
+               for g in groups if g.prunable for w in [widths[g.name]])
+    slim = slim_model(model, plan)
+    kept = len(plan.kept["block_1_expand"])
+    assert slim.get_layer("block_1_depthwise").kernel.shape[2] == kept
+    x = rng.random((2, 32, 32, 3)).astype("float32")
+    assert slim.predict(x, verbose=0).shape == (2, 10)
