@@ -310,3 +310,25 @@ def test_plans_are_valid_and_model_untouched():
         assert all(plan.widths[n] == next(g.width for g in groups if g.name == n)
                    for n in plan.kept)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_sequential_nested_and_batchnorm_names():
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        L.Conv2D(16, 3, name="s0"), L.BatchNormalization(name="sbn0"), L.ReLU(),
+        L.Conv2D(8, 3, name="s1"),
+        L.BatchNormalization(scale=False, name="sbn1"), L.ReLU(),
+        L.GlobalAveragePooling2D(), L.Dense(2, name="out"),
+    ])
+    plan = selection.plan_l1_norm(model, {"sbn0": 0.5})  # a BN names its group
+    assert kept_widths(plan) == {"s0": 8}
+    # sbn1 has no gamma: plan_global_gamma leaves that group whole.
+    plan = selection.plan_global_gamma(model, 0.5)
+    assert kept_widths(plan) == {"s0": 8}
+    outer_in = keras.Input((8, 8, 3))
+    outer = keras.Model(outer_in, L.Dense(3, name="top")(model(outer_in)))
+    plan = selection.plan_uniform(outer, 0.5, score="l1")
+    assert kept_widths(plan) == {"s0": 8, "s1": 4, "out": 1}  # now inner
+    # Skipping the nested model keeps every group inside it whole.
+    assert selection.plan_uniform(outer, 0.5, score="l1",
+                                  skip=[model.name]).kept == {}
