@@ -76,7 +76,50 @@ def prunable_kernels(model, layers=None):
     return kernels
 
 
-def magnitude_masks(arrays, sparsity, scope="global", masks=None):
+def magnitude_masks(model, sparsity, scope="global", layers=None, masks=None):
+    """Masks pruning the `sparsity` share of a model's smallest kernel weights.
+
+    One-shot magnitude pruning of a trained model, outside `fit`: for a
+    lottery-ticket round, `rewind(model, snapshot, masks=masks)` then train
+    with `MagnitudeMask(masks=masks)`.
+
+    Args:
+        model: a `keras.Model`. Not modified.
+        sparsity: share of weights to prune, in [0, 1).
+        scope: "global" or "layer" (see `MagnitudeMask`).
+        layers: names of the layers to prune; `None` for every convolution.
+        masks: current masks; weights they prune stay pruned.
+
+    Returns:
+        dict variable path -> boolean array, True where the weight is kept.
+
+    Raises:
+        ValueError: a bad argument, or a layer name not in the model.
+    """
+    _check_choice("sparsity", sparsity, 0, 1)
+    if scope not in SCOPES:
+        raise ValueError(
+            f"Expected `scope` to be one of {', '.join(SCOPES)}. "
+            f"Received: scope={scope!r}"
+        )
+    arrays = {p: keras.ops.convert_to_numpy(v)
+              for p, v in prunable_kernels(model, layers).items()}
+    return masks_of_arrays(arrays, sparsity, scope, masks)
+
+
+def _check_choice(name, value, low, high, low_open=False):
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    if not bad:
+        bad = not (low < value < high if low_open else low <= value < high)
+    if bad:
+        bracket = "(" if low_open else "["
+        raise ValueError(
+            f"Expected `{name}` in {bracket}{low}, {high}). "
+            f"Received: {name}={value!r}"
+        )
+
+
+def masks_of_arrays(arrays, sparsity, scope="global", masks=None):
     """Masks that zero the `sparsity` share of smallest-magnitude weights.
 
     Args:
@@ -179,22 +222,14 @@ class MagnitudeMask(keras.callbacks.Callback):
         super().__init__()
         if sparsity is None and masks is None:
             raise ValueError("Give `sparsity`, or `masks` to enforce.")
-        if sparsity is not None and (
-            isinstance(sparsity, bool)
-            or not isinstance(sparsity, (int, float))
-            or not 0 <= sparsity < 1
-        ):
-            raise ValueError(
-                f"Expected `sparsity` in [0, 1). Received: sparsity={sparsity!r}"
-            )
+        if sparsity is not None:
+            _check_choice("sparsity", sparsity, 0, 1)
         if schedule not in SCHEDULES:
             raise ValueError(
                 f"Expected `schedule` to be one of {', '.join(SCHEDULES)}. "
                 f"Received: schedule={schedule!r}"
             )
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) \
-                or not 0 < rate < 1:
-            raise ValueError(f"Expected `rate` in (0, 1). Received: rate={rate!r}")
+        _check_choice("rate", rate, 0, 1, low_open=True)
         for name, value in (("round_epochs", round_epochs),
                             ("start_epoch", start_epoch)):
             low = 1 if name == "round_epochs" else 0
@@ -249,7 +284,7 @@ class MagnitudeMask(keras.callbacks.Callback):
             target = min(self.sparsity, 1 - (1 - current) * (1 - self.rate))
         arrays = {p: keras.ops.convert_to_numpy(v)
                   for p, v in self._kernels.items()}
-        self._set_masks(magnitude_masks(arrays, target, self.scope, self.masks))
+        self._set_masks(masks_of_arrays(arrays, target, self.scope, self.masks))
         if keras.backend.backend() == "jax":
             self._rebuild_train_function()  # masks are traced as constants
 

@@ -67,6 +67,9 @@ def reinitialize(model, seed=None):
 
     >>> scratch = keras_slim.reinitialize(slim, seed=0)
     >>> scratch.compile(...); scratch.fit(..., epochs=budget)
+
+    For an unstructured (masked) model, train the fresh copy with the same
+    masks: `scratch.fit(..., callbacks=[keras_slim.MagnitudeMask(masks=m)])`.
     """
     check_model(model)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

@@ -36,15 +36,15 @@ def kernels(model):
 
 def test_magnitude_masks_global_and_layer():
     arrays = {"a": np.array([[0.1, -5.0], [0.3, 2.0]]), "b": np.array([-0.2, 4.0, 0.05])}
-    masks = magnitude.magnitude_masks(arrays, 0.3)  # round(2.1) of 7
+    masks = magnitude.masks_of_arrays(arrays, 0.3)  # round(2.1) of 7
     assert masks["a"].tolist() == [[False, True], [True, True]]
     assert masks["b"].tolist() == [True, True, False]
-    masks = magnitude.magnitude_masks(arrays, 0.5, scope="layer")
+    masks = magnitude.masks_of_arrays(arrays, 0.5, scope="layer")
     assert masks["a"].tolist() == [[False, True], [False, True]]
     assert masks["b"].tolist() == [False, True, False]  # round(1.5) = 2
     # Weights pruned before stay pruned, even when large.
     previous = {"a": np.array([[True, False], [True, True]]), "b": np.ones(3, bool)}
-    masks = magnitude.magnitude_masks(arrays, 2 / 7, masks=previous)
+    masks = magnitude.masks_of_arrays(arrays, 2 / 7, masks=previous)
     assert not masks["a"][0, 1] and masks["a"].sum() + masks["b"].sum() == 5
     assert magnitude.sparsity_of(masks) == pytest.approx(2 / 7)
 
@@ -62,7 +62,7 @@ def test_one_shot_keeps_pruned_weights_at_zero():
     after = kernels(model)
     assert set(mask.masks) == {"conv0/kernel", "conv1/kernel"}
     assert magnitude.sparsity_of(mask.masks) == pytest.approx(0.5, abs=1e-3)
-    expected = magnitude.magnitude_masks(before, 0.5)
+    expected = magnitude.masks_of_arrays(before, 0.5)
     for path in after:
         assert np.array_equal(mask.masks[path], expected[path])
         assert np.all(after[path][~mask.masks[path]] == 0)
@@ -102,6 +102,21 @@ def test_iterative_every_other_epoch_layer_scope():
     assert set(mask.masks) == {"conv1/kernel", "head/kernel"}
     for path in mask.masks:
         assert 1 - mask.masks[path].mean() == pytest.approx(0.3, abs=0.01)
+
+
+def test_magnitude_masks_of_a_model():
+    model = small_model()
+    masks = magnitude.magnitude_masks(model, 0.5, scope="layer",
+                                      layers=["conv1", "head"])
+    assert set(masks) == {"conv1/kernel", "head/kernel"}
+    kernel = model.get_layer("head").kernel.numpy()
+    threshold = np.median(np.abs(kernel))
+    assert np.all(np.abs(kernel[masks["head/kernel"]]) >= threshold)
+    assert masks["head/kernel"].sum() == kernel.size // 2
+    with pytest.raises(ValueError, match="`sparsity`"):
+        magnitude.magnitude_masks(model, 1.2)
+    with pytest.raises(ValueError, match="`scope`"):
+        magnitude.magnitude_masks(model, 0.2, scope="row")
 
 
 def test_masks_reapplied_in_a_new_fit_and_on_a_copy():

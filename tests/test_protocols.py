@@ -5,6 +5,7 @@ import pytest
 from keras_slim import protocols
 from keras_slim import selection
 from keras_slim.counting import count_macs
+from keras_slim.magnitude import MagnitudeMask
 from keras_slim.plan import PruningPlan
 from keras_slim.surgery import slim_model
 
@@ -174,6 +175,10 @@ def test_rewind_masked_model():
     for path, mask in masks.items():
         assert np.array_equal(got[path], start[path] * mask)
     assert np.array_equal(got["head/kernel"], start["head/kernel"])
+    from_callback = protocols.rewind(model, initial,
+                                     masks=MagnitudeMask(masks=masks))
+    assert np.array_equal(arrays(from_callback)["conv1/kernel"],
+                          got["conv1/kernel"])
     with pytest.raises(ValueError, match="conv7/kernel"):
         protocols.rewind(model, initial, masks={"conv7/kernel": np.ones(2, bool)})
     with pytest.raises(TypeError, match="`snapshot`"):
