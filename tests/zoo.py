@@ -291,7 +291,21 @@ def valid_padding():
     return keras.Model(inputs, L.Dense(3, name="head")(a), name="valid")
 
 
+def per_channel_preprocessing():
+    """Rescaling and Normalization with per-channel values inside a group."""
+    x = inputs = keras.Input((8, 8, 3))
+    x = conv_bn(x, 6, "pp0")
+    x = L.Rescaling(scale=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
+                    offset=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])(x)
+    x = L.Normalization(mean=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+                        variance=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])(x)
+    x = conv_bn(x, 4, "pp1", padding="valid")  # offsets: nonzero constants
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x), name="prep")
+
+
 FACTORIES = {
+    "per_channel_preprocessing": per_channel_preprocessing,
     "chain": chain,
     "residual": residual,
     "merges": merges,

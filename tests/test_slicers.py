@@ -1,0 +1,67 @@
+"""The rule registry: lookup by class hierarchy, and adding a layer type."""
+
+import keras
+import numpy as np
+
+import keras_slim
+from keras_slim import slicers
+from tests import zoo
+
+L = keras.layers
+
+
+class WideConv(L.Conv2D):
+    """A user's subclass: cut like its parent."""
+
+
+@keras.saving.register_keras_serializable(package="keras_slim_tests")
+class ChannelScale(L.Layer):
+    """A custom per-channel scale keras_slim does not know by default."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],),
+                                     initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def _model():
+    x = inputs = keras.Input((8, 8, 3))
+    x = WideConv(8, 3, padding="same", use_bias=False, name="wide")(x)
+    x = L.BatchNormalization(name="wide_bn")(x)
+    x = ChannelScale(name="scale")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(4, 3, name="next")(x)
+    return keras.Model(inputs, L.GlobalAveragePooling2D()(x))
+
+
+def test_subclass_uses_parent_rule():
+    assert slicers.rule_for(WideConv(2, 1)) is slicers.rule_for(L.Conv2D(2, 1))
+
+
+def test_registering_one_rule_lets_pruning_through(recwarn):
+    model = _model()
+    groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert groups["wide"].frozen  # unknown layer: a barrier
+    try:
+        @keras_slim.register_rule(ChannelScale)
+        class _ScaleRule(slicers.Rule):
+            axes = {"scale": {0: "in"}}
+
+            def role(self, layer, call):
+                return slicers.Role(slicers.CHANNELWISE)
+
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+        assert groups["wide"].prunable
+        model.get_layer("scale").scale.assign(np.arange(1, 9, dtype="float32"))
+        rng = np.random.default_rng(0)
+        zoo.randomize_batchnorms(model, rng)
+        zoo.kill_coherently(model, rng)
+        inputs = zoo.random_inputs(model, rng)
+        slim = keras_slim.slim_model(model, keras_slim.plan_zero_gamma(model))
+        zoo.assert_close(zoo.outputs(model, inputs), zoo.outputs(slim, inputs))
+        kept = keras.ops.convert_to_numpy(slim.get_layer("scale").scale)
+        assert kept.shape == (4,) and np.all(np.isin(kept, np.arange(1, 9)))
+    finally:
+        slicers._RULES.pop(ChannelScale, None)
