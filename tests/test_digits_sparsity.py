@@ -72,8 +72,8 @@ def runs():
             "slim": accuracy(slim, x_test, y_test),
             "params": count_params(slim),
         }
-        compile_model(slim, 0.01, 3, n)
-        slim.fit(x_train, y_train, batch_size=BATCH, epochs=3, verbose=0)
+        compile_model(slim, 0.005, 5, n)
+        slim.fit(x_train, y_train, batch_size=BATCH, epochs=5, verbose=0)
         run["fine_tuned"] = accuracy(slim, x_test, y_test)
         result["rho"][rho] = run
     return result
