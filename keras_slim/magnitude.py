@@ -319,14 +319,17 @@ class MagnitudeMask(keras.callbacks.Callback):
     def _attach(self):
         scope = getattr(self.model, "distribute_strategy", None)
         for path, variable in self._kernels.items():
-            self._previous[path] = variable.constraint
+            previous = variable.constraint
+            if isinstance(previous, _MaskConstraint):  # a fit that crashed
+                previous = previous.previous
+            self._previous[path] = previous
             if scope is not None:
                 with scope.scope():
                     mask = self._new_mask(variable)
             else:
                 mask = self._new_mask(variable)
             self._mask_variables[path] = mask
-            variable.constraint = _MaskConstraint(mask, variable.constraint)
+            variable.constraint = _MaskConstraint(mask, previous)
 
     @staticmethod
     def _new_mask(variable):
