@@ -63,6 +63,10 @@ def reinitialize(model, seed=None):
     Returns:
         A new, uncompiled `keras.Model`.
 
+    Raises:
+        TypeError: `model` is not a functional or Sequential model, or
+            `seed` is not an int.
+
     Example:
 
     >>> scratch = keras_slim.reinitialize(slim, seed=0)
@@ -153,6 +157,12 @@ class WeightSnapshot:
 
 def snapshot_weights(model):
     """Keep the current (usually initial) weights of `model` for `rewind`.
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Not modified.
+
+    Returns:
+        A `WeightSnapshot` (a copy of the model and its weights).
 
     Example:
 
@@ -265,6 +275,17 @@ def slim_in_passes(model, passes, train_sparse, fine_tune,
     Returns:
         `(model, plans)`: the last fine-tuned model and the plan of each
         pass (each for the model of its pass).
+
+    Raises:
+        ValueError: `passes` < 1, or a `ratio` list of another length.
+        TypeError: a callable that is not, or a bad planner argument.
+
+    Example:
+
+    >>> def sparse(m, i): m.compile(...); m.fit(...)  # GammaL1 on
+    >>> def tune(m, i): m.compile(...); m.fit(...)
+    >>> slim, plans = keras_slim.slim_in_passes(model, 3, sparse, tune,
+    ...                                         ratio=0.3)
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ValueError(f"Expected `passes` >= 1. Received: passes={passes!r}")
