@@ -3,7 +3,24 @@
 from keras_slim.counting import count_macs, count_params
 from keras_slim.criteria import plan_zero_gamma
 from keras_slim.graph import ChannelGroup, channel_groups
+from keras_slim.guidance import plan_guided, stage_ratios, stages
+from keras_slim.magnitude import MagnitudeMask, apply_masks, magnitude_masks
 from keras_slim.plan import PruningPlan
+from keras_slim.protocols import (
+    WeightSnapshot,
+    reinitialize,
+    rewind,
+    scratch_budget,
+    slim_in_passes,
+    snapshot_weights,
+)
+from keras_slim.pruning import prune
+from keras_slim.selection import (
+    merged_layers,
+    plan_global_gamma,
+    plan_l1_norm,
+    plan_uniform,
+)
 from keras_slim.slicers import register_rule
 from keras_slim.surgery import slim_model
 
