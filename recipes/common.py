@@ -1,0 +1,470 @@
+"""Shared pieces of the recipes: flags, strategy, data, stages, summary.
+
+A recipe is a list of stages (sparse-train, slim, fine-tune, scratch,
+export). Each stage writes into its own folder `MODEL_DIR/<stage>/`: the
+stage's model (`model.keras`), its record (`done.json`, written last) and
+its training checkpoints. On a rerun, a stage whose `done.json` exists is
+skipped and its model loaded, so a killed run continues where it stopped;
+inside a stage, training resumes from its last epoch checkpoint (see
+`recipes.training`). After every stage the chief writes
+`MODEL_DIR/summary.json`: `{"stages": [{"name", "params", "macs",
+"accuracy", ...}], ...}`, the slim stages with the width of every layer.
+With several workers, `MODEL_DIR` must be storage every worker sees (a
+shared file system or a bucket), as in TensorFlow Model Garden.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+from absl import flags, logging
+
+from keras_slim.counting import count_macs, count_params
+from keras_slim.ista import attach_ista
+from recipes import inputs
+from recipes.training import Trainer, is_chief
+
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",
+              "tpu")
+
+
+# -- flags --------------------------------------------------------------------
+
+
+def define_flags(defaults, flag_values=flags.FLAGS):
+    """The flags every recipe shares; `defaults` holds the paper's values.
+
+    Args:
+        defaults: dict with `dataset`, `datasets` (the real ones allowed),
+            `model_dir`, `epochs`, `finetune_epochs`, `batch_size`.
+        flag_values: the `absl.flags.FlagValues` to define them in.
+    """
+    fv = flag_values
+    flags.DEFINE_enum("strategy", "default", STRATEGIES,
+                      "tf.distribute strategy. multi_worker_mirrored reads "
+                      "TF_CONFIG.", flag_values=fv)
+    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for "
+                        "--strategy=tpu ('' = local TPU VM).", flag_values=fv)
+    flags.DEFINE_enum("dataset", defaults["dataset"],
+                      list(defaults["datasets"]) + ["synthetic"],
+                      "The real dataset (read with tensorflow-datasets from "
+                      "--data_dir) or random images of its shape.",
+                      flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data directory holding the "
+                        "prepared dataset (never downloaded).", flag_values=fv)
+    flags.DEFINE_string("model_dir", defaults["model_dir"],
+                        "Output folder: one subfolder per stage and "
+                        "summary.json.", flag_values=fv)
+    flags.DEFINE_integer("epochs", defaults["epochs"],
+                         "Epochs of each sparse-training stage.", flag_values=fv)
+    flags.DEFINE_integer("steps_per_epoch", 0, "Steps in an epoch; 0 = one "
+                         "pass over the training set.", flag_values=fv)
+    flags.DEFINE_integer("finetune_epochs", defaults["finetune_epochs"],
+                         "Epochs of each fine-tuning stage.", flag_values=fv)
+    flags.DEFINE_integer("batch_size", defaults["batch_size"],
+                         "Global batch size (split over replicas).",
+                         flag_values=fv)
+    flags.DEFINE_bool("mixed_precision", False, "mixed_float16 (GPU) or "
+                      "mixed_bfloat16 (TPU) compute.", flag_values=fv)
+    flags.DEFINE_integer("synthetic_examples", 256, "Examples in each split "
+                         "of --dataset=synthetic.", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=fv)
+    flags.DEFINE_integer("interrupt_after_steps", None, "Testing: stop the "
+                         "process after this many training steps of stage "
+                         "--interrupt_stage, as if killed.", flag_values=fv)
+    flags.DEFINE_string("interrupt_stage", None, "Testing: the stage "
+                        "--interrupt_after_steps applies to.", flag_values=fv)
+
+
+# -- strategy -----------------------------------------------------------------
+
+
+def make_strategy(name, tpu=""):
+    """The `tf.distribute.Strategy` named by `--strategy`.
+
+    - default: the default (no-op) strategy.
+    - one_device: the first GPU, or the CPU.
+    - mirrored: all local GPUs, or all logical CPU devices when there is no
+      GPU.
+    - multi_worker_mirrored: synchronous training over the workers that
+      `TF_CONFIG` lists.
+    - tpu: a TPU found by `TPUClusterResolver(tpu)`.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(
+            gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = (tf.config.list_logical_devices("GPU")
+                   or tf.config.list_logical_devices("CPU"))
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker_mirrored":
+        if "TF_CONFIG" not in os.environ:
+            logging.warning("TF_CONFIG is not set: multi_worker_mirrored "
+                            "runs as a single worker.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(
+        f"Expected `strategy` in {STRATEGIES}. Received: strategy={name!r}"
+    )
+
+
+def set_precision(flags_obj):
+    if flags_obj.mixed_precision:
+        policy = "mixed_bfloat16" if flags_obj.strategy == "tpu" else "mixed_float16"
+        keras.mixed_precision.set_global_policy(policy)
+
+
+# -- the context of a run -------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything the stages of one recipe run share."""
+
+    flags: object
+    strategy: object
+    classes: int
+    image_shape: tuple
+    train_fn: object
+    eval_fn: object
+    steps_per_epoch: int
+    eval_steps: int
+    stages: object
+    log: object = print
+
+    @property
+    def chief(self):
+        return is_chief(self.strategy)
+
+
+def _override_fns(datasets_override, batch_size, seed):
+    train, evaluation = datasets_override
+    counts = []
+    for dataset in (train, evaluation):
+        count = int(dataset.cardinality())
+        if count < 0:
+            raise ValueError("Expected `datasets_override` datasets of known "
+                             "length (`dataset.cardinality()`).")
+        counts.append(count)
+    image_shape = tuple(train.element_spec[0].shape)
+    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed),
+            inputs.dataset_fn_from(evaluation, False, batch_size, image_shape,
+                                   seed),
+            counts, image_shape)
+
+
+def setup(flags_obj, info, preprocess=None, image_size=None,
+          datasets_override=None, strategy_override=None, log=print):
+    """Strategy, precision, data pipelines and the stage runner of a run.
+
+    The data is checked before any model is built: a real dataset that is
+    not prepared in `--data_dir` stops the run with a clear error.
+
+    Args:
+        flags_obj: the parsed flags.
+        info: the `inputs.DatasetInfo` of the real dataset.
+        preprocess: `preprocess(training)` -> per-image function for the
+            real dataset.
+        image_size: the side of the (square) input images; default the
+            dataset's.
+        datasets_override: optional `(train, eval)` pair of unbatched
+            `tf.data.Dataset`s of (image, label) used instead.
+        strategy_override: optional strategy used instead of `--strategy`.
+        log: a callable taking a line of progress.
+
+    Returns:
+        A `Run`.
+    """
+    keras.utils.set_random_seed(flags_obj.seed)
+    set_precision(flags_obj)
+    size = image_size or info.image_size
+    image_shape = (size, size, 3)
+    batch = flags_obj.batch_size
+    if datasets_override is not None:
+        train_fn, eval_fn, (train_count, eval_count), image_shape = \
+            _override_fns(datasets_override, batch, flags_obj.seed)
+    elif flags_obj.dataset == "synthetic":
+        count = flags_obj.synthetic_examples
+        train_fn, train_count = inputs.synthetic_dataset_fn(
+            image_shape, info.classes, count, True, batch, flags_obj.seed)
+        eval_fn, eval_count = inputs.synthetic_dataset_fn(
+            image_shape, info.classes, count, False, batch, flags_obj.seed)
+    else:
+        train_fn, train_count = inputs.tfds_dataset_fn(
+            info, flags_obj.data_dir, True, batch, preprocess(True),
+            image_shape, flags_obj.seed)
+        eval_fn, eval_count = inputs.tfds_dataset_fn(
+            info, flags_obj.data_dir, False, batch, preprocess(False),
+            image_shape, flags_obj.seed)
+    strategy = strategy_override or make_strategy(flags_obj.strategy,
+                                                  flags_obj.tpu)
+    steps = flags_obj.steps_per_epoch or max(train_count // batch, 1)
+    log(f"strategy={type(strategy).__name__} replicas="
+        f"{strategy.num_replicas_in_sync} global_batch={batch} "
+        f"steps_per_epoch={steps}")
+    stages = StageRunner(flags_obj.model_dir, is_chief(strategy), log)
+    stages.summary.update(dataset=flags_obj.dataset, strategy=flags_obj.strategy,
+                          replicas=strategy.num_replicas_in_sync,
+                          global_batch_size=batch, steps_per_epoch=steps)
+    return Run(flags_obj, strategy, info.classes, image_shape, train_fn,
+               eval_fn, steps, inputs.eval_steps(eval_count, batch), stages,
+               log)
+
+
+# -- stages -------------------------------------------------------------------
+
+
+def _write_json(path, data):
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(data, file, indent=2, sort_keys=False)
+    os.replace(temporary, path)
+
+
+class StageRunner:
+    """Runs stages once: a stage with `done.json` is loaded, not rerun.
+
+    Which stages are done is read once, when the runner is made, so every
+    worker of a multi-worker run takes the same decisions.
+    """
+
+    def __init__(self, model_dir, chief, log=print):
+        self.model_dir = model_dir
+        self.chief = chief
+        self.log = log
+        self.done = {}
+        if os.path.isdir(model_dir):
+            for name in sorted(os.listdir(model_dir)):
+                path = os.path.join(model_dir, name, "done.json")
+                if os.path.isfile(path):
+                    with open(path) as file:
+                        self.done[name] = json.load(file)
+        if chief:
+            os.makedirs(model_dir, exist_ok=True)
+        self.summary = {"stages": [], "ran": [], "skipped": []}
+
+    def directory(self, name):
+        return os.path.join(self.model_dir, name)
+
+    def run(self, name, function):
+        """Run `function(directory)` -> `(model, record)` unless done.
+
+        Returns:
+            `(model, record)`; for a stage done before, the model loaded
+            from its folder (or `None` if it saved none).
+        """
+        directory = self.directory(name)
+        if name in self.done:
+            record = self.done[name]
+            model = None
+            if record.get("model"):
+                model = keras.models.load_model(
+                    os.path.join(directory, record["model"]), compile=False)
+            self.summary["skipped"].append(name)
+            self.log(f"[{name}] done before, skipped")
+        else:
+            self.log(f"[{name}]")
+            os.makedirs(directory, exist_ok=True)
+            start = time.time()
+            model, record = function(directory)
+            record = {"name": name, **record,
+                      "seconds": round(time.time() - start, 2)}
+            if self.chief:
+                if model is not None:
+                    record["model"] = "model.keras"
+                    model.save(os.path.join(directory, "model.keras"))
+                _write_json(os.path.join(directory, "done.json"), record)
+            self.summary["ran"].append(name)
+        self.summary["stages"].append(record)
+        if self.chief:
+            _write_json(os.path.join(self.model_dir, "summary.json"),
+                        self.summary)
+        shown = {k: record.get(k) for k in ("params", "macs", "accuracy")}
+        self.log(f"[{name}] {shown}")
+        return model, record
+
+
+# -- models -------------------------------------------------------------------
+
+
+def layer_widths(model):
+    """Output channels of every convolution and Dense layer, by name."""
+    widths = {}
+    for layer in model.layers:
+        width = getattr(layer, "filters", None) or getattr(layer, "units", None)
+        if width is not None:
+            widths[layer.name] = int(width)
+    return widths
+
+
+def describe(model):
+    """`params` and `macs` of a model."""
+    return {"params": count_params(model), "macs": count_macs(model)}
+
+
+def in_scope(strategy, model):
+    """A copy of `model` whose variables belong to `strategy`."""
+    with strategy.scope():
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+    return copy
+
+
+def strip_gamma_regularizers(model):
+    """Remove regularizers from the BatchNormalization gammas (in place)."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
+            layer.gamma_regularizer = None
+            layer.gamma.regularizer = None
+    return model
+
+
+def set_weight_decay(model, weight_decay):
+    """Give every convolution and Dense kernel of `model` an L2 penalty of
+    `weight_decay` (PyTorch convention: `weight_decay * w` in the gradient),
+    in place; returns `model`."""
+    regularizer = (keras.regularizers.L2(weight_decay / 2) if weight_decay
+                   else None)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and hasattr(layer, "kernel_regularizer"):
+            layer.kernel_regularizer = regularizer
+            kernel.regularizer = regularizer
+    return model
+
+
+def make_optimizer(learning_rate, momentum=0.0, nesterov=False):
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum,
+                                     nesterov=nesterov)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def step_decay(run, learning_rate, epochs, boundaries=(0.5, 0.75),
+               factor=0.1):
+    """Learning rate divided by `1 / factor` at the given shares of training."""
+    steps = [max(int(b * epochs * run.steps_per_epoch), 1) for b in boundaries]
+    values = [learning_rate * factor**i for i in range(len(steps) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(steps, values)
+
+
+def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
+          nesterov=False, rho=None, ista_layers=None, penalty="memory"):
+    """Train `model` (a copy, in the strategy's scope) in stage `stage`.
+
+    Args:
+        run: the `Run`.
+        stage: the stage name (for --interrupt_stage).
+        model: the model to start from; not modified.
+        directory: the stage folder (checkpoints go in `checkpoints/`).
+        epochs: epochs to train.
+        learning_rate: a float or a Keras schedule.
+        momentum, nesterov: SGD settings.
+        rho: ISTA strength (a float or a schedule of the step) or `None`.
+        ista_layers: BatchNormalization layers ISTA penalises (None = all
+            with a gamma).
+        penalty: ISTA penalty weights ("memory" or "uniform").
+
+    Returns:
+        `(model, record)`.
+    """
+    strategy = run.strategy
+    model = in_scope(strategy, model)
+    with strategy.scope():
+        optimizer = make_optimizer(learning_rate, momentum, nesterov)
+        optimizer.build(model.trainable_variables)
+        ista = None
+        if rho is not None:
+            ista = attach_ista(model, rho, penalty=penalty,
+                               optimizer=optimizer, layers=ista_layers)
+    trainer = Trainer(strategy, model, optimizer, run.flags.batch_size,
+                      log=run.log)
+
+    def on_epoch_end(epoch, logs):
+        if ista is not None:
+            logs["gamma_zero_fraction"] = ista.zero_fraction()
+            logs["gamma_l1"] = ista.lasso()
+
+    interrupt = None
+    if run.flags.interrupt_stage == stage:
+        interrupt = run.flags.interrupt_after_steps
+    result = trainer.train(run.train_fn, epochs, run.steps_per_epoch,
+                           os.path.join(directory, "checkpoints"), interrupt,
+                           on_epoch_end)
+    record = {**describe(model),
+              "accuracy": trainer.evaluate(run.eval_fn, run.eval_steps),
+              "loss": result["loss"], "epochs": epochs,
+              "steps": epochs * run.steps_per_epoch,
+              "resumed_from_epoch": result["resumed_from_epoch"]}
+    if ista is not None:
+        record["gamma_zero_fraction"] = ista.zero_fraction()
+        record["gamma_l1"] = ista.lasso()
+        ista.detach()
+    return model, record
+
+
+def evaluate(run, model):
+    """Accuracy of `model` on the evaluation set, under the strategy."""
+    model = in_scope(run.strategy, model)
+    trainer = Trainer(run.strategy, model, None, run.flags.batch_size, run.log)
+    return trainer.evaluate(run.eval_fn, run.eval_steps)
+
+
+def slim(run, model, plan_function, after=None):
+    """Plan with `plan_function(model)`, slim, strip gamma regularizers.
+
+    Args:
+        run: the `Run`.
+        model: the sparse-trained model.
+        plan_function: model -> `PruningPlan`.
+        after: optional model -> model applied to the slim model (e.g. to
+            undo a gamma rescaling).
+
+    Returns:
+        `(slim_model, record)` with params, macs, accuracy (before any
+        fine-tuning), the plan and the width of every layer.
+    """
+    from keras_slim.surgery import slim_model
+
+    plan = plan_function(model)
+    slimmed = strip_gamma_regularizers(slim_model(model, plan))
+    if after is not None:
+        slimmed = after(slimmed)
+    record = {**describe(slimmed), "accuracy": evaluate(run, slimmed),
+              "params_before": count_params(model),
+              "removed_channels": {
+                  name: int(plan.widths.get(name, len(kept)) - len(kept))
+                  for name, kept in plan.kept.items()},
+              "widths": layer_widths(slimmed)}
+    return slimmed, record
+
+
+def export(run, model, directory, accuracy=None):
+    """Write the model as a SavedModel and a TFLite file (chief only).
+
+    `accuracy` (the exported model's, from the stage that trained it) is
+    copied into the record.
+    """
+    record = {**describe(model), "accuracy": accuracy}
+    if not run.chief:
+        return None, record
+    saved_model = os.path.join(directory, "saved_model")
+    model.export(saved_model, format="tf_saved_model", verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    tflite = os.path.join(directory, "model.tflite")
+    with open(tflite, "wb") as file:
+        file.write(converter.convert())
+    record.update(saved_model="saved_model", tflite="model.tflite",
+                  tflite_bytes=os.path.getsize(tflite))
+    return None, record
