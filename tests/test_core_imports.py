@@ -7,7 +7,7 @@ import sys
 
 import keras_slim
 
-CORE = ["graph", "layout", "slicers", "constants", "plan", "criteria",
+CORE = ["graph", "layout", "slicers", "rules", "constants", "plan", "criteria",
         "surgery", "counting"]
 ALLOWED = {"keras", "numpy", "keras_slim"} | set(sys.stdlib_module_names)
 
