@@ -101,7 +101,8 @@ class TFLiteModel:
         """Float outputs for `inputs` (arrays in the order of `names`)."""
         feed = {name: quantize(array, self.inputs[name])
                 for name, array in zip(names, inputs)}
-        results = self.runner(**feed)
+        with quiet_native_output():  # the first call creates the delegate
+            results = self.runner(**feed)
         return ordered_outputs({
             name: dequantize(value, self.outputs[name])
             for name, value in results.items()

@@ -1,0 +1,403 @@
+"""`keras-slim`: inspect, prune, export and time models from the shell.
+
+    keras-slim inspect MODEL.keras [--plot FILE.png]
+    keras-slim prune MODEL.keras --method global_gamma --ratio 0.5
+        [--round-to 8] -o OUT.keras [--report REPORT.html]
+    keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
+        [--representative-data X.npy]
+    keras-slim bench A.tflite B.tflite [--runs 50] [--threads 2]
+
+Models load with `safe_mode=True`; a model holding a Lambda layer (Python
+code that would run on loading) is refused unless `--unsafe` is given.
+Errors are one line on stderr and a non-zero exit status (1 for a failed
+command, 2 for bad usage), never a traceback (`--traceback` shows it).
+"""
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PROG = "keras-slim"
+METHODS = ("global_gamma", "zero_gamma", "l1_norm", "uniform")
+RATIO_METHODS = ("global_gamma", "l1_norm", "uniform")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message} "
+                         f"(see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+# -- loading --------------------------------------------------------------
+
+
+def _model_config_text(path):
+    """The model's JSON config, read without deserializing anything."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise CommandError(
+                    f"{path} is a zip file but not a Keras model (no "
+                    "config.json inside)."
+                )
+            return archive.read("config.json").decode("utf-8", "replace")
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py comes with Keras
+        return ""
+    try:
+        with h5py.File(path, "r") as file:
+            config = file.attrs.get("model_config")
+    except OSError:
+        raise CommandError(
+            f"{path} is not a Keras model file (neither a .keras archive "
+            "nor HDF5)."
+        ) from None
+    if config is None:
+        raise CommandError(f"{path} is an HDF5 file without a Keras model.")
+    return config.decode() if isinstance(config, bytes) else str(config)
+
+
+def _lambda_layers(config_text):
+    try:
+        config = json.loads(config_text)
+    except json.JSONDecodeError:
+        return []
+    names = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                names.append((node.get("config") or {}).get("name", "?"))
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    return names
+
+
+def load_model(path, unsafe=False):
+    """Load a `.keras` (or legacy `.h5`) model for the CLI, safely.
+
+    Raises:
+        CommandError: a missing file, a wrong format, a Lambda layer
+            without `unsafe`, or a model Keras cannot rebuild.
+    """
+    if not os.path.exists(path):
+        raise CommandError(f"No such file: {path}")
+    if os.path.isdir(path):
+        raise CommandError(
+            f"{path} is a directory; expected a .keras model file."
+        )
+    if not path.lower().endswith((".keras", ".h5", ".hdf5")):
+        raise CommandError(
+            f"Expected a Keras model file ending with .keras (or .h5). "
+            f"Received: {path}"
+        )
+    lambdas = _lambda_layers(_model_config_text(path))
+    if lambdas and not unsafe:
+        raise CommandError(
+            f"{path} holds Lambda layer(s) {', '.join(lambdas[:3])}, whose "
+            "Python code would run on loading; refused. Pass --unsafe only "
+            "if you trust the file."
+        )
+    import keras
+
+    # Make keras_slim's serializable objects (GammaL1, GammaProx) known.
+    import keras_slim.ista  # noqa: F401
+    import keras_slim.regularizers  # noqa: F401
+
+    try:
+        return keras.saving.load_model(path, compile=False,
+                                       safe_mode=not unsafe)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CommandError(f"Cannot load {path}: {first}") from error
+
+
+# -- commands -------------------------------------------------------------
+
+
+def _check_model_graph(model):
+    from keras_slim.graph import check_model
+
+    try:
+        check_model(model)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
+def run_inspect(args):
+    from keras_slim import summary
+
+    model = load_model(args.model, args.unsafe)
+    _check_model_graph(model)
+    rows = summary.summarize(model)
+    shapes = ", ".join(str(tuple(t.shape)) for t in model.inputs)
+    print(f"model `{model.name}`: inputs {shapes}, "
+          f"{summary.human(sum(r.params for r in rows))} params, "
+          f"{summary.human(sum(r.macs for r in rows))} MACs per example")
+    print(summary.inspect_table(rows))
+    from keras_slim.graph import channel_groups
+
+    frozen = [g for g in channel_groups(model) if not g.prunable]
+    if frozen:
+        print(f"{len(frozen)} channel group(s) cannot be cut (model inputs "
+              "and outputs, unknown layers); their layers are in (other).")
+    if args.plot:
+        from keras_slim.report import plot_model
+
+        print(f"plot written to {plot_model(model, args.plot)}")
+
+
+def _planner_kwargs(args):
+    if args.method in RATIO_METHODS:
+        if args.ratio is None:
+            raise CommandError(f"--method {args.method} needs --ratio.")
+        if not 0 <= args.ratio < 1:
+            raise CommandError(
+                f"Expected --ratio in [0, 1). Received: {args.ratio}"
+            )
+        kwargs = {"ratio": args.ratio}
+        if args.round_to is not None:
+            kwargs["round_to"] = args.round_to
+    else:
+        for flag, value in (("--ratio", args.ratio),
+                            ("--round-to", args.round_to)):
+            if value is not None:
+                raise CommandError(
+                    f"{flag} does not apply to --method zero_gamma, which "
+                    "cuts the channels whose gamma is zero (see --tol)."
+                )
+        kwargs = {"tol": args.tol}
+    if args.round_to is not None and args.round_to < 1:
+        raise CommandError(
+            f"Expected --round-to >= 1. Received: {args.round_to}"
+        )
+    if args.min_channels < 1:
+        raise CommandError(
+            f"Expected --min-channels >= 1. Received: {args.min_channels}"
+        )
+    kwargs["min_channels"] = args.min_channels
+    return kwargs
+
+
+def _output_path(path, suffixes, flag="-o"):
+    if not path.lower().endswith(suffixes):
+        raise CommandError(
+            f"Expected {flag} to end with {' or '.join(suffixes)}. "
+            f"Received: {path}"
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return path
+
+
+def run_prune(args):
+    from keras_slim import pruning, summary
+    from keras_slim.surgery import slim_model
+
+    kwargs = _planner_kwargs(args)
+    output = _output_path(args.output, (".keras",))
+    if os.path.abspath(output) == os.path.abspath(args.model):
+        raise CommandError("-o must differ from MODEL; the input is kept.")
+    if args.report:
+        _output_path(args.report, (".html", ".md"), "--report")
+    model = load_model(args.model, args.unsafe)
+    _check_model_graph(model)
+    plan = pruning.plan_for(model, args.method, **kwargs)
+    slim = slim_model(model, plan)
+    print(f"{args.method}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
+          f" channels cut in {len(plan.kept)} group(s)")
+    print(summary.compare_table(summary.summarize(model),
+                                summary.summarize(slim)))
+    slim.save(output)
+    print(f"slim model written to {output}")
+    if args.plan:
+        with open(args.plan, "w", encoding="utf-8") as file:
+            file.write(plan.to_json())
+        print(f"plan written to {args.plan}")
+    if args.report:
+        from keras_slim.report import report
+
+        print(f"report written to {report(model, slim, args.report).page}")
+
+
+def _representative(path, model):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CommandError(f"No such file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise CommandError(
+            f"--representative-data {path} is not a .npy or .npz file: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        names = [t.name for t in model.inputs]
+        if set(names) <= set(data.files):
+            return {n: data[n] for n in names}
+        return [data[f] for f in data.files]
+    return data
+
+
+def run_export(args):
+    from keras_slim.export import export
+
+    fmt = args.format
+    if fmt is None:
+        if not args.output.lower().endswith(".tflite"):
+            raise CommandError(
+                "Expected -o to end with .tflite (or pass --format "
+                f"saved_model for a SavedModel directory). Received: "
+                f"{args.output}"
+            )
+        fmt = "tflite"
+    if fmt == "saved_model" and args.quantize:
+        raise CommandError("--quantize applies to TFLite exports only.")
+    if args.quantize == "int8" and not args.representative_data:
+        raise CommandError(
+            "--quantize int8 needs --representative-data X.npy: a few "
+            "hundred example inputs to calibrate activations."
+        )
+    model = load_model(args.model, args.unsafe)
+    _check_model_graph(model)
+    data = None
+    if args.representative_data:
+        data = _representative(args.representative_data, model)
+    result = export(model, args.output, format=fmt, quantize=args.quantize,
+                    representative_data=data, check=args.check, verbose=True)
+    if result.tolerance is not None:
+        print(f"check passed (tolerance {result.tolerance:g})")
+
+
+def run_bench(args):
+    from keras_slim import summary
+    from keras_slim.runtime import time_tflite
+
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise CommandError(f"No such file: {path}")
+        if not path.lower().endswith(".tflite"):
+            raise CommandError(f"Expected a .tflite file. Received: {path}")
+    for flag, value, low in (("--runs", args.runs, 1),
+                             ("--warmup", args.warmup, 0),
+                             ("--threads", args.threads or 1, 1)):
+        if value < low:
+            raise CommandError(f"Expected {flag} >= {low}. Received: {value}")
+    results = time_tflite(args.files, runs=args.runs, warmup=args.warmup,
+                          num_threads=args.threads, verbose=True)
+    base = results[0].median_ms
+    rows = [[r.path, summary.human(os.path.getsize(r.path)) + "B",
+             f"{r.median_ms:.3f}", f"{r.p10_ms:.3f}", f"{r.p90_ms:.3f}",
+             f"{base / r.median_ms:.2f}x"] for r in results]
+    print(summary.format_table(
+        ["file", "size", "median ms", "p10 ms", "p90 ms", "speedup"], rows))
+    print(f"{args.runs} interleaved runs after {args.warmup} warm-up, "
+          f"threads {args.threads or 'default'}; speedup against the first "
+          "file")
+
+
+# -- parser ---------------------------------------------------------------
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an error")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                     parser_class=_Parser)
+    commands.required = True
+
+    def model_command(name, help_text):
+        sub = commands.add_parser(name, help=help_text,
+                                  description=help_text)
+        sub.add_argument("model", metavar="MODEL", help="a .keras file")
+        sub.add_argument("--unsafe", action="store_true",
+                         help="allow Lambda layers (runs their code)")
+        return sub
+
+    sub = model_command("inspect", "table of the prunable channel groups")
+    sub.add_argument("--plot", metavar="FILE.png",
+                     help="draw |gamma| and width per layer")
+    sub.set_defaults(run=run_inspect)
+
+    sub = model_command("prune", "cut channels and save the slim model")
+    sub.add_argument("--method", required=True, choices=METHODS)
+    sub.add_argument("--ratio", type=float,
+                     help="share of channels to cut, in [0, 1)")
+    sub.add_argument("--round-to", type=int,
+                     help="kept widths are multiples of N (e.g. 8)")
+    sub.add_argument("--min-channels", type=int, default=1,
+                     help="channels every group keeps (default 1)")
+    sub.add_argument("--tol", type=float, default=0.0,
+                     help="zero_gamma: |gamma| <= TOL counts as zero")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT.keras")
+    sub.add_argument("--plan", metavar="PLAN.json",
+                     help="also write the pruning plan")
+    sub.add_argument("--report", metavar="REPORT.html",
+                     help="also write a report page (.html or .md)")
+    sub.set_defaults(run=run_prune)
+
+    sub = model_command("export", "write TFLite (or SavedModel), checked")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT.tflite")
+    sub.add_argument("--format", choices=("tflite", "saved_model"))
+    sub.add_argument("--quantize", choices=("dynamic", "int8"))
+    sub.add_argument("--representative-data", metavar="X.npy",
+                     help="example inputs (.npy, or .npz by input name)")
+    sub.add_argument("--no-check", dest="check", action="store_false",
+                     help="skip the comparison with Keras")
+    sub.set_defaults(run=run_export)
+
+    sub = commands.add_parser("bench", help="time TFLite files",
+                              description="time TFLite files, interleaved")
+    sub.add_argument("files", nargs="+", metavar="FILE.tflite")
+    sub.add_argument("--runs", type=int, default=50)
+    sub.add_argument("--warmup", type=int, default=5)
+    sub.add_argument("--threads", type=int,
+                     help="interpreter threads (default: LiteRT's)")
+    sub.set_defaults(run=run_bench)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `keras-slim` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except (CommandError, ValueError, TypeError, RuntimeError, OSError,
+            ImportError) as error:
+        if args.traceback:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        sys.stderr.write(f"{PROG}: error: {message}\n")
+        return 1
+    except Exception as error:  # a bug: still one line, unless asked
+        if args.traceback:
+            raise
+        message = " ".join(str(error).split())
+        sys.stderr.write(f"{PROG}: error: unexpected {type(error).__name__}: "
+                         f"{message} (rerun with --traceback)\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
