@@ -1,0 +1,323 @@
+"""The recipes end to end on synthetic data, and their shared pieces.
+
+The end-to-end runs need two logical CPU devices, which must be configured
+before TensorFlow initialises its devices: they run in one fresh Python
+process (`mirrored` fixture) that also simulates a run killed during
+fine-tuning and started again.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from recipes import common, inputs, models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--dataset=synthetic", "--epochs=1", "--finetune_epochs=1",
+         "--steps_per_epoch=2", "--batch_size=8", "--synthetic_examples=16",
+         "--strategy=mirrored"]
+RECIPES = {
+    "convnet_cifar10": ["--models=a", "--rho=40", "--rho_warmup_steps=0",
+                        "--widths=8,16,16,32", "--reference_widths=4,8,8,16",
+                        "--base_epochs=1"],
+    "resnet20_cifar10": ["--models=a,b", "--rho=5,5", "--rho_warmup_steps=0",
+                         "--base_epochs=0", "--refine_epochs=1"],
+    "vgg_cifar_slimming": ["--depth=11", "--scratch=E,B", "--ratio=0.5"],
+    "resnet101_imagenet": ["--weights=none", "--image_size=32",
+                           "--resnet_blocks=1,1,1,1", "--resnet_width=4",
+                           "--rho=20"],
+}
+
+SCENARIO = textwrap.dedent(
+    """
+    import importlib, json, os, sys
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from absl import flags
+    from recipes.training import Interrupted
+
+    out_dir, recipes, small = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    # One strategy for the whole process: collective keys of two
+    # MirroredStrategy objects in one process collide.
+    from recipes.common import make_strategy
+    strategy = make_strategy("mirrored")
+
+    def run(name, extra):
+        module = importlib.import_module("recipes." + name)
+        values = flags.FlagValues()
+        module.define_flags(values)
+        values(["recipe"] + small + extra)
+        return module.run(values, strategy_override=strategy)
+
+    result = {}
+    for name, extra in recipes.items():
+        model_dir = os.path.join(out_dir, name)
+        result[name] = run(name, extra + ["--model_dir=" + model_dir])
+
+    # Killed during fine-tuning (after the first of two epochs), then rerun.
+    model_dir = os.path.join(out_dir, "resumed")
+    extra = recipes["resnet20_cifar10"] + ["--models=a", "--rho=5",
+        "--finetune_epochs=2", "--model_dir=" + model_dir]
+    try:
+        run("resnet20_cifar10", extra + ["--interrupt_stage=fine-tune-a",
+                                         "--interrupt_after_steps=3"])
+        result["interrupted"] = False
+    except Interrupted:
+        result["interrupted"] = True
+    done = {s: os.path.getmtime(os.path.join(model_dir, s, "done.json"))
+            for s in os.listdir(model_dir)
+            if os.path.exists(os.path.join(model_dir, s, "done.json"))}
+    result["done_before_rerun"] = sorted(done)
+    result["resumed"] = run("resnet20_cifar10", extra)
+    result["earlier_stages_untouched"] = all(
+        os.path.getmtime(os.path.join(model_dir, s, "done.json")) == t
+        for s, t in done.items())
+    print("RESULT" + json.dumps(result))
+    """
+)
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    out_dir = str(tmp_path_factory.mktemp("recipes"))
+    run = subprocess.run(
+        [sys.executable, "-c", SCENARIO, out_dir, json.dumps(RECIPES),
+         json.dumps(SMALL)],
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    lines = [s for s in run.stdout.splitlines() if s.startswith("RESULT")]
+    assert run.returncode == 0 and lines, (run.stdout[-3000:]
+                                           + run.stderr[-3000:])
+    return out_dir, json.loads(lines[-1][len("RESULT"):])
+
+
+def _stage(summary, name):
+    matches = [s for s in summary["stages"] if s["name"] == name]
+    assert len(matches) == 1, [s["name"] for s in summary["stages"]]
+    return matches[0]
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
+    out_dir, result = mirrored
+    summary = result[recipe]
+    assert summary["replicas"] == 2
+    names = [s["name"] for s in summary["stages"]]
+    for prefix in ("sparse-train", "slim", "fine-tune", "export"):
+        assert any(n.startswith(prefix) for n in names), names
+    on_disk = json.load(open(os.path.join(out_dir, recipe, "summary.json")))
+    assert [s["name"] for s in on_disk["stages"]] == names
+    for stage in summary["stages"]:
+        assert stage["params"] > 0 and stage["macs"] > 0
+        assert 0.0 <= stage["accuracy"] <= 1.0
+    export = os.path.join(out_dir, recipe, "export")
+    assert os.path.getsize(os.path.join(export, "model.tflite")) > 0
+    assert os.path.isfile(os.path.join(export, "saved_model", "saved_model.pb"))
+
+
+@pytest.mark.parametrize("recipe,suffix", [
+    ("convnet_cifar10", "-a"), ("resnet20_cifar10", "-a"),
+    ("vgg_cifar_slimming", ""), ("resnet101_imagenet", "")])
+def test_slim_stage_prunes_and_records_widths(mirrored, recipe, suffix):
+    summary = mirrored[1][recipe]
+    sparse = _stage(summary, "sparse-train" + suffix)
+    slim = _stage(summary, "slim" + suffix)
+    tuned = _stage(summary, "fine-tune" + suffix)
+    assert 0 < slim["params"] < sparse["params"]
+    assert slim["macs"] < sparse["macs"]
+    assert slim["params_before"] == sparse["params"]
+    assert sum(slim["removed_channels"].values()) > 0
+    assert tuned["params"] == slim["params"]
+    widths = slim["widths"]
+    for group, removed in slim["removed_channels"].items():
+        assert widths[group] >= 1
+    assert set(slim["removed_channels"]) <= set(widths)
+
+
+def test_ista_stages_make_exact_zeros(mirrored):
+    for recipe, stage in (("convnet_cifar10", "sparse-train-a"),
+                          ("resnet20_cifar10", "sparse-train-a"),
+                          ("resnet101_imagenet", "sparse-train")):
+        record = _stage(mirrored[1][recipe], stage)
+        assert 0 < record["gamma_zero_fraction"] < 1, (recipe, record)
+
+
+def test_convnet_trains_base_and_reference(mirrored):
+    summary = mirrored[1]["convnet_cifar10"]
+    base = _stage(summary, "base")
+    reference = _stage(summary, "reference")
+    assert reference["params"] < base["params"]
+    assert base["params"] == _stage(summary, "sparse-train-a")["params"]
+
+
+def test_resnet20_model_b_starts_from_fine_tuned_a(mirrored):
+    summary = mirrored[1]["resnet20_cifar10"]
+    assert (_stage(summary, "sparse-train-b")["params"]
+            == _stage(summary, "fine-tune-a")["params"])
+
+
+def test_vgg_scratch_budgets(mirrored):
+    summary = mirrored[1]["vgg_cifar_slimming"]
+    sparse = _stage(summary, "sparse-train")
+    slim = _stage(summary, "slim")
+    assert _stage(summary, "scratch-e")["epochs"] == sparse["epochs"]
+    assert _stage(summary, "scratch-b")["epochs"] == int(
+        sparse["epochs"] * sparse["macs"] / slim["macs"])
+    assert _stage(summary, "scratch-e")["params"] == slim["params"]
+
+
+def test_killed_run_continues_without_redoing_earlier_stages(mirrored):
+    result = mirrored[1]
+    assert result["interrupted"]
+    assert result["done_before_rerun"] == ["slim-a", "sparse-train-a"]
+    resumed = result["resumed"]
+    assert resumed["skipped"] == ["sparse-train-a", "slim-a"]
+    assert resumed["ran"] == ["fine-tune-a", "export"]
+    assert result["earlier_stages_untouched"]
+    tuned = _stage(resumed, "fine-tune-a")
+    assert tuned["resumed_from_epoch"] == 1
+    assert tuned["epochs"] == 2
+
+
+# -- in-process pieces ----------------------------------------------------------
+
+
+def _flag_values(module, argv):
+    values = flags.FlagValues()
+    module.define_flags(values)
+    values(["recipe"] + argv)
+    return values
+
+
+@pytest.mark.parametrize("recipe,dataset", [
+    ("resnet20_cifar10", "cifar10"), ("resnet101_imagenet", "imagenet2012")])
+def test_unprepared_data_dir_is_a_clear_error(tmp_path, recipe, dataset):
+    import importlib
+
+    module = importlib.import_module(f"recipes.{recipe}")
+    values = _flag_values(module, [f"--data_dir={tmp_path}",
+                                   f"--model_dir={tmp_path / 'out'}",
+                                   "--weights=none"]
+                          if recipe == "resnet101_imagenet"
+                          else [f"--data_dir={tmp_path}",
+                                f"--model_dir={tmp_path / 'out'}"])
+    with pytest.raises(FileNotFoundError, match="not prepared") as error:
+        module.run(values)
+    message = str(error.value)
+    assert dataset in message and str(tmp_path) in message
+    assert "never download" in message
+    assert not os.path.exists(tmp_path / "out")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_strategy_is_a_clear_error():
+    with pytest.raises(ValueError, match="Expected `strategy`"):
+        common.make_strategy("horovod")
+
+
+def test_vgg_rejects_unknown_scratch_protocol(tmp_path):
+    from recipes import vgg_cifar_slimming
+
+    values = _flag_values(vgg_cifar_slimming, [
+        "--dataset=synthetic", "--scratch=C", f"--model_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="--scratch"):
+        vgg_cifar_slimming.run(values)
+
+
+def test_eval_pipeline_counts_every_example_once_over_two_pipelines():
+    dataset_fn, count = inputs.synthetic_dataset_fn((4, 4, 3), 5, 10, False,
+                                                    4, seed=3)
+    weights, labels = [], []
+    for index in range(2):
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=index,
+            num_replicas_in_sync=2)
+        batches = list(dataset_fn(context))
+        assert len(batches) == inputs.eval_steps(count, 4) == 3
+        for _, y, w in batches:
+            assert y.shape == (2,)
+            weights.append(w.numpy())
+            labels.append(y.numpy()[w.numpy() > 0])
+    assert np.concatenate(weights).sum() == 10
+    whole = [y.numpy() for _, y, _ in dataset_fn(None)]
+    assert sorted(np.concatenate(labels)) == sorted(
+        np.concatenate(whole)[:10])
+
+
+def test_training_pipeline_shards_and_splits_the_global_batch():
+    dataset_fn, _ = inputs.synthetic_dataset_fn((4, 4, 3), 5, 16, True, 8)
+    context = tf.distribute.InputContext(num_input_pipelines=2,
+                                         input_pipeline_id=1,
+                                         num_replicas_in_sync=4)
+    images, labels = next(iter(dataset_fn(context)))
+    assert images.shape == (2, 4, 4, 3) and labels.shape == (2,)
+
+
+def test_stage_runner_skips_done_stages(tmp_path):
+    calls = []
+
+    def stage(directory):
+        calls.append(directory)
+        model = models.convnet((2, 2, 2, 2), input_shape=(8, 8, 3))
+        return model, {"params": model.count_params()}
+
+    first = common.StageRunner(str(tmp_path), chief=True, log=lambda _: None)
+    model, record = first.run("one", stage)
+    second = common.StageRunner(str(tmp_path), chief=True, log=lambda _: None)
+    loaded, again = second.run("one", stage)
+    assert len(calls) == 1
+    assert again == record and second.summary["skipped"] == ["one"]
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["stages"][0]["name"] == "one"
+
+
+def test_paper_parameter_counts():
+    assert models.resnet20().count_params() == 281_274  # paper: 281,304
+    assert models.vgg(19).count_params() == 20_046_026  # paper: 20.04M
+    reference = models.convnet(models.CONVNET_REFERENCE)
+    assert reference.count_params() == 223_978  # paper: 224,008
+    base = models.convnet(models.CONVNET_BASE)
+    assert base.count_params() == 1_986_730  # paper: 1,986,760
+    gammas = [layer.name for layer in models.resnet20().layers
+              if isinstance(layer, keras.layers.BatchNormalization)
+              and layer.scale]
+    assert len(gammas) == 9 and all("c0" in name for name in gammas)
+
+
+def test_resnet_builder_loads_keras_applications_weights(tmp_path):
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    reference = keras.applications.ResNet50(weights=None,
+                                            input_shape=(32, 32, 3),
+                                            classes=7)
+    path = str(tmp_path / "resnet50.h5")
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, reference)
+    ours = models.resnet_v1(models.RESNET_BLOCKS[50], classes=7,
+                            input_shape=(32, 32, 3), name="resnet50")
+    assert [w.shape for w in ours.weights] == [
+        w.shape for w in reference.weights]
+    ours.load_weights(path)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(ours(x))),
+        keras.ops.convert_to_numpy(reference(x)), atol=1e-5)
