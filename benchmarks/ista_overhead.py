@@ -108,10 +108,11 @@ def fit_level(plain, ista, x, y, rounds, batch, warmup, rho):
     return timers["plain"].times, timers["ista"].times, ratios
 
 
-def step_level(plain, ista, x, y, pairs, batch, rho):
+def step_level(plain, ista, x, y, pairs, batch, rho, attach=True):
     """Alternating single steps (`train_on_batch`), the ISTA model with
-    `attach_ista`: the same constraints ISTAGamma attaches, less noise."""
-    handle = attach_ista(ista, rho)
+    `attach_ista`: the same constraints ISTAGamma attaches. With
+    `attach=False` both are plain: the noise floor of the measurement."""
+    handle = attach_ista(ista, rho) if attach else None
     times = {"plain": [], "ista": []}
     ratios = []
     batches = len(x) // batch
@@ -127,7 +128,8 @@ def step_level(plain, ista, x, y, pairs, batch, rho):
                 times[name].append(time.perf_counter() - start)
         if i >= 2:
             ratios.append(times["ista"][-1] / times["plain"][-1])
-    handle.detach()
+    if handle is not None:
+        handle.detach()
     return times["plain"], times["ista"], ratios
 
 
@@ -187,6 +189,12 @@ def run(rounds=6, steps=6, batch=128, warmup=2, rho=1e-3, pairs=20):
     fit_ratio = report("fit (ISTAGamma)", plain_steps, ista_steps, paired)
     step_ratio = report("train_on_batch (attach_ista)", *step_level(
         plain, ista, x, y, pairs, batch, rho))
+    control = step_level(plain, ista, x, y, pairs, batch, rho, attach=False)
+    report("train_on_batch, both plain (noise floor)", *control)
+    low, high = np.percentile(control[2], [25, 75])
+    print(f"  paired ratios of two plain models spread {low:.3f} to {high:.3f} "
+          f"(quartiles); load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
     prox_ms, count = prox_only(ista, rho)
     plain_ms = 1000 * float(np.median(plain_steps))
     prox_ratio = 1 + prox_ms / plain_ms
