@@ -142,6 +142,8 @@ def _check_model_graph(model):
 def run_inspect(args):
     from keras_slim import summary
 
+    if args.plot:
+        _output_path(args.plot, (".png",), "--plot")
     model = load_model(args.model, args.unsafe)
     _check_model_graph(model)
     rows = summary.summarize(model)

@@ -97,8 +97,22 @@ class TFLiteModel:
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
 
-    def __call__(self, inputs, names):
-        """Float outputs for `inputs` (arrays in the order of `names`)."""
+    def __call__(self, inputs, names=None):
+        """Float outputs for `inputs`, a list of arrays in the order of
+        `names` (the model's input names; optional for one input)."""
+        if names is None:
+            if len(self.inputs) != 1:
+                raise ValueError(
+                    f"The model has {len(self.inputs)} inputs "
+                    f"({sorted(self.inputs)}); pass `names`."
+                )
+            names = list(self.inputs)
+        unknown = [n for n in names if n not in self.inputs]
+        if unknown:
+            raise ValueError(
+                f"`names` {unknown} are not inputs of the TFLite model; its "
+                f"inputs are {sorted(self.inputs)}."
+            )
         feed = {name: quantize(array, self.inputs[name])
                 for name, array in zip(names, inputs)}
         with quiet_native_output():  # the first call creates the delegate
