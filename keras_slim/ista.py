@@ -9,9 +9,10 @@ which gives exact zeros. The step runs inside the optimizer: each gamma gets
 a `GammaProx` constraint (Keras optimizers apply variable constraints right
 after the update, in `BaseOptimizer.apply`, before the iteration counter
 moves), and the constraint reads the learning rate and `rho` at the
-optimizer's current iteration in the graph. Nothing runs in Python per
-batch, `steps_per_execution > 1` is exact, and the state to checkpoint is
-only the optimizer's iteration count, which Keras saves anyway.
+optimizer's current iteration in the graph. No Python runs per step (the
+callback only glances at the loss for NaN), `steps_per_execution > 1` is
+exact, and the only state is the optimizer's iteration count, which Keras
+checkpoints anyway (`BackupAndRestore`, `.keras` files).
 
 - `model.fit(..., callbacks=[ISTAGamma(rho)])` attaches the constraints when
   training begins, logs `gamma_zero_fraction` and `gamma_l1` each epoch, and
