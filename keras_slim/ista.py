@@ -359,8 +359,11 @@ class ISTAGamma(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(x, y, epochs=30,
-    ...           callbacks=[keras_slim.ISTAGamma(1e-3), keras.callbacks.CSVLogger("log.csv")])
+    >>> # The paper's ResNet-20 warm-up: rho 0.001 for 30k steps, then 0.005.
+    >>> rho = keras.optimizers.schedules.PiecewiseConstantDecay(
+    ...     [30_000], [0.001, 0.005])
+    >>> model.fit(x, y, epochs=30, callbacks=[
+    ...     keras_slim.ISTAGamma(rho), keras.callbacks.CSVLogger("log.csv")])
     """
 
     async_safe = True  # its batch hook only reads

@@ -12,7 +12,10 @@ L = keras.layers
 
 
 def _gammas(model):
-    return {bn.name: keras.ops.convert_to_numpy(bn.gamma + 0) for bn in zoo.batchnorms(model)}
+    return {
+        bn.name: keras.ops.convert_to_numpy(bn.gamma + 0)
+        for bn in zoo.batchnorms(model)
+    }
 
 
 def test_gamma_l1_value_is_s_times_l1_norm():

@@ -48,7 +48,9 @@ def test_chain_is_rescaled_everywhere():
         scaled = rescale_gammas(model, 0.1)
     np.testing.assert_allclose(gamma_ratio(model, scaled, "a_bn"), 0.1, rtol=1e-6)
     np.testing.assert_allclose(gamma_ratio(model, scaled, "b_bn"), 0.1, rtol=1e-6)
-    kernel = lambda m, n: keras.ops.convert_to_numpy(m.get_layer(n).kernel + 0)  # noqa: E731
+    def kernel(model, name):
+        return keras.ops.convert_to_numpy(model.get_layer(name).kernel + 0)
+
     np.testing.assert_allclose(kernel(scaled, "b_conv"), kernel(model, "b_conv") * 10,
                                rtol=1e-6)
     np.testing.assert_allclose(kernel(scaled, "head"), kernel(model, "head") * 10,
