@@ -25,12 +25,13 @@ SMALL = ["--dataset=synthetic", "--epochs=1", "--finetune_epochs=1",
          "--steps_per_epoch=2", "--batch_size=8", "--synthetic_examples=16",
          "--strategy=mirrored"]
 RECIPES = {
-    "convnet_cifar10": ["--models=a", "--rho=40", "--rho_warmup_steps=0",
+    "convnet_cifar10": ["--models=a,b", "--rho=40,40", "--rho_warmup_steps=0",
                         "--widths=8,16,16,32", "--reference_widths=4,8,8,16",
-                        "--base_epochs=1"],
-    "resnet20_cifar10": ["--models=a,b", "--rho=5,5", "--rho_warmup_steps=0",
-                         "--base_epochs=0", "--refine_epochs=1"],
-    "vgg_cifar_slimming": ["--depth=11", "--scratch=E,B", "--ratio=0.5"],
+                        "--base_epochs=1", "--refine_epochs=1"],
+    # Killed after 3 of the 4 fine-tuning steps, then run again.
+    "resnet20_cifar10": ["--models=a", "--rho=5", "--rho_warmup_steps=0",
+                         "--base_epochs=0", "--finetune_epochs=2"],
+    "vgg_cifar_slimming": ["--depth=11", "--scratch=E,B", "--ratio=0.3"],
     "resnet101_imagenet": ["--weights=none", "--image_size=32",
                            "--resnet_blocks=1,1,1,1", "--resnet_width=4",
                            "--rho=20"],
@@ -63,26 +64,25 @@ SCENARIO = textwrap.dedent(
     result = {}
     for name, extra in recipes.items():
         model_dir = os.path.join(out_dir, name)
-        result[name] = run(name, extra + ["--model_dir=" + model_dir])
-
-    # Killed during fine-tuning (after the first of two epochs), then rerun.
-    model_dir = os.path.join(out_dir, "resumed")
-    extra = recipes["resnet20_cifar10"] + ["--models=a", "--rho=5",
-        "--finetune_epochs=2", "--model_dir=" + model_dir]
-    try:
-        run("resnet20_cifar10", extra + ["--interrupt_stage=fine-tune-a",
-                                         "--interrupt_after_steps=3"])
-        result["interrupted"] = False
-    except Interrupted:
-        result["interrupted"] = True
-    done = {s: os.path.getmtime(os.path.join(model_dir, s, "done.json"))
-            for s in os.listdir(model_dir)
-            if os.path.exists(os.path.join(model_dir, s, "done.json"))}
-    result["done_before_rerun"] = sorted(done)
-    result["resumed"] = run("resnet20_cifar10", extra)
-    result["earlier_stages_untouched"] = all(
-        os.path.getmtime(os.path.join(model_dir, s, "done.json")) == t
-        for s, t in done.items())
+        extra = extra + ["--model_dir=" + model_dir]
+        if name != "resnet20_cifar10":
+            result[name] = run(name, extra)
+            continue
+        # Killed during fine-tuning (in its second epoch), then rerun.
+        try:
+            run(name, extra + ["--interrupt_stage=fine-tune-a",
+                               "--interrupt_after_steps=3"])
+            result["interrupted"] = False
+        except Interrupted:
+            result["interrupted"] = True
+        done = {s: os.path.getmtime(os.path.join(model_dir, s, "done.json"))
+                for s in os.listdir(model_dir)
+                if os.path.exists(os.path.join(model_dir, s, "done.json"))}
+        result["done_before_rerun"] = sorted(done)
+        result[name] = run(name, extra)
+        result["earlier_stages_untouched"] = all(
+            os.path.getmtime(os.path.join(model_dir, s, "done.json")) == t
+            for s, t in done.items())
     print("RESULT" + json.dumps(result))
     """
 )
@@ -132,7 +132,8 @@ def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
 
 
 @pytest.mark.parametrize("recipe,suffix", [
-    ("convnet_cifar10", "-a"), ("resnet20_cifar10", "-a"),
+    ("convnet_cifar10", "-a"), ("convnet_cifar10", "-b"),
+    ("resnet20_cifar10", "-a"),
     ("vgg_cifar_slimming", ""), ("resnet101_imagenet", "")])
 def test_slim_stage_prunes_and_records_widths(mirrored, recipe, suffix):
     summary = mirrored[1][recipe]
@@ -166,8 +167,8 @@ def test_convnet_trains_base_and_reference(mirrored):
     assert base["params"] == _stage(summary, "sparse-train-a")["params"]
 
 
-def test_resnet20_model_b_starts_from_fine_tuned_a(mirrored):
-    summary = mirrored[1]["resnet20_cifar10"]
+def test_model_b_starts_from_fine_tuned_a(mirrored):
+    summary = mirrored[1]["convnet_cifar10"]
     assert (_stage(summary, "sparse-train-b")["params"]
             == _stage(summary, "fine-tune-a")["params"])
 
@@ -186,7 +187,7 @@ def test_killed_run_continues_without_redoing_earlier_stages(mirrored):
     result = mirrored[1]
     assert result["interrupted"]
     assert result["done_before_rerun"] == ["slim-a", "sparse-train-a"]
-    resumed = result["resumed"]
+    resumed = result["resnet20_cifar10"]
     assert resumed["skipped"] == ["sparse-train-a", "slim-a"]
     assert resumed["ran"] == ["fine-tune-a", "export"]
     assert result["earlier_stages_untouched"]
