@@ -217,6 +217,8 @@ class ISTAPenalty:
     def zero_fraction(self, gammas=None):
         """Fraction of penalised gamma entries that are exactly zero."""
         gammas = self.gammas() if gammas is None else gammas
+        if not gammas:
+            return 0.0
         values = np.concatenate([g.ravel() for g in gammas.values()])
         return float(np.mean(values == 0))
 

@@ -360,3 +360,26 @@ def test_previous_constraint_is_kept_and_restored():
     assert isinstance(gamma.constraint.previous, keras.constraints.NonNeg)
     ista.detach()
     assert isinstance(gamma.constraint, keras.constraints.NonNeg)
+
+
+def test_named_layers_that_are_not_batchnorms_warn_and_do_nothing():
+    x, y = data(16)
+    model = built()
+    callback = ISTAGamma(5.0, layers=["c1", "head"])
+    with pytest.warns(UserWarning) as record:
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0,
+                            callbacks=[callback])
+    messages = " ".join(str(w.message) for w in record)
+    assert "'c1'" in messages and "ISTA does nothing" in messages
+    assert history.history["gamma_zero_fraction"] == [0.0]
+    assert model.get_layer("bn1").gamma.constraint is None
+
+
+def test_only_named_layers_are_thresholded():
+    x, y = data(16)
+    model = built()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[ISTAGamma(20.0, layers=["bn2"])])
+    current = gammas(model)
+    assert np.all(current["bn2"] == 0)
+    assert np.all(current["bn1"] != 0)

@@ -113,3 +113,23 @@ def test_model_without_batchnorm():
     model = keras.Model(inputs, L.Dense(2)(inputs))
     with pytest.raises(ValueError, match="no BatchNormalization"):
         rescale_gammas(model, 0.1)
+
+
+def test_rescale_slim_and_undo_keeps_the_function():
+    from keras_slim.criteria import plan_zero_gamma
+    from keras_slim.surgery import slim_model
+
+    model = zoo.chain(padding="valid")
+    rng = np.random.default_rng(2)
+    zoo.randomize_batchnorms(model, rng)
+    scaled = rescale_gammas(model, 0.05)
+    zoo.kill_coherently(scaled, rng, kill_beta=False)  # ISTA's zeros
+    inputs = zoo.random_inputs(model, rng)
+    expected = zoo.outputs(scaled, inputs)
+    slim = slim_model(scaled, plan_zero_gamma(scaled))
+    assert slim.count_params() < scaled.count_params()
+    restored = rescale_gammas(slim, 20.0)
+    zoo.assert_close(expected, zoo.outputs(restored, inputs), rtol=1e-3)
+    np.testing.assert_allclose(
+        gamma_ratio(slim, restored, "b_bn"), 20.0, rtol=1e-5
+    )
