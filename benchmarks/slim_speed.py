@@ -27,7 +27,7 @@ def kill_half_of_every_group(model, rng):
             continue
         dead = rng.permutation(group.width)[: group.width // 2]
         for name, matrix in group.bn_positions.items():
-            gamma = keras.ops.convert_to_numpy(layers[name].gamma).copy()
+            gamma = keras.ops.convert_to_numpy(keras.ops.copy(layers[name].gamma))
             gamma[matrix[dead].ravel()] = 0.0
             layers[name].gamma.assign(gamma)
 

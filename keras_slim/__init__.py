@@ -4,7 +4,9 @@ from keras_slim.counting import count_macs, count_params
 from keras_slim.criteria import plan_zero_gamma
 from keras_slim.graph import ChannelGroup, channel_groups
 from keras_slim.guidance import plan_guided, stage_ratios, stages
+from keras_slim.ista import GammaProx, ISTAGamma, ISTAPenalty, attach_ista
 from keras_slim.magnitude import MagnitudeMask, apply_masks, magnitude_masks
+from keras_slim.penalties import penalty_weights
 from keras_slim.plan import PruningPlan
 from keras_slim.protocols import (
     WeightSnapshot,
@@ -15,6 +17,8 @@ from keras_slim.protocols import (
     snapshot_weights,
 )
 from keras_slim.pruning import prune
+from keras_slim.regularizers import GammaL1, add_gamma_regularizer
+from keras_slim.rescaling import rescale_gammas
 from keras_slim.selection import (
     merged_layers,
     plan_global_gamma,

@@ -20,7 +20,7 @@ from keras_slim import slicers
 
 
 def to_numpy(variable):
-    return keras.ops.convert_to_numpy(variable)
+    return keras.ops.convert_to_numpy(keras.ops.copy(variable))
 
 
 def layer_weights(layer):

@@ -375,7 +375,7 @@ def kill_coherently(model, rng, kill_beta=True):
 def _kill(bn, positions, kill_beta):
     for variable in bn.weights:
         if variable.name == "gamma" or (kill_beta and variable.name == "beta"):
-            value = keras.ops.convert_to_numpy(variable).copy()
+            value = keras.ops.convert_to_numpy(keras.ops.copy(variable))
             value[positions] = 0.0
             variable.assign(value)
 
