@@ -11,7 +11,7 @@ that of a trained network, so that the global threshold cuts different
 shares of different layers.
 
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
-        [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 2]
+        [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
 """
 
 import argparse
@@ -50,21 +50,26 @@ def measure(name, args, directory):
         path = os.path.join(directory, f"{name}_{label}.tflite")
         result = export(net, path, check=args.check, verbose=True)
         paths.append(result.path)
-    dense_ms, slim_ms = time_tflite(
-        paths, runs=args.runs, warmup=args.warmup, num_threads=args.threads,
-        verbose=True,
-    )
     macs = keras_slim.count_macs(model), keras_slim.count_macs(slim)
-    params = keras_slim.count_params(model), keras_slim.count_params(slim)
-    return {
-        "model": name,
-        "params": params,
-        "macs": macs,
-        "latency": (dense_ms.median_ms, slim_ms.median_ms),
-        "spread": (dense_ms.p90_ms / dense_ms.p10_ms,
-                   slim_ms.p90_ms / slim_ms.p10_ms),
-        "sizes": tuple(os.path.getsize(p) for p in paths),
-    }
+    rows = []
+    for threads in args.threads:
+        dense_ms, slim_ms = time_tflite(
+            paths, runs=args.runs, warmup=args.warmup, num_threads=threads,
+            verbose=True,
+        )
+        rows.append({
+            "model": name,
+            "threads": threads,
+            "macs": macs,
+            "latency": (dense_ms.median_ms, slim_ms.median_ms),
+            "spread": (dense_ms.p90_ms / dense_ms.p10_ms,
+                       slim_ms.p90_ms / slim_ms.p10_ms),
+        })
+    return rows
+
+
+def _threads(text):
+    return None if text == "default" else int(text)
 
 
 def main():
@@ -76,20 +81,21 @@ def main():
     parser.add_argument("--round-to", type=int, default=8)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="LiteRT interpreter threads (default: LiteRT's)")
+    parser.add_argument("--threads", type=_threads, nargs="+",
+                        default=[1, 2],
+                        help="LiteRT interpreter thread counts to time "
+                             "('default': LiteRT's own choice)")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip the parity check of the exports")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for name in args.models:
-            rows.append(measure(name, args, directory))
+            rows.extend(measure(name, args, directory))
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
-          f"after {args.warmup} warm-up, threads {args.threads or 'default'}, "
-          f"{os.cpu_count()} CPUs")
-    header = (f"{'model':<12} {'MACs dense':>11} {'MACs slim':>10} "
+          f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
+    header = (f"{'model':<12} {'threads':>7} {'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "
               f"{'speedup':>8} {'ratio':>6}")
     print(header)
@@ -97,14 +103,15 @@ def main():
     for row in rows:
         reduction = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
-        print(f"{row['model']:<12} {row['macs'][0] / 1e6:10.0f}M "
+        print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
+              f"{row['macs'][0] / 1e6:10.0f}M "
               f"{row['macs'][1] / 1e6:9.0f}M {reduction:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "
               f"{speedup:7.2f}x {speedup / reduction:6.2f}")
     print("(ratio = latency speedup / MAC reduction; goal >= 0.80. "
           "p90/p10 spread: "
-          + ", ".join(f"{r['model']} {r['spread'][0]:.2f}/{r['spread'][1]:.2f}"
-                      for r in rows) + ")")
+          + ", ".join(f"{r['model']}/{r['threads']} {r['spread'][0]:.2f}/"
+                      f"{r['spread'][1]:.2f}" for r in rows) + ")")
 
 
 if __name__ == "__main__":

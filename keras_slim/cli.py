@@ -321,6 +321,10 @@ def build_parser():
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an error")
+    from keras_slim import __version__
+
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=_Parser)
     commands.required = True

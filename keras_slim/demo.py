@@ -53,7 +53,10 @@ class Config:
     latency_runs: int = 300
     seed: int = 0
     out: str = "demo_output"
-    verbose: int = 1
+    # Keras progress bars on a terminal, one line per epoch in a log.
+    verbose: int = dataclasses.field(
+        default_factory=lambda: 1 if sys.stdout.isatty() else 2
+    )
 
 
 def build_model(widths=(32, 64, 64)):
@@ -147,8 +150,8 @@ def run(config=None, data=None):
                   config.fine_tune_epochs, examples, config.batch_size)
     if config.fine_tune_epochs:
         slim.fit(x_train, y_train, epochs=config.fine_tune_epochs, **fit)
-    dense.save(os.path.join(config.out, "dense.keras"))
-    slim.save(os.path.join(config.out, "slim.keras"))
+    for name, model in (("dense", dense), ("sparse", sparse), ("slim", slim)):
+        model.save(os.path.join(config.out, f"{name}.keras"))
 
     _stage(4, "exporting both to TFLite and timing them")
     paths = []

@@ -40,7 +40,8 @@ def test_demo_pipeline_runs_end_to_end(tmp_path, capsys):
     for numbers in (dense, slim):
         assert 0.0 <= numbers["accuracy"] <= 1.0
         assert numbers["latency_ms"] > 0 and numbers["size"] > 0
-    for name in ("dense.keras", "slim.keras", "dense.tflite", "slim.tflite",
+    for name in ("dense.keras", "sparse.keras", "slim.keras", "dense.tflite",
+                 "slim.tflite",
                  "report.html", "report_widths.png"):
         assert (tmp_path / name).is_file(), name
     # One table, with every row the issue asks for, and the report's path.
