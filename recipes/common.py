@@ -119,9 +119,12 @@ def make_strategy(name, tpu=""):
 
 
 def set_precision(flags_obj):
+    """The global Keras dtype policy for `--mixed_precision` (float32
+    without it, also when an earlier run in the process set another)."""
+    policy = "float32"
     if flags_obj.mixed_precision:
         policy = "mixed_bfloat16" if flags_obj.strategy == "tpu" else "mixed_float16"
-        keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(policy)
 
 
 # -- the context of a run -------------------------------------------------------
@@ -215,7 +218,8 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     stages = StageRunner(flags_obj.model_dir, is_chief(strategy), log)
     stages.summary.update(dataset=flags_obj.dataset, strategy=flags_obj.strategy,
                           replicas=strategy.num_replicas_in_sync,
-                          global_batch_size=batch, steps_per_epoch=steps)
+                          global_batch_size=batch, steps_per_epoch=steps,
+                          precision=keras.mixed_precision.global_policy().name)
     return Run(flags_obj, strategy, info.classes, image_shape, train_fn,
                eval_fn, steps, inputs.eval_steps(eval_count, batch), stages,
                log)
@@ -450,6 +454,20 @@ def slim(run, model, plan_function, after=None):
     return slimmed, record
 
 
+def float32_copy(model):
+    """A float32 copy of a (possibly mixed-precision) model, for export."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export(run, model, directory, accuracy=None):
     """Write the model as a SavedModel and a TFLite file (chief only).
 
@@ -459,6 +477,7 @@ def export(run, model, directory, accuracy=None):
     record = {**describe(model), "accuracy": accuracy}
     if not run.chief:
         return None, record
+    model = float32_copy(model)
     saved_model = os.path.join(directory, "saved_model")
     model.export(saved_model, format="tf_saved_model", verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)

@@ -25,13 +25,14 @@ SMALL = ["--dataset=synthetic", "--epochs=1", "--finetune_epochs=1",
          "--steps_per_epoch=2", "--batch_size=8", "--synthetic_examples=16",
          "--strategy=mirrored"]
 RECIPES = {
-    "convnet_cifar10": ["--models=a,b", "--rho=40,40", "--rho_warmup_steps=0",
+    "convnet_cifar10": ["--models=a,b", "--rho=40,150", "--rho_warmup_steps=0",
                         "--widths=8,16,16,32", "--reference_widths=4,8,8,16",
                         "--base_epochs=1", "--refine_epochs=1"],
     # Killed after 3 of the 4 fine-tuning steps, then run again.
     "resnet20_cifar10": ["--models=a", "--rho=5", "--rho_warmup_steps=0",
                          "--base_epochs=0", "--finetune_epochs=2"],
-    "vgg_cifar_slimming": ["--depth=11", "--scratch=E,B", "--ratio=0.3"],
+    "vgg_cifar_slimming": ["--depth=11", "--scratch=E,B", "--ratio=0.3",
+                           "--mixed_precision"],
     "resnet101_imagenet": ["--weights=none", "--image_size=32",
                            "--resnet_blocks=1,1,1,1", "--resnet_width=4",
                            "--rho=20"],
@@ -118,6 +119,8 @@ def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
     out_dir, result = mirrored
     summary = result[recipe]
     assert summary["replicas"] == 2
+    mixed = "--mixed_precision" in RECIPES[recipe]
+    assert summary["precision"] == ("mixed_float16" if mixed else "float32")
     names = [s["name"] for s in summary["stages"]]
     for prefix in ("sparse-train", "slim", "fine-tune", "export"):
         assert any(n.startswith(prefix) for n in names), names
