@@ -283,8 +283,12 @@ def run_export(args):
         data = _representative(args.representative_data, model)
     result = export(model, args.output, format=fmt, quantize=args.quantize,
                     representative_data=data, check=args.check, verbose=True)
-    if result.tolerance is not None:
-        print(f"check passed (tolerance {result.tolerance:g})")
+    if result.agreement is not None:
+        print(f"check passed (top-1 agreement with Keras >= "
+              f"{result.tolerance:.0%})")
+    elif result.tolerance is not None:
+        print(f"check passed (difference within {result.tolerance:g} of the "
+              "output range)")
 
 
 def run_bench(args):
@@ -304,11 +308,16 @@ def run_bench(args):
     results = time_tflite(args.files, runs=args.runs, warmup=args.warmup,
                           num_threads=args.threads, verbose=True)
     base = results[0].median_ms
+    # Microseconds for small models, milliseconds otherwise.
+    unit, scale = ("us", 1000.0) if max(r.p90_ms for r in results) < 1 \
+        else ("ms", 1.0)
     rows = [[r.path, summary.human(os.path.getsize(r.path)) + "B",
-             f"{r.median_ms:.3f}", f"{r.p10_ms:.3f}", f"{r.p90_ms:.3f}",
-             f"{base / r.median_ms:.2f}x"] for r in results]
+             f"{r.median_ms * scale:.1f}", f"{r.p10_ms * scale:.1f}",
+             f"{r.p90_ms * scale:.1f}", f"{base / r.median_ms:.2f}x"]
+            for r in results]
     print(summary.format_table(
-        ["file", "size", "median ms", "p10 ms", "p90 ms", "speedup"], rows))
+        ["file", "size", f"median {unit}", f"p10 {unit}", f"p90 {unit}",
+         "speedup"], rows))
     print(f"{args.runs} interleaved runs after {args.warmup} warm-up, "
           f"threads {args.threads or 'default'}; speedup against the first "
           "file")
