@@ -14,10 +14,8 @@ command, 2 for bad usage), never a traceback (`--traceback` shows it).
 """
 
 import argparse
-import json
 import os
 import sys
-import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -37,97 +35,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-# -- loading --------------------------------------------------------------
-
-
-def _model_config_text(path):
-    """The model's JSON config, read without deserializing anything."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if "config.json" not in archive.namelist():
-                raise CommandError(
-                    f"{path} is a zip file but not a Keras model (no "
-                    "config.json inside)."
-                )
-            return archive.read("config.json").decode("utf-8", "replace")
-    try:
-        import h5py
-    except ImportError:  # pragma: no cover - h5py comes with Keras
-        return ""
-    try:
-        with h5py.File(path, "r") as file:
-            config = file.attrs.get("model_config")
-    except OSError:
-        raise CommandError(
-            f"{path} is not a Keras model file (neither a .keras archive "
-            "nor HDF5)."
-        ) from None
-    if config is None:
-        raise CommandError(f"{path} is an HDF5 file without a Keras model.")
-    return config.decode() if isinstance(config, bytes) else str(config)
-
-
-def _lambda_layers(config_text):
-    try:
-        config = json.loads(config_text)
-    except json.JSONDecodeError:
-        return []
-    names = []
-
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "Lambda":
-                names.append((node.get("config") or {}).get("name", "?"))
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(config)
-    return names
-
-
-def load_model(path, unsafe=False):
-    """Load a `.keras` (or legacy `.h5`) model for the CLI, safely.
-
-    Raises:
-        CommandError: a missing file, a wrong format, a Lambda layer
-            without `unsafe`, or a model Keras cannot rebuild.
-    """
-    if not os.path.exists(path):
-        raise CommandError(f"No such file: {path}")
-    if os.path.isdir(path):
-        raise CommandError(
-            f"{path} is a directory; expected a .keras model file."
-        )
-    if not path.lower().endswith((".keras", ".h5", ".hdf5")):
-        raise CommandError(
-            f"Expected a Keras model file ending with .keras (or .h5). "
-            f"Received: {path}"
-        )
-    lambdas = _lambda_layers(_model_config_text(path))
-    if lambdas and not unsafe:
-        raise CommandError(
-            f"{path} holds Lambda layer(s) {', '.join(lambdas[:3])}, whose "
-            "Python code would run on loading; refused. Pass --unsafe only "
-            "if you trust the file."
-        )
-    import keras
-
-    # Make keras_slim's serializable objects (GammaL1, GammaProx) known.
-    import keras_slim.ista  # noqa: F401
-    import keras_slim.regularizers  # noqa: F401
-
-    try:
-        return keras.saving.load_model(path, compile=False,
-                                       safe_mode=not unsafe)
-    except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise CommandError(f"Cannot load {path}: {first}") from error
-
-
 # -- commands -------------------------------------------------------------
+
+
+def _load(path, unsafe):
+    from keras_slim.loading import load_model
+
+    try:
+        return load_model(path, unsafe=unsafe)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
 
 
 def _check_model_graph(model):
@@ -144,7 +61,7 @@ def run_inspect(args):
 
     if args.plot:
         _output_path(args.plot, (".png",), "--plot")
-    model = load_model(args.model, args.unsafe)
+    model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     rows = summary.summarize(model)
     shapes = ", ".join(str(tuple(t.shape)) for t in model.inputs)
@@ -217,7 +134,7 @@ def run_prune(args):
         raise CommandError("-o must differ from MODEL; the input is kept.")
     if args.report:
         _output_path(args.report, (".html", ".md"), "--report")
-    model = load_model(args.model, args.unsafe)
+    model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     plan = pruning.plan_for(model, args.method, **kwargs)
     slim = slim_model(model, plan)
@@ -276,7 +193,7 @@ def run_export(args):
             "--quantize int8 needs --representative-data X.npy: a few "
             "hundred example inputs to calibrate activations."
         )
-    model = load_model(args.model, args.unsafe)
+    model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     data = None
     if args.representative_data:
