@@ -1,0 +1,1 @@
+"""Scripts reproducing the seed papers' runs (see README, "Recipes")."""

@@ -1,4 +1,4 @@
-"""Shared pieces of the recipes: flags, strategy, data, stages, summary.
+"""Shared pieces of the recipes: flags, strategy, data, training, slimming.
 
 A recipe is a list of stages (sparse-train, slim, fine-tune, scratch,
 export). Each stage writes into its own folder `MODEL_DIR/<stage>/`: the
@@ -14,9 +14,7 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 """
 
 import dataclasses
-import json
 import os
-import time
 
 import keras
 import tensorflow as tf
@@ -25,6 +23,7 @@ from absl import flags, logging
 from keras_slim.counting import count_macs, count_params
 from keras_slim.ista import attach_ista
 from recipes import inputs
+from recipes.stages import StageRunner
 from recipes.training import Trainer, is_chief
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",
@@ -223,79 +222,6 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     return Run(flags_obj, strategy, info.classes, image_shape, train_fn,
                eval_fn, steps, inputs.eval_steps(eval_count, batch), stages,
                log)
-
-
-# -- stages -------------------------------------------------------------------
-
-
-def _write_json(path, data):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2, sort_keys=False)
-    os.replace(temporary, path)
-
-
-class StageRunner:
-    """Runs stages once: a stage with `done.json` is loaded, not rerun.
-
-    Which stages are done is read once, when the runner is made, so every
-    worker of a multi-worker run takes the same decisions.
-    """
-
-    def __init__(self, model_dir, chief, log=print):
-        self.model_dir = model_dir
-        self.chief = chief
-        self.log = log
-        self.done = {}
-        if os.path.isdir(model_dir):
-            for name in sorted(os.listdir(model_dir)):
-                path = os.path.join(model_dir, name, "done.json")
-                if os.path.isfile(path):
-                    with open(path) as file:
-                        self.done[name] = json.load(file)
-        if chief:
-            os.makedirs(model_dir, exist_ok=True)
-        self.summary = {"stages": [], "ran": [], "skipped": []}
-
-    def directory(self, name):
-        return os.path.join(self.model_dir, name)
-
-    def run(self, name, function):
-        """Run `function(directory)` -> `(model, record)` unless done.
-
-        Returns:
-            `(model, record)`; for a stage done before, the model loaded
-            from its folder (or `None` if it saved none).
-        """
-        directory = self.directory(name)
-        if name in self.done:
-            record = self.done[name]
-            model = None
-            if record.get("model"):
-                model = keras.models.load_model(
-                    os.path.join(directory, record["model"]), compile=False)
-            self.summary["skipped"].append(name)
-            self.log(f"[{name}] done before, skipped")
-        else:
-            self.log(f"[{name}]")
-            os.makedirs(directory, exist_ok=True)
-            start = time.time()
-            model, record = function(directory)
-            record = {"name": name, **record,
-                      "seconds": round(time.time() - start, 2)}
-            if self.chief:
-                if model is not None:
-                    record["model"] = "model.keras"
-                    model.save(os.path.join(directory, "model.keras"))
-                _write_json(os.path.join(directory, "done.json"), record)
-            self.summary["ran"].append(name)
-        self.summary["stages"].append(record)
-        if self.chief:
-            _write_json(os.path.join(self.model_dir, "summary.json"),
-                        self.summary)
-        shown = {k: record.get(k) for k in ("params", "macs", "accuracy")}
-        self.log(f"[{name}] {shown}")
-        return model, record
 
 
 # -- models -------------------------------------------------------------------
