@@ -94,7 +94,8 @@ def plot_model(model, path):
 
     Example:
 
-    >>> keras_slim.report.plot_model(model, "gammas.png")
+    >>> from keras_slim.report import plot_model
+    >>> plot_model(model, "gammas.png")
     """
     check_model(model)
     path = _check_png(path)

@@ -1,17 +1,20 @@
 """Export to TFLite and SavedModel: parity with Keras, quantization, errors."""
 
+import importlib
 import os
 
 import keras
 import numpy as np
 import pytest
 
-from keras_slim import export as export_lib
 from keras_slim.data import load_digits
 from keras_slim.export import export
 from keras_slim.runtime import TFLiteModel, time_tflite
 
 from tests import zoo
+
+# The module, not the `export` function keras_slim re-exports by that name.
+export_lib = importlib.import_module("keras_slim.export")
 
 L = keras.layers
 
