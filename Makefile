@@ -11,20 +11,24 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-test: $(VENV)/.installed
+$(VENV)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[demo]"
+	touch $@
+
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-test-slow: $(VENV)/.installed
+test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-demo
 	$(BIN)/python -m keras_slim.demo
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/slim_speed.py
 
 clean:
