@@ -159,6 +159,11 @@ def rescale_gammas(model, alpha, layers=None):
     undoes the change. Ye et al. use `alpha = 0.01` before ISTA on a
     pretrained network, so that a small `rho` moves gammas quickly.
 
+    The function is preserved, not the training objective: an L2 weight
+    decay (or kernel regularizer) on the kernels scaled by `1 / alpha`
+    becomes `1 / alpha**2` times stronger. Train the sparse stage without
+    it, or scale its coefficient by `alpha**2`.
+
     Args:
         model: a functional or Sequential `keras.Model`; left untouched.
         alpha: the factor, a finite number > 0.
