@@ -107,9 +107,12 @@ def test_prune_saves_the_same_model_as_the_library(files):
 
 def test_prune_zero_gamma_cuts_exactly_the_zero_channels(files, capsys):
     out = files["folder"] / "zero.keras"
+    page = files["folder"] / "report" / "zero.md"
     status = cli.main(["prune", str(files["model_path"]), "--method",
-                       "zero_gamma", "-o", str(out)])
+                       "zero_gamma", "-o", str(out), "--report", str(page)])
     assert status == 0, capsys.readouterr().err
+    assert "r2b_conv | 16 | 14" in page.read_text()
+    assert (files["folder"] / "report" / "zero_widths.png").is_file()
     slim = keras.saving.load_model(out)
     widths = {layer.name: layer.filters for layer in slim.layers
               if isinstance(layer, keras.layers.Conv2D)}
