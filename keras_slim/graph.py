@@ -11,7 +11,6 @@ import math
 import warnings
 
 import keras
-import numpy as np
 
 from keras_slim import layout as layout_lib
 from keras_slim import slicers
@@ -101,6 +100,21 @@ def check_model(model, argument="model"):
             f"model `{model.name}` ({type(model).__name__}); rebuild it with "
             "the functional API (keras.Model(inputs, outputs))."
         )
+
+
+def leaf_layers(model):
+    """Every layer of `model` that is not itself a model, nested models
+    read through, each once, in `model.layers` order."""
+    seen = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for inner in leaf_layers(layer):
+                if id(inner) not in seen:
+                    seen.add(id(inner))
+                    yield inner
+        elif id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
 
 
 def ordered_nodes(model):

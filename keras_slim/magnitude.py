@@ -14,6 +14,8 @@ import math
 import keras
 import numpy as np
 
+from keras_slim.graph import leaf_layers
+
 SCHEDULES = ("one_shot", "iterative")
 SCOPES = ("global", "layer")
 CONV_TYPES = (
@@ -24,14 +26,6 @@ CONV_TYPES = (
     keras.layers.DepthwiseConv2D,
 )
 KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 def prunable_kernels(model, layers=None):
@@ -49,7 +43,7 @@ def prunable_kernels(model, layers=None):
     Raises:
         ValueError: a name not in the model, or no kernel to prune.
     """
-    leaves = list(_leaf_layers(model))
+    leaves = list(leaf_layers(model))
     if layers is None:
         chosen = [layer for layer in leaves if isinstance(layer, CONV_TYPES)]
     else:

@@ -14,19 +14,11 @@ import keras
 import numpy as np
 
 from keras_slim.counting import count_macs
-from keras_slim.graph import check_model
+from keras_slim.graph import check_model, leaf_layers
 from keras_slim.magnitude import MagnitudeMask
 from keras_slim.plan import PruningPlan
 from keras_slim.pruning import plan_for
 from keras_slim.surgery import slim_model
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 def _reseed(config, draw):
@@ -86,7 +78,7 @@ def reinitialize(model, seed=None):
         return layer.__class__.from_config(config)
 
     new = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    for old_layer, new_layer in zip(_leaf_layers(model), _leaf_layers(new)):
+    for old_layer, new_layer in zip(leaf_layers(model), leaf_layers(new)):
         if (old_layer.weights and not old_layer.trainable_weights
                 and not isinstance(old_layer, keras.layers.BatchNormalization)):
             new_layer.set_weights(old_layer.get_weights())
