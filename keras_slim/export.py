@@ -13,7 +13,6 @@ on a few inputs against Keras.
 
 import dataclasses
 import os
-import sys
 import tempfile
 import warnings
 
