@@ -34,8 +34,19 @@ def count_macs(model):
     Raises:
         ValueError: the model's input size is not fully known.
     """
-    graph = ChannelGraph(model)
-    total = 0
+    return sum(macs_by_layer(ChannelGraph(model)).values())
+
+
+def macs_by_layer(graph, strict=True):
+    """Multiply-accumulates of each layer of a `ChannelGraph`, every call
+    counted, by layer name (layers that count zero are left out).
+
+    Args:
+        graph: a `ChannelGraph`.
+        strict: raise on a layer whose shapes are not fully known; with
+            `False` such a layer is left out.
+    """
+    macs = {}
     for call in graph.calls:
         rule = slicers.rule_for(call.layer)
         if type(rule).macs is slicers.Rule.macs:
@@ -43,10 +54,15 @@ def count_macs(model):
         in_shape = graph.shapes[call.inputs[0]]
         out_shape = graph.shapes[call.outputs[0]]
         if any(d is None for d in in_shape[1:] + out_shape[1:]):
+            if not strict:
+                continue
             raise ValueError(
                 f"count_macs needs a fixed input size, but layer "
                 f"`{call.layer.name}` sees shape {in_shape}. Build the model "
                 "with a concrete input shape, e.g. keras.Input((224, 224, 3))."
             )
-        total += int(rule.macs(call.layer, in_shape, out_shape))
-    return total
+        name = call.layer.name
+        macs[name] = macs.get(name, 0) + int(
+            rule.macs(call.layer, in_shape, out_shape)
+        )
+    return macs

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from keras_slim import constants as constants_lib
-from keras_slim import slicers
+from keras_slim import counting
 from keras_slim.counting import count_macs, count_params
 from keras_slim.criteria import bn_gamma_scores
 from keras_slim.graph import ChannelGraph
@@ -54,22 +54,12 @@ class GroupSummary:
 
 def _layer_costs(graph):
     """Parameters (once per layer) and MACs (every call) by layer name."""
-    params, macs = {}, {}
+    params = {}
     for call in graph.calls:
         layer = call.layer
-        name = layer.name
-        if isinstance(layer, keras.layers.Layer) and name not in params:
-            params[name] = sum(math.prod(v.shape) for v in layer.weights)
-        rule = slicers.rule_for(layer)
-        if type(rule).macs is slicers.Rule.macs:
-            continue
-        in_shape = graph.shapes[call.inputs[0]]
-        out_shape = graph.shapes[call.outputs[0]]
-        if any(d is None for d in in_shape[1:] + out_shape[1:]):
-            continue
-        macs[name] = macs.get(name, 0) + int(rule.macs(layer, in_shape,
-                                                       out_shape))
-    return params, macs
+        if isinstance(layer, keras.layers.Layer) and layer.name not in params:
+            params[layer.name] = sum(math.prod(v.shape) for v in layer.weights)
+    return params, counting.macs_by_layer(graph, strict=False)
 
 
 def summarize(model):
