@@ -49,8 +49,11 @@ def _producer_cost(layer, width):
     return math.prod(weight.shape) / width
 
 
-def _consumer_cost(graph, layer, root):
-    """Weights a channel of group `root` owns in a layer that reads it."""
+def _input_side_cost(graph, layer, root):
+    """Weights one channel of group `root` owns in a layer that reads it:
+    its slice of a consumer's kernel, or the depthwise kernel of a
+    channelwise layer (depthwise or one-channel-a-group convolution) it
+    passes through; zero for layers without kernels."""
     layout = graph.layer_input.get(id(layer))
     if layout is None or not layout.size:
         return 0.0
@@ -59,22 +62,6 @@ def _consumer_cost(graph, layer, root):
         return 0.0
     positions = matrix.shape[1]
     return sum(_kernel_sizes(layer)) / layout.size * positions
-
-
-def _member_cost(graph, layer, root):
-    """Depthwise weights of a channel passing through a channelwise layer
-    (a depthwise or one-channel-per-group convolution)."""
-    sizes = _kernel_sizes(layer)
-    if not sizes:
-        return 0.0
-    layout = graph.layer_input.get(id(layer))
-    if layout is None or not layout.size:
-        return 0.0
-    matrix = layout.channel_positions(root, graph.spaces.find)
-    if matrix is None:
-        return 0.0
-    positions = matrix.shape[1]
-    return sum(sizes) / layout.size * positions
 
 
 def memory_costs(model, batchnorms):
@@ -106,12 +93,8 @@ def memory_costs(model, batchnorms):
             _producer_cost(layers[name], group.width) for name in group.producers
         )
         kernel_terms += sum(
-            _consumer_cost(graph, layers[name], group.root)
-            for name in group.consumers
-        )
-        kernel_terms += sum(
-            _member_cost(graph, layers[name], group.root)
-            for name in group.members
+            _input_side_cost(graph, layers[name], group.root)
+            for name in group.consumers + group.members
         )
         for name in touched:
             shape = bn_input_shape.get(name, ())
