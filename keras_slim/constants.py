@@ -66,7 +66,7 @@ def _depthwise_constant(layer, weights, values):
 def _evaluate(call, arrays):
     """Run the layer or op of `call` on one-pixel constant inputs."""
     feeds = {}
-    for tensor, array, key in zip(call.node.input_tensors, arrays, call.inputs):
+    for tensor, array in zip(call.node.input_tensors, arrays):
         rank = len(tensor.shape)
         shape = (1,) * (rank - 1) + (array.shape[0],)
         feeds[id(tensor)] = np.nan_to_num(array).reshape(shape).astype(

@@ -29,17 +29,28 @@ def _check_min_channels(min_channels):
         )
 
 
+def _group_gammas(graph, group):
+    """|gamma| of each BatchNormalization scaling `group`, as `(width, k)`
+    arrays over the positions of each channel; `None` when one of them has
+    no gamma (`scale=False`)."""
+    found = []
+    for name, matrix in group.bn_positions.items():
+        bn = graph.layer(name)
+        if not bn.scale:
+            return None
+        found.append(np.abs(constants_lib.to_numpy(bn.gamma))[matrix])
+    return found
+
+
 def bn_gamma_scores(graph, group):
     """Per channel of `group`, the largest |gamma| over the BatchNormalization
     layers that scale it (over every position a channel occupies)."""
+    gammas = _group_gammas(graph, group)
+    if gammas is None:
+        return np.full(group.width, np.inf)
     score = np.zeros(group.width)
-    layers = {layer.name: layer for layer in (c.layer for c in graph.calls)}
-    for name, matrix in group.bn_positions.items():
-        bn = layers[name]
-        if not bn.scale:
-            return np.full(group.width, np.inf)
-        gamma = np.abs(constants_lib.to_numpy(bn.gamma))
-        score = np.maximum(score, gamma[matrix].max(axis=1))
+    for gamma in gammas:
+        score = np.maximum(score, gamma.max(axis=1))
     return score
 
 
@@ -87,14 +98,12 @@ def constant_channels(graph, dead_fn):
 
 
 def _dead_in_every_batchnorm(graph, group, tol):
-    layers = {c.layer.name: c.layer for c in graph.calls}
+    gammas = _group_gammas(graph, group)
+    if gammas is None:
+        return np.zeros(group.width, bool)
     dead = np.ones(group.width, bool)
-    for name, matrix in group.bn_positions.items():
-        bn = layers[name]
-        if not bn.scale:
-            return np.zeros(group.width, bool)
-        gamma = np.abs(constants_lib.to_numpy(bn.gamma))
-        dead &= np.all(gamma[matrix] <= tol, axis=1)
+    for gamma in gammas:
+        dead &= np.all(gamma <= tol, axis=1)
     return dead
 
 

@@ -169,6 +169,11 @@ class ChannelGraph:
         self._warn_barriers()
         self.groups = self._collect_groups()
         self.group_by_name = {g.name: g for g in self.groups}
+        self._layer_by_name = {c.layer.name: c.layer for c in self.calls}
+        self._call_counts = {}
+        for call in self.calls:
+            key = id(call.layer)
+            self._call_counts[key] = self._call_counts.get(key, 0) + 1
         self._group_by_root = {g.root: g for g in self.groups}
 
     # -- reading the graph ---------------------------------------------------
@@ -419,6 +424,14 @@ class ChannelGraph:
 
     def group_of_space(self, space):
         return self._group_by_root[self.spaces.find(space)]
+
+    def layer(self, name):
+        """The leaf layer (or op) called `name` in the flattened graph."""
+        return self._layer_by_name[name]
+
+    def call_count(self, layer):
+        """How many times `layer` is called in the flattened graph."""
+        return self._call_counts.get(id(layer), 0)
 
     def group_of_root(self, root):
         return self._group_by_root[root]

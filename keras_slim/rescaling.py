@@ -123,7 +123,7 @@ def _trace(graph, candidates):
         spoil(state.get(key, frozenset()), "a model output")
     absorbers = []
     for layer, scales in absorber_calls.values():
-        calls = sum(1 for c in graph.calls if c.layer is layer)
+        calls = graph.call_count(layer)
         if len(scales) != calls:
             spoil(frozenset().union(*scales), f"{layer.name} (shared layer)")
         else:

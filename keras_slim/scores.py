@@ -53,10 +53,9 @@ def filter_norms(layer, width):
 
 def l1_scores(graph, group):
     """Per channel, the L1 norm of its filter summed over the producers."""
-    layers = {c.layer.name: c.layer for c in graph.calls}
     score = np.zeros(group.width)
     for name in group.producers:
-        score = score + filter_norms(layers[name], group.width)
+        score = score + filter_norms(graph.layer(name), group.width)
     return score
 
 

@@ -172,13 +172,12 @@ def _absorb(graph, call, readers, delta, weights, configs):
         own["bias"] = own["bias"] + delta.astype(own["bias"].dtype)
         return
     following = readers.get(call.outputs[0], [])
-    calls_of_layer = [c for c in graph.calls if c.layer is layer]
     if (
-        len(calls_of_layer) == 1
+        graph.call_count(layer) == 1
         and len(following) == 1
         and isinstance(following[0].layer, keras.layers.BatchNormalization)
         and following[0].role.kind == slicers.CHANNELWISE
-        and sum(c.layer is following[0].layer for c in graph.calls) == 1
+        and graph.call_count(following[0].layer) == 1
     ):
         bn = weights[id(following[0].layer)]
         bn["moving_mean"] = bn["moving_mean"] - delta.astype(
