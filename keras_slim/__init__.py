@@ -30,6 +30,6 @@ from keras_slim.selection import (
 )
 from keras_slim.slicers import register_rule
 from keras_slim.summary import summarize
-from keras_slim.surgery import slim_model
+from keras_slim.surgery import applied_plan, slim_model
 
 __version__ = "0.1.0"

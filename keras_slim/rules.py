@@ -58,6 +58,7 @@ class _Conv(Rule):
     axes = {"kernel": {-2: "in", -1: "out"}, "bias": {0: "out"}}
     widths = {"filters": "out"}
     constants = "depthwise"  # used when one group per input channel
+    carries = True
 
     def role(self, layer, call):
         if not _channels_last(layer):
@@ -98,6 +99,7 @@ class _Conv(Rule):
 class _Dense(Rule):
     axes = {"kernel": {0: "in", 1: "out"}, "bias": {0: "out"}}
     widths = {"units": "out"}
+    carries = True
 
     def role(self, layer, call):
         if getattr(layer, "lora_enabled", False):
@@ -120,6 +122,7 @@ class _ConvTranspose(Rule):
     # Transposed kernels are (*spatial, out, in).
     axes = {"kernel": {-1: "in", -2: "out"}, "bias": {0: "out"}}
     widths = {"filters": "out"}
+    carries = True
 
     def role(self, layer, call):
         if not _channels_last(layer):

@@ -76,6 +76,9 @@ class Rule:
     widths = {}
     # how constants pass through a channelwise layer: "identity" or "eval"
     constants = "eval"
+    # whether `carry` may move input weights (a layer linear in its input
+    # whose kernels are cut by `axes` on "in": convolutions, Dense)
+    carries = False
 
     def role(self, layer, call):
         return Role(BARRIER, reason="unknown layer type", warn=True)
@@ -111,6 +114,28 @@ class Rule:
             when the layer cannot absorb a constant exactly.
         """
         return None
+
+    def carry(self, layer, weights, removed, carriers, scales):
+        """Weights that read input position `carriers[i]` absorb
+        `scales[i]` times those that read `removed[i]` (exact folding).
+
+        Returns:
+            The new `{name: array}`, or `None` when the layer cannot carry.
+        """
+        if not self.carries:
+            return None
+        out = dict(weights)
+        for name, axes in self.axes.items():
+            for axis, which in axes.items():
+                if which != "in" or name not in out:
+                    continue
+                value = np.moveaxis(out[name], axis, 0).astype(np.float64)
+                moved = value[removed] * np.reshape(
+                    scales, (-1,) + (1,) * (value.ndim - 1))
+                np.add.at(value, carriers, moved)
+                out[name] = np.moveaxis(value, 0, axis).astype(
+                    out[name].dtype)
+        return out
 
 
 _UNKNOWN = Rule()

@@ -12,12 +12,15 @@ import keras
 import numpy as np
 
 from keras_slim import constants as constants_lib
-from keras_slim import slicers
+from keras_slim import folding, slicers
 from keras_slim.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
 from keras_slim.plan import PruningPlan
 
 
-def slim_model(model, plan, fold_constants=True):
+DEFAULT_FOLD = "bias"
+
+
+def slim_model(model, plan, fold=None, fold_constants=True):
     """A new, thinner model that keeps the channels `plan` keeps.
 
     Every layer keeps its name and config except its widths; kernels, biases,
@@ -25,17 +28,31 @@ def slim_model(model, plan, fold_constants=True):
     Dense rows after a Flatten are sliced and copied. A cut channel whose
     value is a known constant (a BatchNormalization channel whose gamma is
     zero, or one the plan cuts, outputs its beta) is folded into the layers
-    that read it: into their bias, into the moving mean of the
-    BatchNormalization that follows a bias-free convolution, or into a new
-    bias. With "valid" padding this is exact; with "same" padding exact
-    except at the borders (Ye et al., 2018).
+    that read it.
 
     Args:
         model: a functional or Sequential `keras.Model`. Not modified.
         plan: a `PruningPlan` for this model.
-        fold_constants: fold the constant outputs of cut channels into the
-            next layers (default). `False` simply drops them, as Network
-            Slimming's reference code does.
+        fold: how the constants of cut channels are folded:
+            - `"bias"` (default): into the bias of the layers that read
+              them, into the moving mean of the BatchNormalization that
+              follows a bias-free convolution, or into a new bias. Exact
+              when no zero border lies between the constant and the layer
+              that reads it ("valid" padding, 1 x 1 kernels, Dense); with
+              "same" padding or a `ZeroPadding` layer exact except at the
+              borders (Ye et al., 2018).
+            - `"exact"`: as `"bias"` where that is exact; elsewhere one cut
+              constant channel of the group stays as a *carrier* (its gamma
+              set to zero, so it outputs its constant) and the weights that
+              read the other cut constant channels are added, scaled by
+              value / carrier value, to the weights that read it, so the
+              borders are exact too, at the cost of one channel per group
+              (`keras_slim.applied_plan` names the carriers). Where the maps
+              of the cut channels stop being alike (a depthwise convolution
+              with "same" padding, a separable consumer), it falls back to
+              the bias with a warning naming the layer.
+            - `"none"`: dropped, as Network Slimming's reference code does.
+        fold_constants: `False` is the same as `fold="none"`.
 
     Returns:
         A new `keras.Model` (Sequential if `model` is Sequential).
@@ -43,8 +60,10 @@ def slim_model(model, plan, fold_constants=True):
     Raises:
         TypeError: `model` is not a functional or Sequential model, or `plan`
             is not a `PruningPlan`.
-        ValueError: the plan does not fit the model (naming the group).
+        ValueError: the plan does not fit the model (naming the group) or
+            an unknown `fold`.
     """
+    fold = _fold_mode(fold, fold_constants)
     if not isinstance(plan, PruningPlan):
         raise TypeError(
             "Expected `plan` to be a keras_slim.PruningPlan. "
@@ -58,11 +77,16 @@ def slim_model(model, plan, fold_constants=True):
     }
     layers = _unique_layers(graph)
     weights = {id(layer): constants_lib.layer_weights(layer) for layer in layers}
+    carried = None
+    dead_fn = _dead_fn(graph, kept)
+    if fold == "exact" and kept:
+        carried = folding.add_carriers(graph, kept, weights, dead_fn)
+        kept = carried.kept
     positions = {id(layer): _positions(graph, call, kept)
                  for layer, call in layers.items()}
     configs = {id(layer): {} for layer in layers}
-    if fold_constants and kept:
-        _fold(graph, kept, weights, positions, configs)
+    if fold != "none" and kept:
+        _fold(graph, kept, weights, positions, configs, carried)
     new_layers = {}
     for layer, call in layers.items():
         rule = slicers.rule_for(layer)
@@ -81,6 +105,52 @@ def slim_model(model, plan, fold_constants=True):
         new_layer, layer_weights = new_layers[id(layer)]
         _assign(new_layer, layer, layer_weights)
     return slim
+
+
+def applied_plan(model, plan, fold=None):
+    """The plan `slim_model(model, plan, fold=fold)` actually applies.
+
+    With `fold="exact"` it keeps, besides `plan`'s channels, the carrier
+    channels exact folding needs (at most one per group and pattern);
+    otherwise it is `plan`. Count, report or save this plan to describe the
+    slim model's widths.
+
+    Returns:
+        A `PruningPlan` with the widths of every group it names.
+    """
+    fold = _fold_mode(fold, True)
+    graph = ChannelGraph(model)
+    plan.validate(graph.groups)
+    kept = {
+        name: idx for name, idx in plan.kept.items()
+        if idx.size != graph.group_by_name[name].width
+    }
+    if fold == "exact" and kept:
+        weights = {id(call.layer): constants_lib.layer_weights(call.layer)
+                   for call in graph.calls
+                   if isinstance(call.layer, keras.layers.Layer)}
+        added = folding.add_carriers(graph, kept, weights,
+                                     _dead_fn(graph, kept), warn=False).added
+        kept = dict(plan.kept)
+        for name, channels in added.items():
+            kept[name] = np.union1d(kept[name], channels)
+        return PruningPlan(kept).complete(graph.groups)
+    return plan.complete(graph.groups)
+
+
+def _fold_mode(fold, fold_constants):
+    if fold is None:
+        return DEFAULT_FOLD if fold_constants else "none"
+    if fold not in folding.FOLDS:
+        raise ValueError(
+            f"Expected `fold` in {folding.FOLDS}. Received: fold={fold!r}"
+        )
+    if not fold_constants and fold != "none":
+        raise ValueError(
+            f"`fold_constants=False` means fold='none', but fold={fold!r} "
+            "was given; pass only `fold`."
+        )
+    return fold
 
 
 def _unique_layers(graph):
@@ -127,14 +197,18 @@ def _dead_fn(graph, kept):
     return dead
 
 
-def _fold(graph, kept, weights, positions, configs):
-    values = constants_lib.propagate(
-        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept)
-    )
+def _fold(graph, kept, weights, positions, configs, carried=None):
+    if carried is not None:
+        values = carried.values
+    else:
+        values = constants_lib.propagate(
+            graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept)
+        )
     readers = {}
     for call in graph.calls:
         for key in call.inputs:
             readers.setdefault(key, []).append(call)
+    shifted = set()  # layers whose change went into the next BN's mean
     done = set()
     for call in graph.calls:
         layer = call.layer
@@ -146,11 +220,17 @@ def _fold(graph, kept, weights, positions, configs):
             continue
         value = values[call.inputs[0]]
         removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
+        rule = slicers.rule_for(layer)
+        move = carried.moves.get(id(layer)) if carried else None
+        if move is not None:
+            sources, targets, scales = move
+            weights[id(layer)] = rule.carry(layer, weights[id(layer)],
+                                            sources, targets, scales)
+            removed = np.setdiff1d(removed, sources)
         removed_values = value[removed]
         known = ~np.isnan(removed_values) & (removed_values != 0)
         if not np.any(known):
             continue
-        rule = slicers.rule_for(layer)
         delta = rule.fold(layer, weights[id(layer)], removed[known],
                           removed_values[known])
         if delta is None:
@@ -161,11 +241,14 @@ def _fold(graph, kept, weights, positions, configs):
                 stacklevel=3,
             )
             continue
-        _absorb(graph, call, readers, delta, weights, configs)
+        if _absorb(graph, call, readers, delta, weights, configs):
+            shifted.add(layer.name)
+    return shifted
 
 
 def _absorb(graph, call, readers, delta, weights, configs):
-    """Add `delta` to the output of a producer: bias, next BN, or new bias."""
+    """Add `delta` to the output of a producer: bias, next BN, or new bias.
+    Returns whether the next BN's moving mean took it."""
     layer = call.layer
     own = weights[id(layer)]
     if "bias" in own:
@@ -183,7 +266,7 @@ def _absorb(graph, call, readers, delta, weights, configs):
         bn["moving_mean"] = bn["moving_mean"] - delta.astype(
             bn["moving_mean"].dtype
         )
-        return
+        return True
     kernel_dtype = next(iter(own.values())).dtype
     own["bias"] = delta.astype(kernel_dtype)
     configs[id(layer)]["use_bias"] = True
