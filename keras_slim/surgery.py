@@ -20,7 +20,8 @@ from keras_slim.plan import PruningPlan
 DEFAULT_FOLD = "bias"
 
 
-def slim_model(model, plan, fold=None, fold_constants=True):
+def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
+               verify_tolerance=1e-4):
     """A new, thinner model that keeps the channels `plan` keeps.
 
     Every layer keeps its name and config except its widths; kernels, biases,
@@ -53,6 +54,12 @@ def slim_model(model, plan, fold=None, fold_constants=True):
               the bias with a warning naming the layer.
             - `"none"`: dropped, as Network Slimming's reference code does.
         fold_constants: `False` is the same as `fold="none"`.
+        verify: run the original with the cut channels set to the constants
+            the slim model assumes and the slim model on the same random
+            inputs, and raise `ValueError` naming the first layer whose
+            output differs (see `keras_slim.verify_slim`).
+        verify_tolerance: the largest difference `verify` accepts, relative
+            to the largest magnitude of the layer's output.
 
     Returns:
         A new `keras.Model` (Sequential if `model` is Sequential).
@@ -60,8 +67,8 @@ def slim_model(model, plan, fold=None, fold_constants=True):
     Raises:
         TypeError: `model` is not a functional or Sequential model, or `plan`
             is not a `PruningPlan`.
-        ValueError: the plan does not fit the model (naming the group) or
-            an unknown `fold`.
+        ValueError: the plan does not fit the model (naming the group), an
+            unknown `fold`, or `verify` found a layer whose output differs.
     """
     fold = _fold_mode(fold, fold_constants)
     if not isinstance(plan, PruningPlan):
@@ -85,8 +92,9 @@ def slim_model(model, plan, fold=None, fold_constants=True):
     positions = {id(layer): _positions(graph, call, kept)
                  for layer, call in layers.items()}
     configs = {id(layer): {} for layer in layers}
+    shifted = set()
     if fold != "none" and kept:
-        _fold(graph, kept, weights, positions, configs, carried)
+        shifted = _fold(graph, kept, weights, positions, configs, carried)
     new_layers = {}
     for layer, call in layers.items():
         rule = slicers.rule_for(layer)
@@ -104,6 +112,12 @@ def slim_model(model, plan, fold=None, fold_constants=True):
     for layer in layers:
         new_layer, layer_weights = new_layers[id(layer)]
         _assign(new_layer, layer, layer_weights)
+    if verify:
+        from keras_slim import verification
+
+        verification.check(graph, slim, kept, fold, verify_tolerance, dead_fn,
+                           values=carried.values if carried else None,
+                           shifted=shifted)
     return slim
 
 

@@ -98,7 +98,7 @@ def test_exact_fold_after_a_global_gamma_plan_matches_the_masked_model():
     rng = np.random.default_rng(2)
     zoo.randomize_batchnorms(model, rng)
     plan = keras_slim.plan_global_gamma(model, 0.5)
-    slim = keras_slim.slim_model(model, plan, fold="exact")
+    slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
     masked = keras.models.clone_model(model)
     masked.set_weights(model.get_weights())
     for group in keras_slim.channel_groups(model):
