@@ -19,7 +19,11 @@ from keras_slim.protocols import (
     snapshot_weights,
 )
 from keras_slim.pruning import prune
-from keras_slim.regularizers import GammaL1, add_gamma_regularizer
+from keras_slim.regularizers import (
+    GammaL1,
+    add_gamma_regularizer,
+    remove_gamma_regularizer,
+)
 from keras_slim.report import Report, report
 from keras_slim.rescaling import rescale_gammas
 from keras_slim.selection import (

@@ -126,6 +126,7 @@ def _output_path(path, suffixes, flag="-o"):
 
 def run_prune(args):
     from keras_slim import pruning, summary
+    from keras_slim.regularizers import remove_gamma_regularizer
     from keras_slim.surgery import slim_model
 
     kwargs = _planner_kwargs(args)
@@ -137,7 +138,8 @@ def run_prune(args):
     model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     plan = pruning.plan_for(model, args.method, **kwargs)
-    slim = slim_model(model, plan)
+    # The slim model is fine-tuned without the sparsity penalty.
+    slim = remove_gamma_regularizer(slim_model(model, plan))
     print(f"{args.method}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
           f" channels cut in {len(plan.kept)} group(s)")
     print(summary.compare_table(summary.summarize(model),

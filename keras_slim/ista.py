@@ -74,6 +74,7 @@ class GammaProx(keras.constraints.Constraint):
             w = self.previous(w)
         if self.penalty is None:
             return w
+        self.penalty.applied = True  # traced or run: the step takes it
         threshold = ops.multiply(
             self.penalty.threshold(w.dtype),
             ops.convert_to_tensor(np.asarray(self.weight), dtype=w.dtype),
@@ -152,6 +153,13 @@ class ISTAPenalty:
         self.layers = layers
         self.weights = weights
         self.attached = False
+        # Read inside the traced step: `detach` turns the prox off even in a
+        # step traced while it was attached.
+        self.active = keras.Variable(0.0, trainable=False, dtype="float32",
+                                     name="ista_active")
+        self.applied = False
+        self._start = None
+        self._warned = False
 
     def _inner_optimizer(self):
         return getattr(self.optimizer, "inner_optimizer", self.optimizer)
@@ -169,7 +177,8 @@ class ISTAPenalty:
             rho = ops.cast(self.rho(step), dtype)
         else:
             rho = ops.cast(self.rho, dtype)
-        value = ops.multiply(learning_rate, rho)
+        value = ops.multiply(ops.multiply(learning_rate, rho),
+                             ops.cast(self.active, dtype))
         inner = self._inner_optimizer()
         accumulation = getattr(inner, "gradient_accumulation_steps", None)
         if accumulation:
@@ -195,10 +204,37 @@ class ISTAPenalty:
             layer.gamma_constraint = constraint
             layer.gamma.constraint = constraint
         self.attached = True
+        self.active.assign(1.0)
+        self._start = self._step()
         _refresh_train_function(self.model)
 
+    def _step(self):
+        return int(regularizers_lib.to_array(self.optimizer.iterations))
+
+    def check_applied(self):
+        """Warn (once) when the optimizer stepped since `attach` but no step
+        ever took the prox: the training step was traced (`tf.function`)
+        before the constraints were attached, so it does not see them."""
+        if (self.layers and self.attached and not self.applied
+                and not self._warned
+                and self._start is not None and self._step() > self._start):
+            self._warned = True
+            warnings.warn(
+                f"ISTA is attached to `{self.model.name}` but the optimizer "
+                f"took {self._step() - self._start} step(s) without it: the "
+                "training step was traced before attach_ista, and a traced "
+                "step keeps the constraints it saw. Attach first, then "
+                "create (or retrace) the tf.function.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return self.applied
+
     def detach(self):
-        """Remove the constraints; the gammas are no longer thresholded."""
+        """Remove the constraints; the gammas are no longer thresholded,
+        also by a training step traced while they were attached."""
+        self.check_applied()
+        self.active.assign(0.0)
         for layer in self.layers:
             constraint = layer.gamma.constraint
             if isinstance(constraint, GammaProx):
@@ -216,6 +252,7 @@ class ISTAPenalty:
 
     def zero_fraction(self, gammas=None):
         """Fraction of penalised gamma entries that are exactly zero."""
+        self.check_applied()
         gammas = self.gammas() if gammas is None else gammas
         if not gammas:
             return 0.0
@@ -306,6 +343,21 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
             "`layers`; ISTA does nothing.",
             stacklevel=2,
         )
+    frozen = regularizers_lib.frozen_gammas(model, chosen)
+    if frozen and len(frozen) == len(chosen):
+        raise ValueError(
+            f"The gammas of {_names(frozen)} are not trainable "
+            "(`trainable=False` on the layer or a model around it), so the "
+            "optimizer never updates them and ISTA would do nothing. Set "
+            "`trainable = True` on them before attaching."
+        )
+    if frozen:
+        warnings.warn(
+            f"The gammas of {_names(frozen)} are not trainable "
+            "(`trainable=False`); ISTA leaves them alone.",
+            stacklevel=2,
+        )
+        chosen = [layer for layer in chosen if layer not in frozen]
     for layer in chosen:
         if not layer.built:
             raise ValueError(
@@ -317,6 +369,44 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
     ista = ISTAPenalty(model, optimizer, rho, chosen, weights)
     ista.attach()
     return ista
+
+
+def _names(layers):
+    names = [f"`{layer.name}`" for layer in layers]
+    shown = ", ".join(names[:5])
+    if len(names) > 5:
+        shown += f" and {len(names) - 5} more"
+    return f"BatchNormalization layer(s) {shown}"
+
+
+def _guard_fit(model, ista):
+    """Make the next `fit` of `model` drop `ista` unless it ends normally.
+
+    A `fit` interrupted by an exception never calls `on_train_end`, so the
+    constraints would stay bound and a later plain `fit` would keep
+    shrinking gammas. `fit` calls `make_train_function()` (without `force`)
+    before `on_train_begin`; this wrapper detaches a stale `ista` there.
+    """
+    original = type(model).make_train_function
+
+    def make_train_function(force=False):
+        if not force and ista.attached:
+            warnings.warn(
+                f"An earlier fit of `{model.name}` with ISTAGamma ended "
+                "without on_train_end (interrupted); its ISTA constraints "
+                "are removed so that this fit does not shrink the gammas.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            ista.detach()
+            _unguard_fit(model)
+        return original(model, force)
+
+    object.__setattr__(model, "make_train_function", make_train_function)
+
+
+def _unguard_fit(model):
+    model.__dict__.pop("make_train_function", None)
 
 
 class ISTAGamma(keras.callbacks.Callback):
@@ -400,6 +490,7 @@ class ISTAGamma(keras.callbacks.Callback):
         self.ista = attach_ista(
             self.model, self.rho, penalty=self.penalty, layers=self.layers
         )
+        _guard_fit(self.model, self.ista)
         self.history = []
         self.stopped_reason = None
 
@@ -462,4 +553,5 @@ class ISTAGamma(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.ista is not None:
+            _unguard_fit(self.model)
             self.ista.detach()

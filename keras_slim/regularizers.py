@@ -143,6 +143,13 @@ def select_batchnorms(model, layers, argument="layers"):
     return chosen
 
 
+def frozen_gammas(model, layers):
+    """The layers among `layers` whose gamma `model` does not train
+    (`trainable=False` on the layer or on a model around it)."""
+    trainable = {id(v) for v in model.trainable_weights}
+    return [layer for layer in layers if id(layer.gamma) not in trainable]
+
+
 def check_gamma_dtype(layer):
     dtype = keras.backend.standardize_dtype(layer.gamma.dtype)
     if "float" not in dtype:
@@ -236,10 +243,60 @@ def add_gamma_regularizer(model, regularizer, layers=None):
     chosen = select_batchnorms(model, layers)
     for layer in chosen:
         check_gamma_dtype(layer)
+    frozen = frozen_gammas(model, chosen)
+    if frozen:
+        names = ", ".join(f"`{layer.name}`" for layer in frozen[:5])
+        if len(frozen) > 5:
+            names += f" and {len(frozen) - 5} more"
+        warnings.warn(
+            f"The gammas of BatchNormalization layer(s) {names} are not "
+            "trainable (`trainable=False`): the regularizer is added but "
+            "does nothing to them until they are made trainable.",
+            stacklevel=2,
+        )
     copy = copy_model(model)
     mapping = corresponding_layers(model, copy)
     for layer in chosen:
         clone = mapping[id(layer)]
         clone.gamma_regularizer = regularizer
         clone.gamma.regularizer = regularizer
+    return copy
+
+
+def remove_gamma_regularizer(model, layers=None):
+    """A copy of `model` whose BatchNormalization gammas carry no
+    regularizer: the inverse of `add_gamma_regularizer`, for fine-tuning a
+    slim model without the sparsity penalty.
+
+    The copy keeps every weight; `model` is left untouched. The copy is not
+    compiled.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        layers: names of the BatchNormalization layers to free, or `None`
+            for all of them.
+
+    Returns:
+        A new `keras.Model`.
+
+    Raises:
+        TypeError: `model` is not a functional or Sequential model.
+        ValueError: `layers` names an unknown layer.
+
+    Example:
+
+    >>> slim = keras_slim.slim_model(sparse, plan)
+    >>> fine_tune = keras_slim.remove_gamma_regularizer(slim)
+    """
+    graph_lib.check_model(model)
+    if layers is None:
+        chosen = [layer for layer in batchnorm_layers(model) if layer.scale]
+    else:
+        chosen = select_batchnorms(model, layers)
+    copy = copy_model(model)
+    mapping = corresponding_layers(model, copy)
+    for layer in chosen:
+        clone = mapping[id(layer)]
+        clone.gamma_regularizer = None
+        clone.gamma.regularizer = None
     return copy

@@ -365,10 +365,11 @@ def slim(run, model, plan_function, after=None):
         `(slim_model, record)` with params, macs, accuracy (before any
         fine-tuning), the plan and the width of every layer.
     """
+    from keras_slim.regularizers import remove_gamma_regularizer
     from keras_slim.surgery import slim_model
 
     plan = plan_function(model)
-    slimmed = strip_gamma_regularizers(slim_model(model, plan))
+    slimmed = remove_gamma_regularizer(slim_model(model, plan))
     if after is not None:
         slimmed = after(slimmed)
     record = {**describe(slimmed), "accuracy": evaluate(run, slimmed),
