@@ -53,7 +53,7 @@ def test_global_gamma_round_to_8_on_resnet50_slims_and_runs(resnet50):
     slim = slim_model(resnet50, plan)
     # Tied layers (the residual stream of a stage) keep the same channels.
     for group in groups:
-        if group.name in plan.kept:
+        if group.prunable:
             for name in group.producers:
                 assert slim.get_layer(name).filters == widths[group.name]
     x = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")

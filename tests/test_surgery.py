@@ -1,9 +1,11 @@
 """The main invariant: kill channels in the original, slim, outputs match."""
 
+import keras
 import numpy as np
 import pytest
 
 import keras_slim
+from keras_slim import graph as graph_lib
 from tests import zoo
 
 
@@ -15,7 +17,7 @@ def _slim_and_compare(model, seed, kill, kill_beta=True):
     before = zoo.outputs(model, inputs)
     original_weights = [w.copy() for w in model.get_weights()]
     plan = keras_slim.plan_zero_gamma(model)
-    slim = keras_slim.slim_model(model, plan)
+    slim = keras_slim.slim_model(model, plan, fold="exact")
     zoo.assert_close(before, zoo.outputs(slim, inputs))
     # The original model is untouched.
     for a, b in zip(original_weights, model.get_weights()):
@@ -24,27 +26,118 @@ def _slim_and_compare(model, seed, kill, kill_beta=True):
     return plan, slim
 
 
+def _has_prunable_scaled_bn(model):
+    layers = {l.name: l for l in graph_lib.leaf_layers(model)}
+    return any(
+        g.prunable and g.batchnorms
+        and all(layers[b].scale for b in g.batchnorms)
+        for g in keras_slim.channel_groups(model)
+    )
+
+
+def _input_width(model, name):
+    layer = {l.name: l for l in graph_lib.leaf_layers(model)}[name]
+    return layer._inbound_nodes[0].input_tensors[0].shape[-1]
+
+
+def test_every_zoo_model_has_a_prunable_scaled_group():
+    """So that the shrink assertions below hold for every zoo model."""
+    assert all(_has_prunable_scaled_bn(f()) for f in zoo.FACTORIES.values())
+
+
+def _dead_everywhere(model):
+    """Group name -> channels whose gamma is zero in every BN of the group
+    (what `plan_zero_gamma` must cut), computed from the weights alone."""
+    layers = {l.name: l for l in graph_lib.leaf_layers(model)}
+    dead = {}
+    for group in keras_slim.channel_groups(model):
+        if not group.prunable or not group.batchnorms:
+            continue
+        zero = np.ones(group.width, bool)
+        for bn, matrix in group.bn_positions.items():
+            gamma = keras.ops.convert_to_numpy(layers[bn].gamma)
+            zero &= np.all(gamma[matrix] == 0, axis=1)
+        if zero.any():
+            dead[group.name] = np.flatnonzero(zero)
+    return dead
+
+
 @pytest.mark.parametrize("name", sorted(zoo.FACTORIES))
 def test_random_half_dead_slims_exactly(name):
+    """Half of every BN zeroed at random: a channel goes when it is dead in
+    every BN of its group; a model shrinks whenever one is."""
     model = zoo.FACTORIES[name]()
     plan, slim = _slim_and_compare(model, 0, zoo.kill_random_half)
-    if plan.kept:
-        assert slim.count_params() < model.count_params()
+    dead = _dead_everywhere(model)
+    assert set(plan.kept) == set(dead)
+    for group_name, channels in dead.items():
+        assert not set(plan.kept[group_name]) & set(channels)
+    if dead:
+        assert keras_slim.count_params(slim) < keras_slim.count_params(model)
     assert [l.name for l in slim.layers] == [l.name for l in model.layers]
+
+
+def test_random_half_kills_whole_channels_in_most_zoo_models():
+    """So that the test above is not vacuous: only models whose every
+    prunable group spans several BNs may keep all their channels."""
+    spared = []
+    for name, factory in sorted(zoo.FACTORIES.items()):
+        model = factory()
+        rng = np.random.default_rng(0)
+        zoo.randomize_batchnorms(model, rng)
+        zoo.kill_random_half(model, rng)
+        if not _dead_everywhere(model):
+            spared.append(name)
+    assert spared == ["depthwise"]
 
 
 @pytest.mark.parametrize("name", sorted(zoo.FACTORIES))
 def test_coherently_dead_channels_are_removed(name):
+    """Every group scaled by a BN loses exactly its dead half, and every
+    layer on its way (BNs, pass-through layers, readers) is sliced."""
     model = zoo.FACTORIES[name]()
     prunable = [g for g in keras_slim.channel_groups(model)
                 if g.prunable and g.batchnorms]
     plan, slim = _slim_and_compare(model, 1, zoo.kill_coherently)
-    if prunable:
-        assert plan.kept, "every group lost half its channels in all BNs"
-        assert slim.count_params() < model.count_params()
+    assert prunable, f"{name} has no prunable group with a BN"
+    assert keras_slim.count_params(slim) < keras_slim.count_params(model)
+    names = {l.name for l in graph_lib.leaf_layers(slim)}
     for group in prunable:
-        if group.name in plan.kept:
-            assert plan.kept[group.name].size == group.width - group.width // 2
+        assert group.name in plan.kept
+        assert plan.kept[group.name].size == group.width - group.width // 2
+        for layer in group.batchnorms + group.members + group.consumers:
+            if layer not in names:
+                continue  # a stateless op (`x + 3.0`) has no input shape
+            assert _input_width(slim, layer) < _input_width(model, layer), (
+                f"`{layer}` was not sliced")
+
+
+def test_pass_through_layers_are_all_sliced():
+    model = zoo.pass_through()
+    plan, slim = _slim_and_compare(model, 5, zoo.kill_coherently,
+                                   kill_beta=False)
+    group = keras_slim.channel_groups(model)[1]
+    assert group.name == "p0_conv" and len(group.members) == 11
+    # Half the channels cut, plus the carrier of the exact fold.
+    width = len(keras_slim.applied_plan(model, plan, "exact").kept["p0_conv"])
+    assert width == 5
+    for layer in group.members:
+        assert _input_width(slim, layer) == width < _input_width(model, layer)
+    prelu = next(n for n in group.members if n.startswith("p_re_lu"))
+    assert slim.get_layer(prelu).alpha.shape[-1] == width
+
+
+def test_softmax_over_space_is_sliced():
+    """Its constants are not followed, so an L1 plan cuts through it; the
+    cut channels are dropped and verify compares with them zeroed."""
+    model = zoo.softmax_over_space()
+    rng = np.random.default_rng(6)
+    zoo.randomize_batchnorms(model, rng)
+    plan = keras_slim.plan_l1_norm(model, 0.5)
+    assert "sm0_conv" in plan.kept
+    slim = keras_slim.slim_model(model, plan, fold="none", verify=True)
+    assert _input_width(slim, "row_softmax") == 4
+    assert _input_width(model, "row_softmax") == 8
 
 
 VALID = {
@@ -63,9 +156,8 @@ def test_constant_outputs_fold_exactly_with_valid_padding(name, kill):
     killer = {"coherent": zoo.kill_coherently,
               "random_half": zoo.kill_random_half}[kill]
     plan, slim = _slim_and_compare(model, 2, killer, kill_beta=False)
-    if kill == "coherent":
-        assert plan.kept
-        assert slim.count_params() < model.count_params()
+    assert plan.kept
+    assert keras_slim.count_params(slim) < keras_slim.count_params(model)
 
 
 def test_folding_creates_a_bias_or_moves_the_bn_mean():

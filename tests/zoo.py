@@ -192,24 +192,37 @@ def squeeze_excite():
 
 
 def pass_through():
-    """Every kind of channel-preserving layer between two convolutions."""
+    """Every kind of channel-preserving layer between two convolutions,
+    each of them on the path of the dead channels of `p0` (a Softmax over
+    space, whose constants are not followed, is in `softmax_over_space`)."""
     x = inputs = keras.Input((12, 12, 3))
     x = conv_bn(x, 8, "p0", act=None)
     x = L.PReLU(shared_axes=[1, 2])(x)
-    x = L.ZeroPadding2D(1)(x)
-    x = L.Cropping2D(1)(x)
+    x = L.Rescaling(2.0, offset=0.5)(x)
+    x = L.Reshape((12, 12, 8))(x)
+    x = L.Activation("gelu")(x)
     x = L.SpatialDropout2D(0.2)(x)
     x = L.GaussianNoise(0.1)(x)
     x = L.MaxPooling2D(2)(x)
     x = L.UpSampling2D()(x)
-    x = L.Softmax(axis=1)(x)
-    x = L.Rescaling(2.0, offset=0.5)(x)
-    x = L.Reshape((12, 12, 8))(x)
-    x = L.Activation("gelu")(x)
+    # Value-changing layers come first: after a zero border the maps of the
+    # dead channels are alike only through linear layers (exact folding).
+    x = L.ZeroPadding2D(1)(x)
+    x = L.Cropping2D(1)(x)
     x = L.AveragePooling2D(2)(x)
     x = conv_bn(x, 6, "p1", act="tanh")
     x = L.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, L.Dense(3, name="head")(x), name="pass")
+
+
+def softmax_over_space():
+    """A Softmax over the rows keeps channels apart: cut through it."""
+    x = inputs = keras.Input((8, 8, 3))
+    x = conv_bn(x, 8, "sm0")
+    x = L.Softmax(axis=1, name="row_softmax")(x)
+    x = conv_bn(x, 4, "sm1")
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x), name="softmax")
 
 
 def one_and_three_d():
