@@ -140,3 +140,35 @@ def test_fold_argument():
         keras_slim.slim_model(model, plan, fold="carrier")
     with pytest.raises(ValueError, match="fold_constants=False"):
         keras_slim.slim_model(model, plan, fold="exact", fold_constants=False)
+
+
+def test_same_padded_convnet_after_ista_slims_exactly():
+    """The issue's case: a same-padded ConvNet trained with ISTA (exact
+    zero gammas, betas as training left them, started positive so that
+    the dead channels' relu(beta) is not zero)."""
+    x = inputs = keras.Input((8, 8, 1))
+    for i, width in enumerate((12, 16, 16)):
+        x = L.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization(
+            beta_initializer=keras.initializers.RandomUniform(0.2, 1.0),
+            gamma_initializer=keras.initializers.RandomUniform(0.05, 1.0))(x)
+        x = L.ReLU()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(10, name="logits")(x))
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(7)
+    images = rng.normal(size=(128, 8, 8, 1)).astype("float32")
+    labels = rng.integers(0, 10, 128)
+    callback = keras_slim.ISTAGamma(0.5, penalty="uniform")
+    model.fit(images, labels, batch_size=32, epochs=4, verbose=0,
+              callbacks=[callback])
+    assert callback.history[-1]["gamma_zero_fraction"] > 0.2
+    before = zoo.outputs(model, images[:8])
+    plan = keras_slim.plan_zero_gamma(model)
+    assert plan.kept
+    exact = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+    bias = keras_slim.slim_model(model, plan, fold="bias")
+    assert _relative_error(before, zoo.outputs(exact, images[:8])) < 1e-4
+    assert _relative_error(before, zoo.outputs(bias, images[:8])) > 1e-3
+    assert keras_slim.count_params(exact) < keras_slim.count_params(model)
