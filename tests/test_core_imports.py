@@ -8,7 +8,7 @@ import sys
 import keras_slim
 
 CORE = ["graph", "layout", "slicers", "rules", "constants", "plan", "criteria",
-        "surgery", "counting"]
+        "surgery", "counting", "folding", "verification"]
 ALLOWED = {"keras", "numpy", "keras_slim"} | set(sys.stdlib_module_names)
 
 
