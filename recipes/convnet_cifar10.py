@@ -7,7 +7,7 @@ then b and c the same way, export.
 Paper: a fixed learning rate of 0.01, alpha 1 (no rescaling), batch 125;
 model A from scratch with rho 0.0002 for 30k steps then 0.001, model B from
 A with rho 0.002, model C from B (the text gives no rho for C; 0.004 here is
-our choice); the reference has 224,008 parameters and 86.3% accuracy.
+our choice); the reference has 224,008 parameters and an accuracy of 86.3%.
 
     python recipes/convnet_cifar10.py --data_dir=~/tensorflow_datasets \
         --model_dir=/tmp/convnet --strategy=mirrored

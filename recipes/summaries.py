@@ -3,7 +3,7 @@
 Every stage writes scalars to `MODEL_DIR/<stage>/tensorboard/`, as TF Model
 Garden does: training stages per epoch (`loss`, `learning_rate`, and with
 ISTA `rho`, `gamma_zero_fraction`, `gamma_l1`), every stage once at its end
-(`accuracy`, `params`, `macs`, `gamma_zero_fraction` where known). Only the
+(`accuracy`, `params`, `macs`). Only the
 chief writes; other workers get a writer that does nothing. See them with
 `tensorboard --logdir MODEL_DIR`: one run per stage.
 """
@@ -12,9 +12,9 @@ import os
 
 import tensorflow as tf
 
-# The record entries written as scalars when a stage ends.
-RECORD_SCALARS = ("accuracy", "params", "macs", "loss", "gamma_zero_fraction",
-                  "gamma_l1")
+# The record entries written as scalars when a stage ends (training stages
+# wrote `loss` and the gamma statistics after every epoch already).
+RECORD_SCALARS = ("accuracy", "params", "macs")
 
 
 def stage_writer(directory, chief):
