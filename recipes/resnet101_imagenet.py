@@ -21,8 +21,12 @@ starts from random weights.
         --model_dir=gs://bucket/resnet101 --strategy=multi_worker_mirrored
 """
 
-if not __package__:  # run as `python recipes/resnet101_imagenet.py`
-    import _script_path  # noqa: F401  (the repository root on sys.path)
+if not __package__:  # run as `python recipes/resnet101_imagenet.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 import os
 

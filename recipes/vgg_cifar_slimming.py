@@ -16,8 +16,12 @@ training stage.
         --data_dir=~/tensorflow_datasets --model_dir=/tmp/vgg19 --scratch=E,B
 """
 
-if not __package__:  # run as `python recipes/vgg_cifar_slimming.py`
-    import _script_path  # noqa: F401  (the repository root on sys.path)
+if not __package__:  # run as `python recipes/vgg_cifar_slimming.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 from absl import app, flags
 

@@ -131,7 +131,7 @@ def mirrored(tmp_path_factory):
     run = subprocess.run(
         [sys.executable, "-c", SCENARIO, out_dir, json.dumps(RECIPES),
          json.dumps(SMALL)],
-        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     lines = [s for s in run.stdout.splitlines() if s.startswith("RESULT")]
     assert run.returncode == 0 and lines, (run.stdout[-3000:]
                                            + run.stderr[-3000:])
