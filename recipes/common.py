@@ -15,19 +15,22 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 
 import dataclasses
 import os
+import sys
 
 import keras
-import tensorflow as tf
-from absl import flags, logging
+from absl import flags
 
-from keras_slim.counting import count_macs, count_params
+from keras_slim.counting import count_params
 from keras_slim.ista import attach_ista
-from recipes import inputs
+from recipes import inputs, summaries
+from recipes.exporting import describe, export
+from recipes.hooks import Hooks
 from recipes.stages import StageRunner
+from recipes.strategies import (STRATEGIES, global_batch_size, make_strategy,
+                                set_precision)
 from recipes.training import Trainer, is_chief
 
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",
-              "tpu")
+__all__ = ["STRATEGIES", "describe", "export", "make_strategy", "set_precision"]
 
 
 # -- flags --------------------------------------------------------------------
@@ -64,66 +67,15 @@ def define_flags(defaults, flag_values=flags.FLAGS):
     flags.DEFINE_integer("finetune_epochs", defaults["finetune_epochs"],
                          "Epochs of each fine-tuning stage.", flag_values=fv)
     flags.DEFINE_integer("batch_size", defaults["batch_size"],
-                         "Global batch size (split over replicas).",
+                         "Global batch size, split over the replicas: a "
+                         "multiple of their number (the default is rounded "
+                         "to the nearest one, with a log line).",
                          flag_values=fv)
     flags.DEFINE_bool("mixed_precision", False, "mixed_float16 (GPU) or "
                       "mixed_bfloat16 (TPU) compute.", flag_values=fv)
     flags.DEFINE_integer("synthetic_examples", 256, "Examples in each split "
                          "of --dataset=synthetic.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=fv)
-    flags.DEFINE_integer("interrupt_after_steps", None, "Testing: stop the "
-                         "process after this many training steps of stage "
-                         "--interrupt_stage, as if killed.", flag_values=fv)
-    flags.DEFINE_string("interrupt_stage", None, "Testing: the stage "
-                        "--interrupt_after_steps applies to.", flag_values=fv)
-
-
-# -- strategy -----------------------------------------------------------------
-
-
-def make_strategy(name, tpu=""):
-    """The `tf.distribute.Strategy` named by `--strategy`.
-
-    - default: the default (no-op) strategy.
-    - one_device: the first GPU, or the CPU.
-    - mirrored: all local GPUs, or all logical CPU devices when there is no
-      GPU.
-    - multi_worker_mirrored: synchronous training over the workers that
-      `TF_CONFIG` lists.
-    - tpu: a TPU found by `TPUClusterResolver(tpu)`.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(
-            gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        devices = (tf.config.list_logical_devices("GPU")
-                   or tf.config.list_logical_devices("CPU"))
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
-    if name == "multi_worker_mirrored":
-        if "TF_CONFIG" not in os.environ:
-            logging.warning("TF_CONFIG is not set: multi_worker_mirrored "
-                            "runs as a single worker.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(
-        f"Expected `strategy` in {STRATEGIES}. Received: strategy={name!r}"
-    )
-
-
-def set_precision(flags_obj):
-    """The global Keras dtype policy for `--mixed_precision` (float32
-    without it, also when an earlier run in the process set another)."""
-    policy = "float32"
-    if flags_obj.mixed_precision:
-        policy = "mixed_bfloat16" if flags_obj.strategy == "tpu" else "mixed_float16"
-    keras.mixed_precision.set_global_policy(policy)
 
 
 # -- the context of a run -------------------------------------------------------
@@ -142,14 +94,16 @@ class Run:
     steps_per_epoch: int
     eval_steps: int
     stages: object
+    batch_size: int
     log: object = print
+    hooks: object = dataclasses.field(default_factory=Hooks)
 
     @property
     def chief(self):
         return is_chief(self.strategy)
 
 
-def _override_fns(datasets_override, batch_size, seed):
+def _override_fns(datasets_override, batch_size, seed, observe):
     train, evaluation = datasets_override
     counts = []
     for dataset in (train, evaluation):
@@ -159,18 +113,36 @@ def _override_fns(datasets_override, batch_size, seed):
                              "length (`dataset.cardinality()`).")
         counts.append(count)
     image_shape = tuple(train.element_spec[0].shape)
-    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed),
+    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed,
+                                   observe),
             inputs.dataset_fn_from(evaluation, False, batch_size, image_shape,
                                    seed),
             counts, image_shape)
 
 
-def setup(flags_obj, info, preprocess=None, image_size=None,
-          datasets_override=None, strategy_override=None, log=print):
-    """Strategy, precision, data pipelines and the stage runner of a run.
+class UsageError(ValueError):
+    """A flag value the run cannot use; the command line shows it as one
+    line (`run_main`)."""
 
-    The data is checked before any model is built: a real dataset that is
-    not prepared in `--data_dir` stops the run with a clear error.
+
+def run_main(run_function, flags_obj):
+    """`run_function(flags_obj)`, a `UsageError` shown as one line (exit 1)
+    instead of a traceback."""
+    try:
+        return run_function(flags_obj)
+    except UsageError as error:
+        sys.exit(f"error: {error}")
+
+
+def setup(flags_obj, info, preprocess=None, image_size=None,
+          datasets_override=None, strategy_override=None, log=print,
+          hooks=None):
+    """Strategy, precision, global batch, data pipelines and stage runner.
+
+    The global batch and the data are checked before any model is built: a
+    `--batch_size` that does not divide over the replicas (see
+    `strategies.global_batch_size`) or a real dataset that is not prepared
+    in `--data_dir` stops the run with a clear error.
 
     Args:
         flags_obj: the parsed flags.
@@ -183,45 +155,53 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
             `tf.data.Dataset`s of (image, label) used instead.
         strategy_override: optional strategy used instead of `--strategy`.
         log: a callable taking a line of progress.
+        hooks: a `recipes.hooks.Hooks` (tests only), or `None`.
 
     Returns:
         A `Run`.
     """
+    hooks = hooks or Hooks()
     keras.utils.set_random_seed(flags_obj.seed)
     set_precision(flags_obj)
     size = image_size or info.image_size
     image_shape = (size, size, 3)
-    batch = flags_obj.batch_size
+    strategy = strategy_override or make_strategy(flags_obj.strategy,
+                                                  flags_obj.tpu)
+    replicas = strategy.num_replicas_in_sync
+    try:
+        batch = global_batch_size(flags_obj.batch_size, replicas,
+                                  flags_obj["batch_size"].present, log)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    observe = hooks.training_examples
     if datasets_override is not None:
         train_fn, eval_fn, (train_count, eval_count), image_shape = \
-            _override_fns(datasets_override, batch, flags_obj.seed)
+            _override_fns(datasets_override, batch, flags_obj.seed, observe)
     elif flags_obj.dataset == "synthetic":
         count = flags_obj.synthetic_examples
         train_fn, train_count = inputs.synthetic_dataset_fn(
-            image_shape, info.classes, count, True, batch, flags_obj.seed)
+            image_shape, info.classes, count, True, batch, flags_obj.seed,
+            observe)
         eval_fn, eval_count = inputs.synthetic_dataset_fn(
             image_shape, info.classes, count, False, batch, flags_obj.seed)
     else:
         train_fn, train_count = inputs.tfds_dataset_fn(
             info, flags_obj.data_dir, True, batch, preprocess(True),
-            image_shape, flags_obj.seed)
+            image_shape, flags_obj.seed, observe)
         eval_fn, eval_count = inputs.tfds_dataset_fn(
             info, flags_obj.data_dir, False, batch, preprocess(False),
             image_shape, flags_obj.seed)
-    strategy = strategy_override or make_strategy(flags_obj.strategy,
-                                                  flags_obj.tpu)
     steps = flags_obj.steps_per_epoch or max(train_count // batch, 1)
-    log(f"strategy={type(strategy).__name__} replicas="
-        f"{strategy.num_replicas_in_sync} global_batch={batch} "
-        f"steps_per_epoch={steps}")
+    log(f"strategy={type(strategy).__name__} replicas={replicas} "
+        f"global_batch={batch} steps_per_epoch={steps}")
     stages = StageRunner(flags_obj.model_dir, is_chief(strategy), log)
     stages.summary.update(dataset=flags_obj.dataset, strategy=flags_obj.strategy,
-                          replicas=strategy.num_replicas_in_sync,
-                          global_batch_size=batch, steps_per_epoch=steps,
+                          replicas=replicas, global_batch_size=batch,
+                          steps_per_epoch=steps,
                           precision=keras.mixed_precision.global_policy().name)
     return Run(flags_obj, strategy, info.classes, image_shape, train_fn,
                eval_fn, steps, inputs.eval_steps(eval_count, batch), stages,
-               log)
+               batch, log, hooks)
 
 
 # -- models -------------------------------------------------------------------
@@ -235,11 +215,6 @@ def layer_widths(model):
         if width is not None:
             widths[layer.name] = int(width)
     return widths
-
-
-def describe(model):
-    """`params` and `macs` of a model."""
-    return {"params": count_params(model), "macs": count_macs(model)}
 
 
 def in_scope(strategy, model):
@@ -293,9 +268,13 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
           nesterov=False, rho=None, ista_layers=None, penalty="memory"):
     """Train `model` (a copy, in the strategy's scope) in stage `stage`.
 
+    After every epoch the chief writes `loss`, `learning_rate` and, with
+    ISTA, `rho`, `gamma_zero_fraction` and `gamma_l1` to the stage's
+    TensorBoard folder.
+
     Args:
         run: the `Run`.
-        stage: the stage name (for --interrupt_stage).
+        stage: the stage name (passed to `run.hooks`).
         model: the model to start from; not modified.
         directory: the stage folder (checkpoints go in `checkpoints/`).
         epochs: epochs to train.
@@ -318,20 +297,28 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
         if rho is not None:
             ista = attach_ista(model, rho, penalty=penalty,
                                optimizer=optimizer, layers=ista_layers)
-    trainer = Trainer(strategy, model, optimizer, run.flags.batch_size,
-                      log=run.log)
+    trainer = Trainer(strategy, model, optimizer, run.batch_size, log=run.log)
+    writer = summaries.stage_writer(directory, run.chief)
 
     def on_epoch_end(epoch, logs):
+        step = (epoch + 1) * run.steps_per_epoch
+        values = {"loss": logs["loss"], "learning_rate":
+                  summaries.schedule_value(learning_rate, step - 1)}
         if ista is not None:
             logs["gamma_zero_fraction"] = ista.zero_fraction()
             logs["gamma_l1"] = ista.lasso()
+            values.update(rho=summaries.schedule_value(rho, step - 1),
+                          gamma_zero_fraction=logs["gamma_zero_fraction"],
+                          gamma_l1=logs["gamma_l1"])
+        summaries.write_scalars(writer, values, step)
+        run.hooks.on_epoch_end(stage, epoch, logs)
 
-    interrupt = None
-    if run.flags.interrupt_stage == stage:
-        interrupt = run.flags.interrupt_after_steps
-    result = trainer.train(run.train_fn, epochs, run.steps_per_epoch,
-                           os.path.join(directory, "checkpoints"), interrupt,
-                           on_epoch_end)
+    try:
+        result = trainer.train(run.train_fn, epochs, run.steps_per_epoch,
+                               os.path.join(directory, "checkpoints"),
+                               on_epoch_end)
+    finally:
+        writer.close()
     record = {**describe(model),
               "accuracy": trainer.evaluate(run.eval_fn, run.eval_steps),
               "loss": result["loss"], "epochs": epochs,
@@ -347,7 +334,7 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
 def evaluate(run, model):
     """Accuracy of `model` on the evaluation set, under the strategy."""
     model = in_scope(run.strategy, model)
-    trainer = Trainer(run.strategy, model, None, run.flags.batch_size, run.log)
+    trainer = Trainer(run.strategy, model, None, run.batch_size, run.log)
     return trainer.evaluate(run.eval_fn, run.eval_steps)
 
 
@@ -379,38 +366,3 @@ def slim(run, model, plan_function, after=None):
                   for name, kept in plan.kept.items()},
               "widths": layer_widths(slimmed)}
     return slimmed, record
-
-
-def float32_copy(model):
-    """A float32 copy of a (possibly mixed-precision) model, for export."""
-
-    def clone(layer):
-        config = layer.get_config()
-        if "dtype" in config:
-            config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def export(run, model, directory, accuracy=None):
-    """Write the model as a SavedModel and a TFLite file (chief only).
-
-    `accuracy` (the exported model's, from the stage that trained it) is
-    copied into the record.
-    """
-    record = {**describe(model), "accuracy": accuracy}
-    if not run.chief:
-        return None, record
-    model = float32_copy(model)
-    saved_model = os.path.join(directory, "saved_model")
-    model.export(saved_model, format="tf_saved_model", verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-    tflite = os.path.join(directory, "model.tflite")
-    with open(tflite, "wb") as file:
-        file.write(converter.convert())
-    record.update(saved_model="saved_model", tflite="model.tflite",
-                  tflite_bytes=os.path.getsize(tflite))
-    return None, record

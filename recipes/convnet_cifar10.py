@@ -7,11 +7,18 @@ then b and c the same way, export.
 Paper: a fixed learning rate of 0.01, alpha 1 (no rescaling), batch 125;
 model A from scratch with rho 0.0002 for 30k steps then 0.001, model B from
 A with rho 0.002, model C from B (the text gives no rho for C; 0.004 here is
-our choice); the reference has 224,008 parameters and 86.3% accuracy.
+our choice); the reference has 224,008 parameters and an accuracy of 86.3%.
 
-    python -m recipes.convnet_cifar10 --data_dir=~/tensorflow_datasets \
+    python recipes/convnet_cifar10.py --data_dir=~/tensorflow_datasets \
         --model_dir=/tmp/convnet --strategy=mirrored
 """
+
+if not __package__:  # run as `python recipes/convnet_cifar10.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 from absl import app, flags
 
@@ -27,8 +34,7 @@ def define_flags(flag_values=flags.FLAGS):
          "finetune_epochs": 125, "batch_size": 125}, flag_values)
     ista_rounds.define_flags(
         {"models": ["a", "b", "c"], "rho": ["0.001", "0.002", "0.004"],
-         "rho_warmup": 0.0002, "learning_rate": 0.01, "refine_epochs": 125,
-         "base_epochs": 200}, flag_values)
+         "rho_warmup": 0.0002, "learning_rate": 0.01}, flag_values)
     flags.DEFINE_list("widths", [str(w) for w in models.CONVNET_BASE],
                       "Widths of conv1, conv2, conv3, fc1 of the base "
                       "network.", flag_values=flag_values)
@@ -38,7 +44,8 @@ def define_flags(flag_values=flags.FLAGS):
                       "(empty = skip).", flag_values=flag_values)
 
 
-def run(flags_obj, datasets_override=None, strategy_override=None):
+def run(flags_obj, datasets_override=None, strategy_override=None,
+        hooks=None):
     """Run every stage not done yet; returns the summary dict."""
     info = inputs.DATASETS["cifar10"]
     run_ = common.setup(
@@ -46,7 +53,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
         preprocess=lambda training: inputs.cifar_preprocess(
             "cifar10", training, style="ye"),
         datasets_override=datasets_override,
-        strategy_override=strategy_override)
+        strategy_override=strategy_override, hooks=hooks)
 
     def make_model(widths=flags_obj.widths, name="convnet"):
         return models.convnet([int(w) for w in widths], classes=run_.classes,
@@ -54,18 +61,19 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
                               weight_decay=flags_obj.weight_decay, name=name)
 
     def reference(run_):
-        if not flags_obj.reference_widths or not flags_obj.base_epochs:
+        epochs = ista_rounds.base_epochs_of(flags_obj)
+        if not flags_obj.reference_widths or not epochs:
             return
         run_.stages.run("reference", lambda d: common.train(
             run_, "reference",
             make_model(flags_obj.reference_widths, "convnet_reference"), d,
-            flags_obj.base_epochs, flags_obj.learning_rate))
+            epochs, flags_obj.learning_rate))
 
     return ista_rounds.run_rounds(run_, make_model, extra_stages=reference)
 
 
 def main(_):
-    run(flags.FLAGS)
+    common.run_main(run, flags.FLAGS)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,11 @@ Every pipeline is a `dataset_fn(input_context)` for
 context and batches by the per-replica batch size, so batch sizes given to
 the recipes are global.
 
-- Training data repeats forever; a recipe runs `steps_per_epoch` steps.
+- Training data is split over the input pipelines by example (each worker
+  reads a disjoint part of every epoch, whatever the number of files:
+  `tfds.even_splits` for TFDS, `Dataset.shard` otherwise), shuffled before
+  preprocessing, and repeats forever; a recipe runs `steps_per_epoch`
+  steps.
 - Evaluation data is read whole by every input pipeline, padded to a
   multiple of the global batch with examples of weight 0, and split
   element-wise, so every replica runs the same number of steps (needed by
@@ -161,9 +165,15 @@ def imagenet_preprocess(image_size, training):
 # -- pipelines ----------------------------------------------------------------
 
 
-def _finish_training(dataset, batch, seed):
-    dataset = dataset.shuffle(10 * batch + 100, seed=seed)
-    dataset = dataset.repeat().batch(batch, drop_remainder=True)
+def _finish_training(dataset, batch, seed, preprocess=None, observe=None):
+    """Shuffle, repeat, `observe` (a test hook), preprocess, batch."""
+    dataset = dataset.shuffle(10 * batch + 100, seed=seed).repeat()
+    if observe is not None:
+        dataset = observe(dataset)
+    if preprocess is not None:
+        dataset = dataset.map(lambda x, y: (preprocess(x), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -191,11 +201,14 @@ def eval_steps(count, global_batch_size):
 
 
 def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
-                    image_shape, seed=0):
+                    image_shape, seed=0, observe=None):
     """A `dataset_fn(input_context)` reading `info.name` from TFDS.
 
     The builder is checked (prepared, never downloaded) when this function
-    is called, before any model is built.
+    is called, before any model is built. Training data is split by
+    example with `tfds.even_splits` (not by file, which fails or repeats
+    examples when the split has fewer files than input pipelines); each
+    pipeline reads only the files its part lies in.
     """
     builder = prepared_builder(info.name, data_dir)
     split = info.train_split if training else info.eval_split
@@ -205,18 +218,20 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
         import tensorflow_datasets as tfds
 
         if training:
-            config = tfds.ReadConfig(input_context=input_context,
-                                     shuffle_seed=seed)
-            dataset = builder.as_dataset(split=split, shuffle_files=True,
-                                         as_supervised=True, read_config=config)
-        else:
-            dataset = builder.as_dataset(split=split, shuffle_files=False,
-                                         as_supervised=True)
+            pipelines, index = _shard_count(input_context)
+            part = split
+            if pipelines > 1:
+                part = tfds.even_splits(split, n=pipelines)[index]
+            dataset = builder.as_dataset(
+                split=part, shuffle_files=True, as_supervised=True,
+                read_config=tfds.ReadConfig(shuffle_seed=seed))
+            return _finish_training(
+                dataset, _per_replica(global_batch_size, input_context), seed,
+                preprocess, observe)
+        dataset = builder.as_dataset(split=split, shuffle_files=False,
+                                     as_supervised=True)
         dataset = dataset.map(lambda x, y: (preprocess(x), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-        if training:
-            return _finish_training(
-                dataset, _per_replica(global_batch_size, input_context), seed)
         return _finish_eval(dataset, count, global_batch_size, input_context,
                             image_shape)
 
@@ -224,7 +239,7 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
 
 
 def synthetic_dataset_fn(image_shape, classes, count, training,
-                         global_batch_size, seed=0):
+                         global_batch_size, seed=0, observe=None):
     """A `dataset_fn(input_context)` of `count` random images and labels.
 
     The images are standard normal (already "preprocessed"); the labels are
@@ -242,7 +257,8 @@ def synthetic_dataset_fn(image_shape, classes, count, training,
             if pipelines > 1:
                 dataset = dataset.shard(pipelines, index)
             return _finish_training(
-                dataset, _per_replica(global_batch_size, input_context), seed)
+                dataset, _per_replica(global_batch_size, input_context), seed,
+                observe=observe)
         return _finish_eval(dataset, count, global_batch_size, input_context,
                             image_shape)
 
@@ -250,7 +266,7 @@ def synthetic_dataset_fn(image_shape, classes, count, training,
 
 
 def dataset_fn_from(dataset, training, global_batch_size, image_shape,
-                    seed=0):
+                    seed=0, observe=None):
     """A `dataset_fn(input_context)` from an unbatched (image, label)
     `tf.data.Dataset` of known length (`datasets_override`)."""
     count = int(dataset.cardinality())
@@ -262,7 +278,8 @@ def dataset_fn_from(dataset, training, global_batch_size, image_shape,
             pipelines, index = _shard_count(input_context)
             shard = dataset.shard(pipelines, index) if pipelines > 1 else dataset
             return _finish_training(
-                shard, _per_replica(global_batch_size, input_context), seed)
+                shard, _per_replica(global_batch_size, input_context), seed,
+                observe=observe)
         return _finish_eval(dataset, count, global_batch_size, input_context,
                             image_shape)
 

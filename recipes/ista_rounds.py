@@ -5,8 +5,11 @@ Shared by `convnet_cifar10` (Table 1) and `resnet20_cifar10` (Table 2):
 - `base` (optional): the dense network trained without ISTA, the base
   accuracy of the tables.
 - For each model (`a`, `b`, ...): `sparse-train-<m>` trains with ISTA on the
-  gammas (model a from scratch with a warm-up `rho`, the next ones from the
-  previous fine-tuned model with a larger `rho`), `slim-<m>` removes the
+  gammas (model a from scratch, that is from a freshly initialized network
+  of the base architecture, not from the trained `base`, with a warm-up
+  `rho`: "model A is trained from scratch using the base model" (Ye et al.,
+  section 5.1); the next ones from the previous fine-tuned model with a
+  larger `rho`), `slim-<m>` removes the
   channels whose gamma is exactly zero and folds their constant output
   (ReLU(beta)) into the next layer, `fine-tune-<m>` trains the slim model
   without ISTA.
@@ -30,8 +33,10 @@ def define_flags(defaults, flag_values=flags.FLAGS):
     """Flags of the ISTA rounds; `defaults` holds the paper's values."""
     fv = flag_values
     flags.DEFINE_list("models", defaults["models"], "Models to derive in "
-                      "turn (model a from the base network, each next from "
-                      "the previous).", flag_values=fv)
+                      "turn: the first is trained with ISTA from scratch (a "
+                      "new, randomly initialized network of the base "
+                      "architecture, as in the paper), each next one from "
+                      "the previous fine-tuned model.", flag_values=fv)
     flags.DEFINE_list("rho", defaults["rho"], "ISTA strength of each model, "
                       "in the order of --models.", flag_values=fv)
     flags.DEFINE_float("rho_warmup", defaults["rho_warmup"], "rho of model "
@@ -50,11 +55,13 @@ def define_flags(defaults, flag_values=flags.FLAGS):
                        "Learning rate of fine-tuning.", flag_values=fv)
     flags.DEFINE_float("weight_decay", 5e-4, "L2 weight decay on kernels.",
                        flag_values=fv)
-    flags.DEFINE_integer("refine_epochs", defaults["refine_epochs"],
+    flags.DEFINE_integer("refine_epochs", None,
                          "Epochs of the ISTA training of models after the "
-                         "first.", flag_values=fv)
-    flags.DEFINE_integer("base_epochs", defaults["base_epochs"], "Epochs of "
-                         "the dense base network (0 = skip).", flag_values=fv)
+                         "first (default: --finetune_epochs, the paper's "
+                         "equal step counts).", flag_values=fv)
+    flags.DEFINE_integer("base_epochs", None, "Epochs of the dense base "
+                         "network (default: --epochs; 0 = skip).",
+                         flag_values=fv)
 
 
 def penalty_weights(model, kind, layers=None):
@@ -85,6 +92,14 @@ def rho_schedule(flags_obj, index):
     return rhos[index]
 
 
+def base_epochs_of(flags_obj):
+    """Epochs of the base (and reference) network: --base_epochs, or
+    --epochs when it is not given."""
+    if flags_obj.base_epochs is None:
+        return flags_obj.epochs
+    return flags_obj.base_epochs
+
+
 def run_rounds(run, make_model, extra_stages=None):
     """Run the stages of the recipe.
 
@@ -100,16 +115,21 @@ def run_rounds(run, make_model, extra_stages=None):
     flags_obj, stages = run.flags, run.stages
     if not flags_obj.models:
         raise ValueError("Expected at least one model in --models.")
-    if flags_obj.base_epochs:
+    base_epochs = base_epochs_of(flags_obj)
+    if base_epochs:
         stages.run("base", lambda d: common.train(
-            run, "base", make_model(), d, flags_obj.base_epochs,
+            run, "base", make_model(), d, base_epochs,
             flags_obj.learning_rate))
     if extra_stages is not None:
         extra_stages(run)
+    refine_epochs = flags_obj.refine_epochs
+    if refine_epochs is None:
+        refine_epochs = flags_obj.finetune_epochs
+    # Model a: from scratch (a new network), not from the trained base.
     model = make_model()
     for index, name in enumerate(flags_obj.models):
         stage = f"sparse-train-{name}"
-        epochs = flags_obj.epochs if index == 0 else flags_obj.refine_epochs
+        epochs = flags_obj.epochs if index == 0 else refine_epochs
         rho = rho_schedule(flags_obj, index)
         start = model
         sparse, _ = stages.run(stage, lambda d, stage=stage, epochs=epochs,

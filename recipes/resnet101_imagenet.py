@@ -17,9 +17,16 @@ the Keras cache (`~/.keras/models/resnet101_weights_tf_dim_ordering_tf_kernels.h
 never downloaded here), --weights=/path/file.h5 reads a file, --weights=none
 starts from random weights.
 
-    python -m recipes.resnet101_imagenet --data_dir=gs://bucket/tfds \
+    python recipes/resnet101_imagenet.py --data_dir=gs://bucket/tfds \
         --model_dir=gs://bucket/resnet101 --strategy=multi_worker_mirrored
 """
+
+if not __package__:  # run as `python recipes/resnet101_imagenet.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 import os
 
@@ -107,7 +114,8 @@ def build(flags_obj, classes, image_shape):
     return model
 
 
-def run(flags_obj, datasets_override=None, strategy_override=None):
+def run(flags_obj, datasets_override=None, strategy_override=None,
+        hooks=None):
     """Run every stage not done yet; returns the summary dict."""
     info = inputs.DATASETS["imagenet2012"]
     run_ = common.setup(
@@ -115,7 +123,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
         preprocess=lambda training: inputs.imagenet_preprocess(
             flags_obj.image_size, training),
         datasets_override=datasets_override,
-        strategy_override=strategy_override)
+        strategy_override=strategy_override, hooks=hooks)
     stages = run_.stages
     base = build(flags_obj, run_.classes, run_.image_shape)
     layers = models.bottleneck_batchnorms(base)
@@ -157,7 +165,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
 
 
 def main(_):
-    run(flags.FLAGS)
+    common.run_main(run, flags.FLAGS)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,16 @@ Paper: base 92.0% (281,304 parameters), model A 90.9% (176,596), model B
 rho 0.001 for 30k steps then 0.005 (80k steps in all), model B from A with
 rho 0.01 (50k steps), fine-tuning 50k steps.
 
-    python -m recipes.resnet20_cifar10 --data_dir=~/tensorflow_datasets \
+    python recipes/resnet20_cifar10.py --data_dir=~/tensorflow_datasets \
         --model_dir=/tmp/resnet20 --strategy=mirrored
 """
+
+if not __package__:  # run as `python recipes/resnet20_cifar10.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 from absl import app, flags
 
@@ -29,11 +36,12 @@ def define_flags(flag_values=flags.FLAGS):
          "finetune_epochs": 125, "batch_size": 125}, flag_values)
     ista_rounds.define_flags(
         {"models": ["a", "b"], "rho": ["0.005", "0.01"], "rho_warmup": 0.001,
-         "learning_rate": 0.1, "refine_epochs": 125, "base_epochs": 200},
+         "learning_rate": 0.1},
         flag_values)
 
 
-def run(flags_obj, datasets_override=None, strategy_override=None):
+def run(flags_obj, datasets_override=None, strategy_override=None,
+        hooks=None):
     """Run every stage not done yet; returns the summary dict."""
     info = inputs.DATASETS["cifar10"]
     run_ = common.setup(
@@ -41,7 +49,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
         preprocess=lambda training: inputs.cifar_preprocess(
             "cifar10", training, style="ye"),
         datasets_override=datasets_override,
-        strategy_override=strategy_override)
+        strategy_override=strategy_override, hooks=hooks)
 
     def make_model():
         return models.resnet20(classes=run_.classes,
@@ -52,7 +60,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
 
 
 def main(_):
-    run(flags.FLAGS)
+    common.run_main(run, flags.FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""`StageRunner`: run each stage of a recipe once, record it in summary.json."""
+"""`StageRunner`: run each stage of a recipe once, record it in summary.json
+(and its end-of-stage scalars in TensorBoard, `recipes.summaries`)."""
 
 import json
 import os
 import time
 
 import keras
+
+from recipes.summaries import write_record
 
 
 def _write_json(path, data):
@@ -62,6 +65,7 @@ class StageRunner:
             model, record = function(directory)
             record = {"name": name, **record,
                       "seconds": round(time.time() - start, 2)}
+            write_record(directory, self.chief, record)
             if self.chief:
                 if model is not None:
                     record["model"] = "model.keras"

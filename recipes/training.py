@@ -25,9 +25,7 @@ import time
 import keras
 import tensorflow as tf
 
-
-class Interrupted(SystemExit):
-    """Raised by `--interrupt_after_steps` to simulate a killed run."""
+from recipes.summaries import eta, format_seconds
 
 
 def is_chief(strategy):
@@ -139,7 +137,7 @@ class Trainer:
     # -- public ---------------------------------------------------------------
 
     def train(self, dataset_fn, epochs, steps_per_epoch, checkpoint_dir,
-              interrupt_after_steps=None, on_epoch_end=None):
+              on_epoch_end=None):
         """Train for `epochs` epochs, resuming from `checkpoint_dir`.
 
         Args:
@@ -148,9 +146,9 @@ class Trainer:
             steps_per_epoch: steps in an epoch.
             checkpoint_dir: the stage's checkpoint folder (the chief's; other
                 workers save next to it and delete their copy).
-            interrupt_after_steps: raise `Interrupted` after this many steps
-                in this call (to test resumption), or `None`.
-            on_epoch_end: optional callable `(epoch, logs)`.
+            on_epoch_end: optional callable `(epoch, logs)`, called after the
+                epoch's checkpoint is written; it may add floats to `logs`
+                (they are shown on the epoch's progress line).
 
         Returns:
             dict with `loss` (last epoch's mean), `resumed_from_epoch`,
@@ -175,15 +173,6 @@ class Trainer:
         iterator = iter(dataset)
         start, steps_run, loss = time.time(), 0, float("nan")
         for epoch in range(resumed, epochs):
-            if (interrupt_after_steps is not None
-                    and steps_run + steps_per_epoch > interrupt_after_steps):
-                left = interrupt_after_steps - steps_run
-                if left > 0:
-                    self._train_loop(iterator, tf.constant(left))
-                raise Interrupted(
-                    f"Interrupted after {interrupt_after_steps} steps in "
-                    f"epoch {epoch + 1} (--interrupt_after_steps)."
-                )
             loss = float(self._train_loop(iterator, tf.constant(steps_per_epoch)))
             steps_run += steps_per_epoch
             self.epoch.assign(epoch + 1)
@@ -195,7 +184,10 @@ class Trainer:
                 on_epoch_end(epoch, logs)
             extra = " ".join(f"{k}={v:.4g}" for k, v in logs.items()
                              if isinstance(v, float))
-            self.log(f"  epoch {epoch + 1}/{epochs} {extra}")
+            elapsed = time.time() - start
+            self.log(f"  epoch {epoch + 1}/{epochs} {extra} "
+                     f"[{format_seconds(elapsed)} elapsed, ETA "
+                     f"{eta(elapsed, epoch + 1 - resumed, epochs - resumed)}]")
         return {"loss": loss, "resumed_from_epoch": resumed,
                 "steps_run": steps_run, "seconds": time.time() - start}
 

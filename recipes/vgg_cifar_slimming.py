@@ -12,9 +12,16 @@ Defaults are the papers': SGD with momentum 0.9, lr 0.1 divided by 10 at
 50% and 75% of training, batch 64, weight decay 1e-4, 160 epochs for every
 training stage.
 
-    python -m recipes.vgg_cifar_slimming --dataset=cifar10 \
+    python recipes/vgg_cifar_slimming.py --dataset=cifar10 \
         --data_dir=~/tensorflow_datasets --model_dir=/tmp/vgg19 --scratch=E,B
 """
+
+if not __package__:  # run as `python recipes/vgg_cifar_slimming.py`:
+    import os  # import from the repository root, not from recipes/
+    import sys
+    _RECIPES = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.path.dirname(_RECIPES)] + [
+        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
 
 from absl import app, flags
 
@@ -53,7 +60,8 @@ def define_flags(flag_values=flags.FLAGS):
                       "without sparsity.", flag_values=fv)
 
 
-def run(flags_obj, datasets_override=None, strategy_override=None):
+def run(flags_obj, datasets_override=None, strategy_override=None,
+        hooks=None):
     """Run every stage not done yet; returns the summary dict."""
     unknown = set(flags_obj.scratch) - {"E", "B"}
     if unknown:
@@ -68,7 +76,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
         flags_obj, info,
         preprocess=lambda training: inputs.cifar_preprocess(name, training),
         datasets_override=datasets_override,
-        strategy_override=strategy_override)
+        strategy_override=strategy_override, hooks=hooks)
     stages = run_.stages
 
     def make_model():
@@ -106,7 +114,7 @@ def run(flags_obj, datasets_override=None, strategy_override=None):
 
 
 def main(_):
-    run(flags.FLAGS)
+    common.run_main(run, flags.FLAGS)
 
 
 if __name__ == "__main__":

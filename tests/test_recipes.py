@@ -3,7 +3,8 @@
 The end-to-end runs need two logical CPU devices, which must be configured
 before TensorFlow initialises its devices: they run in one fresh Python
 process (`mirrored` fixture) that also simulates a run killed during
-fine-tuning and started again.
+fine-tuning (a hook raising after an epoch, as a kill would stop it) and
+started again, and checks how the global batch meets two replicas.
 """
 
 import json
@@ -25,6 +26,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--dataset=synthetic", "--epochs=1", "--finetune_epochs=1",
          "--steps_per_epoch=2", "--batch_size=8", "--synthetic_examples=16",
          "--strategy=mirrored"]
+TWO_CPUS = textwrap.dedent(
+    """
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    """
+)
 RECIPES = {
     "convnet_cifar10": ["--models=a,b", "--rho=40,150", "--rho_warmup_steps=0",
                         "--widths=8,16,16,32", "--reference_widths=4,8,8,16",
@@ -39,16 +49,12 @@ RECIPES = {
                            "--rho=20"],
 }
 
-SCENARIO = textwrap.dedent(
+SCENARIO = TWO_CPUS + textwrap.dedent(
     """
     import importlib, json, os, sys
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from absl import flags
-    from recipes.training import Interrupted
+    from recipes.common import UsageError
+    from recipes.hooks import Hooks
 
     out_dir, recipes, small = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
     # One strategy for the whole process: collective keys of two
@@ -56,32 +62,55 @@ SCENARIO = textwrap.dedent(
     from recipes.common import make_strategy
     strategy = make_strategy("mirrored")
 
-    def run(name, extra):
+    class Killed(Exception):
+        pass
+
+    class KillAfterEpoch(Hooks):
+        # Stops the run after the first epoch of `stage`, as a kill would.
+        def __init__(self, stage):
+            self.stage = stage
+
+        def on_epoch_end(self, stage, epoch, logs):
+            if stage == self.stage and epoch == 0:
+                raise Killed(stage)
+
+    def run(name, extra, hooks=None, base=small):
         module = importlib.import_module("recipes." + name)
         values = flags.FlagValues()
         module.define_flags(values)
-        values(["recipe"] + small + extra)
-        return module.run(values, strategy_override=strategy)
+        values(["recipe"] + base + extra)
+        return module.run(values, strategy_override=strategy, hooks=hooks)
 
     result = {}
+    # --batch_size given and not a multiple of 2: one clear error, nothing
+    # built or written.
+    bad_dir = os.path.join(out_dir, "bad_batch")
+    try:
+        run("resnet20_cifar10", ["--batch_size=125", "--model_dir=" + bad_dir])
+        result["explicit_batch_error"] = None
+    except UsageError as error:
+        result["explicit_batch_error"] = str(error)
+    result["bad_batch_dir_exists"] = os.path.exists(bad_dir)
     for name, extra in recipes.items():
         model_dir = os.path.join(out_dir, name)
         extra = extra + ["--model_dir=" + model_dir]
         if name != "resnet20_cifar10":
             result[name] = run(name, extra)
             continue
-        # Killed during fine-tuning (in its second epoch), then rerun.
+        # The default --batch_size (125, not given), killed during
+        # fine-tuning (after its first epoch), then rerun.
+        default_batch = [a for a in small
+                         if not a.startswith("--batch_size")]
         try:
-            run(name, extra + ["--interrupt_stage=fine-tune-a",
-                               "--interrupt_after_steps=3"])
+            run(name, extra, KillAfterEpoch("fine-tune-a"), default_batch)
             result["interrupted"] = False
-        except Interrupted:
+        except Killed:
             result["interrupted"] = True
         done = {s: os.path.getmtime(os.path.join(model_dir, s, "done.json"))
                 for s in os.listdir(model_dir)
                 if os.path.exists(os.path.join(model_dir, s, "done.json"))}
         result["done_before_rerun"] = sorted(done)
-        result[name] = run(name, extra)
+        result[name] = run(name, extra, base=default_batch)
         result["earlier_stages_untouched"] = all(
             os.path.getmtime(os.path.join(model_dir, s, "done.json")) == t
             for s, t in done.items())
@@ -102,11 +131,11 @@ def mirrored(tmp_path_factory):
     run = subprocess.run(
         [sys.executable, "-c", SCENARIO, out_dir, json.dumps(RECIPES),
          json.dumps(SMALL)],
-        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     lines = [s for s in run.stdout.splitlines() if s.startswith("RESULT")]
     assert run.returncode == 0 and lines, (run.stdout[-3000:]
                                            + run.stderr[-3000:])
-    return out_dir, json.loads(lines[-1][len("RESULT"):])
+    return out_dir, json.loads(lines[-1][len("RESULT"):]), run.stdout
 
 
 def _stage(summary, name):
@@ -117,7 +146,7 @@ def _stage(summary, name):
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
-    out_dir, result = mirrored
+    out_dir, result, _ = mirrored
     summary = result[recipe]
     assert summary["replicas"] == 2
     mixed = "--mixed_precision" in RECIPES[recipe]
@@ -133,6 +162,30 @@ def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
     export = os.path.join(out_dir, recipe, "export")
     assert os.path.getsize(os.path.join(export, "model.tflite")) > 0
     assert os.path.isfile(os.path.join(export, "saved_model", "saved_model.pb"))
+    # keras_slim.export checked both against Keras (1e-4 of the range).
+    record = _stage(summary, "export")
+    assert record["tflite_relative_difference"] <= 1e-4
+    assert record["saved_model_relative_difference"] <= 1e-4
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_stage_writes_tensorboard_scalars(mirrored, recipe):
+    from recipes.summaries import read_scalars
+
+    out_dir, result, _ = mirrored
+    for stage in result[recipe]["stages"]:
+        folder = os.path.join(out_dir, recipe, stage["name"], "tensorboard")
+        scalars = read_scalars(folder)
+        assert {"params", "macs", "accuracy"} <= set(scalars), (stage, scalars)
+        assert scalars["params"][-1][1] == stage["params"]
+        if "epochs" in stage:  # a training stage
+            steps = [step for step, _ in scalars["loss"]]
+            assert steps[-1] == stage["steps"], (stage["name"], steps)
+            assert len(scalars["learning_rate"]) == len(steps)
+        if "gamma_zero_fraction" in stage:  # ISTA
+            assert {"rho", "gamma_l1"} <= set(scalars)
+            assert scalars["gamma_zero_fraction"][-1][1] == pytest.approx(
+                stage["gamma_zero_fraction"])
 
 
 @pytest.mark.parametrize("recipe,suffix", [
@@ -198,6 +251,86 @@ def test_killed_run_continues_without_redoing_earlier_stages(mirrored):
     tuned = _stage(resumed, "fine-tune-a")
     assert tuned["resumed_from_epoch"] == 1
     assert tuned["epochs"] == 2
+
+
+def test_default_batch_is_rounded_to_the_replicas_with_a_log_line(mirrored):
+    _, result, stdout = mirrored
+    summary = result["resnet20_cifar10"]  # run without --batch_size (125)
+    assert summary["replicas"] == 2
+    assert summary["global_batch_size"] == 126
+    assert ("global batch 126 instead of the default --batch_size=125"
+            in stdout)
+
+
+def test_explicit_batch_not_divisible_stops_before_building(mirrored):
+    result = mirrored[1]
+    message = result["explicit_batch_error"]
+    assert message is not None and "\n" not in message
+    for part in ("--batch_size=125", "2 replicas", "--batch_size=124 or 126"):
+        assert part in message, message
+    assert not result["bad_batch_dir_exists"]
+
+
+@pytest.mark.parametrize("batch,replicas,explicit,expected", [
+    (125, 2, False, 126), (125, 4, False, 124), (126, 3, True, 126),
+    (3, 4, False, 4), (6, 4, False, 8)])
+def test_global_batch_size(batch, replicas, explicit, expected):
+    from recipes.strategies import global_batch_size
+
+    lines = []
+    assert global_batch_size(batch, replicas, explicit, lines.append) == expected
+    assert len(lines) == (expected != batch)
+
+
+def test_explicit_batch_error_names_nearest_values():
+    from recipes.strategies import global_batch_size
+
+    with pytest.raises(ValueError, match=r"--batch_size=3 .* 4 replicas.*"
+                       r"--batch_size=4\.$"):
+        global_batch_size(3, 4, True)
+    with pytest.raises(ValueError, match=r"--batch_size=8 or 12\.$"):
+        global_batch_size(10, 4, True)
+
+
+# -- command lines ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe,form", [
+    (name, "file") for name in sorted(RECIPES)] + [
+    ("resnet20_cifar10", "module")])
+def test_recipe_starts_as_file_and_as_module_outside_the_root(tmp_path,
+                                                              recipe, form):
+    """`python recipes/<name>.py` (no PYTHONPATH) and `python -m
+    recipes.<name>` (the repository on PYTHONPATH, as after `pip install
+    -e .`), both from another folder, reach the recipe's own flags. The
+    file form also trains in `test_recipes_multiworker.py`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if form == "file":
+        env.pop("PYTHONPATH", None)
+        argv = [sys.executable, os.path.join(ROOT, "recipes", recipe + ".py")]
+    else:
+        env = _env()
+        argv = [sys.executable, "-m", "recipes." + recipe]
+    run = subprocess.run(argv + ["--helpfull"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    # absl's --helpfull exits with 1 after printing the help.
+    assert run.returncode == 1 and "Traceback" not in run.stderr, (
+        run.stderr[-3000:])
+    own = {"convnet_cifar10": "--widths", "resnet20_cifar10": "--rho_warmup",
+           "vgg_cifar_slimming": "--scratch",
+           "resnet101_imagenet": "--resnet_blocks"}[recipe]
+    assert own in run.stdout and "--batch_size" in run.stdout
+    assert "--interrupt" not in run.stdout
+    assert os.listdir(tmp_path) == []
+
+
+def test_ista_rounds_help_says_model_a_starts_from_scratch():
+    from recipes import resnet20_cifar10
+
+    values = _flag_values(resnet20_cifar10, [])
+    help_text = values["models"].help
+    assert "from scratch" in help_text and "from the base network" not in help_text
+    assert values.base_epochs is None and values.refine_epochs is None
 
 
 # -- in-process pieces ----------------------------------------------------------
