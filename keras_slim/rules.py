@@ -217,7 +217,9 @@ class _Rescaling(Rule):
 
 @register_rule(keras.layers.Normalization)
 class _Normalization(Rule):
-    axes = {"adapt_mean": {-1: "in"}, "adapt_variance": {-1: "in"}}
+    # The adapted statistics: variables `mean` and `variance` (attributes
+    # `adapt_mean`, `adapt_variance`); given ones live in the config.
+    axes = {"mean": {-1: "in"}, "variance": {-1: "in"}}
 
     def role(self, layer, call):
         if not _last_axis(layer.axis, len(call.input_shape)):

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_slim import constants as constants_lib
+from keras_slim import copying
 from keras_slim import slicers
 from keras_slim.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
 from keras_slim.plan import PruningPlan
@@ -275,14 +276,6 @@ def _assign(new_layer, layer, values):
         # Layers with nested sublayers: copy positionally when shapes agree.
         originals = layer.get_weights()
         new_layer.set_weights(originals)
+        copying.refresh_state(new_layer)
         return
-    for variable in new_layer.weights:
-        value = values[variable.name]
-        if tuple(variable.shape) != tuple(value.shape):
-            raise ValueError(
-                f"Weight `{variable.name}` of layer `{layer.name}` has shape "
-                f"{tuple(variable.shape)} in the slim model but "
-                f"{tuple(value.shape)} was computed; the layer's rule does "
-                "not match its weights."
-            )
-        variable.assign(value)
+    copying.assign_layer(new_layer, values)

@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 from absl import flags, logging
 
+from keras_slim import copying
 from keras_slim.counting import count_macs, count_params
 from keras_slim.ista import attach_ista
 from recipes import inputs
@@ -245,8 +246,7 @@ def describe(model):
 def in_scope(strategy, model):
     """A copy of `model` whose variables belong to `strategy`."""
     with strategy.scope():
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
+        copy = copying.clone_model(model)
     return copy
 
 
@@ -389,9 +389,7 @@ def float32_copy(model):
             config["dtype"] = "float32"
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copying.clone_model(model, clone_function=clone)
 
 
 def export(run, model, directory, accuracy=None):
