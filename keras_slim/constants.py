@@ -16,7 +16,7 @@ Ye et al. (2018).
 import keras
 import numpy as np
 
-from keras_slim import slicers
+from keras_slim import rules, slicers
 
 
 def to_numpy(variable):
@@ -60,7 +60,7 @@ def _depthwise_constant(layer, weights, values):
     out = (values[:, None] * summed).ravel()
     if "bias" in weights:
         out = out + weights["bias"]
-    return out
+    return rules.apply_activation(layer, out)
 
 
 def _evaluate(call, arrays):

@@ -260,7 +260,10 @@ class ChannelGraph:
         self._tie_layer_input(call, self.layouts[call.inputs[0]])
         space = self.layer_output.get(id(call.layer))
         if space is None:
-            space = self.spaces.new(width, call.layer.name)
+            frozen = call.role.frozen_output
+            if frozen:
+                frozen = f"`{call.layer.name}`: {frozen}"
+            space = self.spaces.new(width, call.layer.name, frozen=frozen or None)
             self.layer_output[id(call.layer)] = space
         self.layouts[call.outputs[0]] = Layout((Segment(space, width),))
         return True

@@ -34,6 +34,9 @@ class Role:
     expand: int = 1
     reason: str = ""
     warn: bool = False  # barrier of an unknown layer type: tell the user
+    # a producer whose own output channels cannot be cut (a softmax
+    # activation renormalises across them): why, or "" when they can
+    frozen_output: str = ""
 
 
 _RULES = {}

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_slim import constants as constants_lib
-from keras_slim import copying
+from keras_slim import copying, rules
 from keras_slim import slicers
 from keras_slim.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
 from keras_slim.plan import PruningPlan
@@ -174,7 +174,8 @@ def _absorb(graph, call, readers, delta, weights, configs):
         return
     following = readers.get(call.outputs[0], [])
     if (
-        graph.call_count(layer) == 1
+        not rules.has_activation(layer)  # the BN sees act(x), not x
+        and graph.call_count(layer) == 1
         and len(following) == 1
         and isinstance(following[0].layer, keras.layers.BatchNormalization)
         and following[0].role.kind == slicers.CHANNELWISE
