@@ -351,15 +351,16 @@ class ChannelGraph:
                     type(c.layer).__name__ for c in self.calls
                     if c.layer.name == name
                 )
-                unknown.setdefault(layer_type, []).append(name)
-        for layer_type, names in unknown.items():
+                unknown.setdefault((layer_type, reason), []).append(name)
+        for (layer_type, reason), names in unknown.items():
             shown = ", ".join(f"`{n}`" for n in names[:3])
             if len(names) > 3:
                 shown += f" and {len(names) - 3} more"
+            why = "" if reason == "unknown layer type" else f", {reason}"
             warnings.warn(
                 f"keras_slim does not know how channels flow through "
-                f"{layer_type} (layer {shown}); the channels it touches are "
-                "kept whole. Register a rule with "
+                f"{layer_type} (layer {shown}{why}); the channels it touches "
+                "are kept whole. Register a rule for this exact class with "
                 "keras_slim.register_rule to prune through it.",
                 stacklevel=3,
             )
