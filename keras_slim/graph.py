@@ -153,6 +153,7 @@ class ChannelGraph:
         self.layer_output = {}
         self.barriers = []
         self._alias = {}
+        self._scope_names = {(): ""}
         graph = graph_of(model)
         input_keys = []
         for tensor in graph.inputs:
@@ -166,6 +167,7 @@ class ChannelGraph:
         self.output_keys = self._walk(graph, (), input_keys)
         for key in self.output_keys:
             self._freeze(self.layouts[key], "model output")
+        self._check_unique_names()
         self._warn_barriers()
         self.groups = self._collect_groups()
         self.group_by_name = {g.name: g for g in self.groups}
@@ -193,6 +195,10 @@ class ChannelGraph:
             op = node.operation
             if is_graph_model(op):
                 inner_scope = scope + (id(node),)
+                outer = self._scope_names[scope]
+                self._scope_names[inner_scope] = (
+                    f"{outer}/{op.name}" if outer else op.name
+                )
                 outputs = self._walk(graph_of(op), inner_scope, inputs)
                 for tensor, key in zip(node.output_tensors, outputs):
                     self._alias[(scope, id(tensor))] = key
@@ -341,6 +347,25 @@ class ChannelGraph:
     def _freeze(self, layout, reason):
         for seg in layout.segments:
             self.spaces.freeze(seg.space, reason)
+
+    def _check_unique_names(self):
+        """Plans, penalties and scores name layers: two different layers
+        with one name (two unshared nested models built by one function)
+        would be confused, so they are refused."""
+        seen = {}
+        for call in self.calls:
+            scope = call.outputs[0][0] if call.outputs else ()
+            where = self._scope_names[scope]
+            where = f"nested model `{where}`" if where else "the top level"
+            first = seen.setdefault(call.layer.name, (call.layer, where))
+            if first[0] is not call.layer:
+                raise ValueError(
+                    f"Two different layers are named `{call.layer.name}` in "
+                    f"model `{self.model.name}`: one in {first[1]}, one in "
+                    f"{where}. keras_slim identifies layers by name; give "
+                    "the layers of each nested model unique names (for "
+                    "example a prefix per copy)."
+                )
 
     def _warn_barriers(self):
         unknown = {}
