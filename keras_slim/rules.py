@@ -79,6 +79,19 @@ def apply_activation(layer, values):
     )
 
 
+def zero_border(layer):
+    """Whether `layer` pads its input with zeros: a constant map stops being
+    constant at its borders (ZeroPadding, "same" or "causal" padding of a
+    kernel wider than one tap)."""
+    if isinstance(layer, _ZERO_PADDING):
+        return bool(np.any(np.asarray(layer.padding)))
+    padding = getattr(layer, "padding", None)
+    kernel = getattr(layer, "kernel_size", None)
+    if padding not in ("same", "causal") or kernel is None:
+        return False
+    return math.prod(kernel) > 1
+
+
 def _last_axis(axis, rank):
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     return len(axes) == 1 and axes[0] in (-1, rank - 1)
@@ -334,6 +347,9 @@ class _ShapeOnly(Rule):
 
 def _layers(*names):
     return [getattr(keras.layers, n) for n in names if hasattr(keras.layers, n)]
+
+
+_ZERO_PADDING = tuple(_layers("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"))
 
 
 register_rule(

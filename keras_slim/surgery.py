@@ -129,9 +129,11 @@ def _dead_fn(graph, kept):
 
 
 def _fold(graph, kept, weights, positions, configs):
+    inexact = {}
     values = constants_lib.propagate(
-        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept)
+        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept), inexact
     )
+    approximate = {}  # consumer name -> layers whose zero padding matters
     readers = {}
     for call in graph.calls:
         for key in call.inputs:
@@ -151,6 +153,10 @@ def _fold(graph, kept, weights, positions, configs):
         known = ~np.isnan(removed_values) & (removed_values != 0)
         if not np.any(known):
             continue
+        mask, culprits = inexact[call.inputs[0]]
+        culprits = set(culprits) if np.any(mask[removed[known]]) else set()
+        if rules.zero_border(layer):
+            culprits.add(layer.name)
         rule = slicers.rule_for(layer)
         delta = rule.fold(layer, weights[id(layer)], removed[known],
                           removed_values[known])
@@ -162,7 +168,31 @@ def _fold(graph, kept, weights, positions, configs):
                 stacklevel=3,
             )
             continue
+        if culprits:
+            approximate[layer.name] = culprits
         _absorb(graph, call, readers, delta, weights, configs)
+    if approximate:
+        _warn_approximate(approximate)
+
+
+def _warn_approximate(approximate):
+    consumers = sorted(approximate)
+    culprits = sorted(set().union(*approximate.values()))
+    shown = ", ".join(f"`{name}`" for name in consumers[:5])
+    if len(consumers) > 5:
+        shown += f" and {len(consumers) - 5} more"
+    padding = ", ".join(f"`{name}`" for name in culprits[:5])
+    if len(culprits) > 5:
+        padding += f" and {len(culprits) - 5} more"
+    warnings.warn(
+        "slim_model: approximate fold. The constant output of cut channels "
+        f"is folded into {shown} exactly in the interior of the feature "
+        "maps but not at their borders, which the zero padding of "
+        f"{padding} fills with 0 instead of the constant. Outputs differ "
+        "near the borders; fine-tune, or use valid padding (or cut channels "
+        "whose BatchNormalization beta is zero too) for an exact fold.",
+        stacklevel=3,
+    )
 
 
 def _absorb(graph, call, readers, delta, weights, configs):
