@@ -146,6 +146,33 @@ def _inexact(graph, call, ins, in_values, outs, dead_fn):
     return [(mask, names if np.any(mask) else set())]
 
 
+def producer_inputs(graph, values):
+    """The input constants of each layer that mixes channels, agreed over
+    its calls.
+
+    A shared layer has one bias: a constant can only be folded into it when
+    every call sees the same constant at that position. Positions where the
+    calls disagree are NaN (not foldable).
+
+    Returns:
+        dict id(layer) -> float64 array over the layer's input positions.
+    """
+    agreed = {}
+    for call in graph.calls:
+        if call.role.kind != slicers.PRODUCER:
+            continue
+        value = values[call.inputs[0]]
+        previous = agreed.get(id(call.layer))
+        if previous is None:
+            agreed[id(call.layer)] = value
+        elif previous.shape == value.shape:
+            same = np.isclose(previous, value, rtol=1e-6, atol=0)
+            agreed[id(call.layer)] = np.where(same, previous, np.nan)
+        else:
+            agreed[id(call.layer)] = np.full(previous.shape, np.nan)
+    return agreed
+
+
 def _input_keys(graph):
     produced = {k for call in graph.calls for k in call.outputs}
     return [k for k in graph.layouts if k not in produced]

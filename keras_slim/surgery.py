@@ -133,6 +133,7 @@ def _fold(graph, kept, weights, positions, configs):
     values = constants_lib.propagate(
         graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept), inexact
     )
+    agreed = constants_lib.producer_inputs(graph, values)
     approximate = {}  # consumer name -> layers whose zero padding matters
     readers = {}
     for call in graph.calls:
@@ -147,10 +148,19 @@ def _fold(graph, kept, weights, positions, configs):
         pos_in = positions[id(layer)]["in"]
         if pos_in is None:
             continue
-        value = values[call.inputs[0]]
+        value = agreed[id(layer)]
         removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
         removed_values = value[removed]
         known = ~np.isnan(removed_values) & (removed_values != 0)
+        first = values[call.inputs[0]][removed]
+        if np.any(np.isnan(removed_values) & ~np.isnan(first)):
+            warnings.warn(
+                f"Layer `{layer.name}` is called several times and its calls "
+                "see different constants on channels cut from its input; "
+                "one bias cannot absorb them all, so they are dropped and "
+                "its output shifts.",
+                stacklevel=3,
+            )
         if not np.any(known):
             continue
         mask, culprits = inexact[call.inputs[0]]

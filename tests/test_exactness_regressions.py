@@ -347,7 +347,8 @@ def _twin_backbones():
     "entry",
     [
         "channel_groups", "plan_zero_gamma", "penalty_weights",
-        "attach_ista", "slim_model", "plan_global_gamma",
+        "attach_ista", "attach_ista_uniform", "slim_model",
+        "plan_global_gamma",
     ],
 )
 def test_twin_nested_models_with_same_layer_names_are_refused(entry):
@@ -359,12 +360,17 @@ def test_twin_nested_models_with_same_layer_names_are_refused(entry):
             model, [model.get_layer("left").get_layer("bn")]),
         "attach_ista": lambda: keras_slim.attach_ista(
             model, 1e-3, optimizer=keras.optimizers.SGD()),
+        "attach_ista_uniform": lambda: keras_slim.attach_ista(
+            model, 1e-3, penalty="uniform", optimizer=keras.optimizers.SGD()),
         "slim_model": lambda: keras_slim.slim_model(
             model, keras_slim.PruningPlan({})),
         "plan_global_gamma": lambda: keras_slim.plan_global_gamma(
             model, 0.5),
     }
-    with pytest.raises(ValueError, match="`conv`.*`left`.*`right`"):
+    pattern = "Two different .*named `(conv|bn)`"
+    if entry in ("channel_groups", "plan_zero_gamma", "slim_model"):
+        pattern = "`conv`.*`left`.*`right`"  # the graph names both models
+    with pytest.raises(ValueError, match=pattern):
         calls[entry]()
 
 
@@ -424,3 +430,44 @@ def test_same_padding_one_by_one_fold_is_exact_and_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _slim_matches(model, rng)
+
+
+# -- found by the fuzzer (tests/test_fuzz.py) ---------------------------------
+
+
+def _shared_consumer_model():
+    """Fuzzer find: a shared convolution reads a channel that is constant in
+    both calls but with different values (beta and beta * beta'); its one
+    bias cannot absorb both."""
+    inputs = keras.Input((9, 9, 3))
+    inner_in = keras.Input((9, 9, 3))
+    y = L.Conv2D(5, 3, padding="valid", name="c_in")(inner_in)
+    y = L.BatchNormalization(name="bn_in")(y)
+    y = L.Activation("sigmoid", name="act_in")(y)
+    a = keras.Model(inner_in, y, name="inner")(inputs)
+    b = L.Conv2D(5, 1, name="branch")(a)
+    b = L.BatchNormalization(name="bn_branch")(b)
+    merged = L.Multiply(name="mul")([a, b])
+    shared = L.Conv2D(4, 3, padding="valid", name="shared")
+    x = L.Add(name="add")([shared(merged), shared(a)])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+def test_shared_consumer_seeing_different_constants_keeps_the_channels():
+    model = _shared_consumer_model()
+    rng = _prepare(model)
+    dead = [0, 3]
+    _kill(model.get_layer("inner").get_layer("bn_in"), dead, beta=True)
+    _kill(model.get_layer("bn_branch"), dead, beta=True)
+    plan, _ = _slim_matches(model, rng, expect_cut=False)
+    assert "c_in" not in plan.kept
+
+
+def test_slim_model_warns_when_a_shared_consumer_cannot_absorb():
+    model = _shared_consumer_model()
+    _prepare(model)
+    plan = keras_slim.PruningPlan({"c_in": [1, 2, 4]},
+                                  widths={"c_in": 5})
+    with pytest.warns(UserWarning, match="`shared` is called several times"):
+        keras_slim.slim_model(model, plan)
