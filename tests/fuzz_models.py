@@ -93,6 +93,12 @@ class Builder:
             y = self.batchnorm(y)
         return y
 
+    def dense_on_image(self, x):
+        """A Dense on the last axis of an image: a 1x1 convolution."""
+        y = L.Dense(self.draw(st.integers(2, 6)), use_bias=self.flag(),
+                    activation=self.pick(ACTIVATIONS), name=self.name("fc"))(x)
+        return self.batchnorm(y) if self.flag(0.8) else y
+
     def depthwise(self, x):
         kw = self._kernel(x)
         y = L.DepthwiseConv2D(
@@ -153,7 +159,8 @@ class Builder:
     def shape_only(self, x):
         size = min(x.shape[1], x.shape[2])
         options = ["Dropout", "SpatialDropout2D", "GaussianNoise", "Identity",
-                   "ZeroPadding2D", "ActivityRegularization"]
+                   "ZeroPadding2D", "ActivityRegularization", "Reshape",
+                   "Permute"]
         if size >= 2:
             options += ["MaxPooling2D", "AveragePooling2D"]
         if size >= 4:
@@ -179,13 +186,18 @@ class Builder:
             layer = L.UpSampling2D(2, interpolation="bilinear", name=name)
         elif kind == "ActivityRegularization":
             layer = L.ActivityRegularization(l1=0.01, name=name)
+        elif kind == "Reshape":  # swaps the spatial sizes, keeps channels
+            layer = L.Reshape((x.shape[2], x.shape[1], x.shape[3]), name=name)
+        elif kind == "Permute":  # a barrier when it moves the channels
+            layer = L.Permute(self.pick([(2, 1, 3), (1, 3, 2)]), name=name)
         else:
             layer = getattr(L, kind)(name=name)
         return layer(x)
 
     def preprocessing(self, x):
         kind = self.pick(["Normalization", "Rescaling", "LayerNormalization",
-                          "UnitNormalization", "BatchNormalization"])
+                          "UnitNormalization", "BatchNormalization",
+                          "GroupNormalization"])
         name = self.name("pre")
         channels = x.shape[-1]
         if kind == "Normalization":
@@ -200,6 +212,8 @@ class Builder:
             return L.Rescaling(scale, offset=offset, name=name)(x)
         if kind == "BatchNormalization":
             return self.batchnorm(x)
+        if kind == "GroupNormalization":
+            return L.GroupNormalization(groups=1, name=name)(x)
         return getattr(L, kind)(name=name)(x)
 
     def _same_shape(self, x):
@@ -258,6 +272,7 @@ class Builder:
         return a
 
     BLOCKS = ["conv", "conv", "conv", "depthwise", "separable", "transpose",
+              "dense_on_image",
               "activation", "shape_only", "preprocessing", "merge", "merge",
               "concat", "nested", "shared"]
 
