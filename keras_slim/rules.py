@@ -47,6 +47,8 @@ def _builtin(name):
 
 
 _ELEMENTWISE = {id(f) for f in map(_builtin, _ELEMENTWISE_ACTIVATIONS) if f}
+_MIXING = {id(f) for f in map(_builtin, ("softmax", "log_softmax", "sparsemax",
+                                         "glu")) if f}
 _LINEAR = _builtin("linear")
 
 
@@ -61,6 +63,13 @@ def activation_mixes(layer):
         return ""
     name = getattr(function, "__name__", repr(function))
     return f"activation `{name}` is not applied channel by channel"
+
+
+def _activation_barrier(layer):
+    """A barrier for an `Activation`/depthwise layer whose activation mixes
+    channels; a custom function is flagged so the user is told."""
+    custom = id(getattr(layer, "activation", None)) not in _MIXING
+    return Role(BARRIER, reason=activation_mixes(layer), warn=custom)
 
 
 def has_activation(layer):
@@ -130,7 +139,7 @@ class _Conv(Rule):
         if groups == 1:
             return Role(PRODUCER, frozen_output=activation_mixes(layer))
         if activation_mixes(layer):
-            return Role(BARRIER, reason=activation_mixes(layer))
+            return _activation_barrier(layer)
         if groups == call.input_width:
             return Role(CHANNELWISE, expand=layer.filters // groups)
         return Role(
@@ -237,7 +246,7 @@ class _DepthwiseConv(Rule):
         if not _channels_last(layer):
             return Role(BARRIER, reason="channels_first convolution")
         if activation_mixes(layer):
-            return Role(BARRIER, reason=activation_mixes(layer))
+            return _activation_barrier(layer)
         return Role(CHANNELWISE, expand=layer.depth_multiplier)
 
     def macs(self, layer, in_shape, out_shape):
@@ -310,7 +319,7 @@ class _Elementwise(Rule):
 
     def role(self, layer, call):
         if activation_mixes(layer):  # Activation("softmax"), custom ones
-            return Role(BARRIER, reason=activation_mixes(layer))
+            return _activation_barrier(layer)
         return Role(CHANNELWISE)
 
 

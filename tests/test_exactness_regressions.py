@@ -157,6 +157,19 @@ def test_depthwise_softmax_is_a_barrier():
     assert not group.prunable
 
 
+def test_custom_activation_function_is_a_barrier_with_a_warning():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation(lambda t: t / keras.ops.sum(t, axis=-1, keepdims=True),
+                     name="share")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    with pytest.warns(UserWarning, match="`share`"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["c1"].prunable
+
+
 # -- state outside the config -------------------------------------------------
 
 
