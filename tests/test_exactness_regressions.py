@@ -484,3 +484,34 @@ def test_slim_model_warns_when_a_shared_consumer_cannot_absorb():
                                   widths={"c_in": 5})
     with pytest.warns(UserWarning, match="`shared` is called several times"):
         keras_slim.slim_model(model, plan)
+
+
+def _offset_into(padding):
+    """Fuzzer find: gamma and beta zero, yet `x * 1.5 + 0.25` makes the cut
+    channel a nonzero constant before a strided, padded SeparableConv2D."""
+    inputs = keras.Input((7, 7, 3))
+    x = L.Dense(2, name="fc")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = x * 1.5 + 0.25
+    x = L.SeparableConv2D(5, 3, strides=2, padding=padding, name="sep")(x)
+    x = L.BatchNormalization(name="bn_sep")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn"), [1], beta=True)
+    return model, rng
+
+
+def test_zero_channel_made_nonzero_by_an_offset_folds_exactly_when_valid():
+    model, rng = _offset_into("valid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _slim_matches(model, rng)
+
+
+def test_zero_channel_made_nonzero_by_an_offset_warns_when_same_padded():
+    model, _ = _offset_into("same")
+    plan = keras_slim.plan_zero_gamma(model)
+    assert "fc" in plan.kept
+    with pytest.warns(UserWarning, match="approximate fold.*`sep`"):
+        keras_slim.slim_model(model, plan)
