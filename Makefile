@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test test-slow demo bench clean
+.PHONY: test test-slow fuzz demo bench clean
+
+# `make fuzz`: a long random search of the property-based fuzzer
+# (tests/test_fuzz.py); FUZZ_EXAMPLES models, failures shrunk.
+FUZZ_EXAMPLES ?= 3000
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +28,10 @@ test: $(VENV)/.installed-test
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
+
+fuzz: $(VENV)/.installed-test
+	KERAS_SLIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) KERAS_SLIM_FUZZ_RANDOM=1 \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -s tests/test_fuzz.py
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/python -m keras_slim.demo

@@ -10,13 +10,15 @@ where the value depends on the input.
 
 Values are taken at an interior position: with "same" padding a constant
 feature map is not constant at its borders, which is the approximation of
-Ye et al. (2018).
+Ye et al. (2018). `propagate` can also say which constants are only
+interior values (`inexact`): those a zero padding or a "same"-padded
+depthwise convolution has touched, with the names of those layers.
 """
 
 import keras
 import numpy as np
 
-from keras_slim import slicers
+from keras_slim import rules, slicers
 
 
 def to_numpy(variable):
@@ -60,7 +62,7 @@ def _depthwise_constant(layer, weights, values):
     out = (values[:, None] * summed).ravel()
     if "bias" in weights:
         out = out + weights["bias"]
-    return out
+    return rules.apply_activation(layer, out)
 
 
 def _evaluate(call, arrays):
@@ -79,7 +81,7 @@ def _evaluate(call, arrays):
     return np.where(uniform, out[0], np.nan).astype(np.float64)
 
 
-def propagate(graph, weights, dead_fn):
+def propagate(graph, weights, dead_fn, inexact=None):
     """Constants of every tensor of `graph`.
 
     Args:
@@ -88,6 +90,9 @@ def propagate(graph, weights, dead_fn):
         dead_fn: callable `layer -> bool mask over the input positions of a
             BatchNormalization layer` (positions whose gamma counts as zero),
             or `None`.
+        inexact: a dict to fill, or `None`: tensor key -> `(mask, names)`,
+            the positions whose constant holds in the interior of the
+            feature map only and the layers that made it so.
 
     Returns:
         dict tensor key -> float64 array over the last axis, NaN = unknown.
@@ -95,12 +100,77 @@ def propagate(graph, weights, dead_fn):
     values = {}
     for tensor_key in _input_keys(graph):
         values[tensor_key] = np.full(graph.layouts[tensor_key].size, np.nan)
+        if inexact is not None:
+            inexact[tensor_key] = (np.zeros(values[tensor_key].shape, bool), set())
     for call in graph.calls:
         ins = [values[k] for k in call.inputs]
         outs = _call_constants(graph, call, ins, weights, dead_fn)
         for key, value in zip(call.outputs, outs):
             values[key] = value
+        if inexact is not None:
+            marks = _inexact(graph, call, [inexact[k] for k in call.inputs],
+                             ins, outs, dead_fn)
+            inexact.update(zip(call.outputs, marks))
     return values
+
+
+def _inexact(graph, call, ins, in_values, outs, dead_fn):
+    """Which output constants hold in the interior only (see `propagate`)."""
+    kind = call.role.kind
+    clean = [(np.zeros(out.shape, bool), set()) for out in outs]
+    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+        return clean
+    names = set().union(*(n for _, n in ins))
+    if kind == slicers.CONCAT:
+        return [(np.concatenate([m for m, _ in ins]), names)]
+    if kind == slicers.FLATTEN:
+        return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
+                 names)]
+    if kind == slicers.MERGE:
+        width = outs[0].shape[0]
+        mask = np.any([np.broadcast_to(m, (width,)) for m, _ in ins], axis=0)
+    else:  # CHANNELWISE
+        mask = np.repeat(ins[0][0], call.role.expand)
+        if isinstance(call.layer, keras.layers.BatchNormalization) and dead_fn:
+            dead = dead_fn(call.layer)
+            if dead is not None:
+                mask = mask & ~dead  # beta, whatever came in
+        if rules.zero_border(call.layer):
+            touched = np.repeat(
+                ~np.isnan(in_values[0]) & (in_values[0] != 0), call.role.expand
+            )
+            if np.any(touched):
+                mask = mask | touched
+                names = names | {call.layer.name}
+    mask = mask & ~np.isnan(outs[0])
+    return [(mask, names if np.any(mask) else set())]
+
+
+def producer_inputs(graph, values):
+    """The input constants of each layer that mixes channels, agreed over
+    its calls.
+
+    A shared layer has one bias: a constant can only be folded into it when
+    every call sees the same constant at that position. Positions where the
+    calls disagree are NaN (not foldable).
+
+    Returns:
+        dict id(layer) -> float64 array over the layer's input positions.
+    """
+    agreed = {}
+    for call in graph.calls:
+        if call.role.kind != slicers.PRODUCER:
+            continue
+        value = values[call.inputs[0]]
+        previous = agreed.get(id(call.layer))
+        if previous is None:
+            agreed[id(call.layer)] = value
+        elif previous.shape == value.shape:
+            same = np.isclose(previous, value, rtol=1e-6, atol=0)
+            agreed[id(call.layer)] = np.where(same, previous, np.nan)
+        else:
+            agreed[id(call.layer)] = np.full(previous.shape, np.nan)
+    return agreed
 
 
 def _input_keys(graph):

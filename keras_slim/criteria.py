@@ -69,6 +69,7 @@ def constant_channels(graph, dead_fn):
         return weights_cache[id(layer)]
 
     values = constants_lib.propagate(graph, weights, dead_fn)
+    agreed = constants_lib.producer_inputs(graph, values)
     find = graph.spaces.find
     result = {g.name: np.ones(g.width, bool) for g in graph.groups}
     readers = set()
@@ -78,7 +79,7 @@ def constant_channels(graph, dead_fn):
         absorbs = type(slicers.rule_for(call.layer)).fold is not slicers.Rule.fold
         for key in call.inputs:
             lay = graph.layouts[key]
-            value = values[key]
+            value = agreed.get(id(call.layer), values[key])
             for root in {find(s.space) for s in lay.segments}:
                 group = graph.group_of_root(root)
                 matrix = lay.channel_positions(root, find)

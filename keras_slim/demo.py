@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_slim import copying  # noqa: E402
 from keras_slim.counting import count_macs, count_params  # noqa: E402
 from keras_slim.criteria import plan_zero_gamma  # noqa: E402
 from keras_slim.data import load_digits  # noqa: E402
@@ -129,8 +130,7 @@ def run(config=None, data=None):
 
     _stage(2, f"ISTA on the BatchNormalization gammas (rho={config.rho}, "
               f"{config.ista_epochs} epochs)")
-    sparse = keras.models.clone_model(dense)
-    sparse.set_weights(dense.get_weights())
+    sparse = copying.clone_model(dense)
     # ISTA's threshold is lr * rho: a constant learning rate keeps the
     # pressure on the gammas steady, so the zero set grows epoch after
     # epoch; the fine-tuning below decays it.

@@ -153,6 +153,7 @@ class ChannelGraph:
         self.layer_output = {}
         self.barriers = []
         self._alias = {}
+        self._scope_names = {(): ""}
         graph = graph_of(model)
         input_keys = []
         for tensor in graph.inputs:
@@ -166,6 +167,7 @@ class ChannelGraph:
         self.output_keys = self._walk(graph, (), input_keys)
         for key in self.output_keys:
             self._freeze(self.layouts[key], "model output")
+        self._check_unique_names()
         self._warn_barriers()
         self.groups = self._collect_groups()
         self.group_by_name = {g.name: g for g in self.groups}
@@ -193,6 +195,10 @@ class ChannelGraph:
             op = node.operation
             if is_graph_model(op):
                 inner_scope = scope + (id(node),)
+                outer = self._scope_names[scope]
+                self._scope_names[inner_scope] = (
+                    f"{outer}/{op.name}" if outer else op.name
+                )
                 outputs = self._walk(graph_of(op), inner_scope, inputs)
                 for tensor, key in zip(node.output_tensors, outputs):
                     self._alias[(scope, id(tensor))] = key
@@ -260,7 +266,10 @@ class ChannelGraph:
         self._tie_layer_input(call, self.layouts[call.inputs[0]])
         space = self.layer_output.get(id(call.layer))
         if space is None:
-            space = self.spaces.new(width, call.layer.name)
+            frozen = call.role.frozen_output
+            if frozen:
+                frozen = f"`{call.layer.name}`: {frozen}"
+            space = self.spaces.new(width, call.layer.name, frozen=frozen or None)
             self.layer_output[id(call.layer)] = space
         self.layouts[call.outputs[0]] = Layout((Segment(space, width),))
         return True
@@ -339,6 +348,25 @@ class ChannelGraph:
         for seg in layout.segments:
             self.spaces.freeze(seg.space, reason)
 
+    def _check_unique_names(self):
+        """Plans, penalties and scores name layers: two different layers
+        with one name (two unshared nested models built by one function)
+        would be confused, so they are refused."""
+        seen = {}
+        for call in self.calls:
+            scope = call.outputs[0][0] if call.outputs else ()
+            where = self._scope_names[scope]
+            where = f"nested model `{where}`" if where else "the top level"
+            first = seen.setdefault(call.layer.name, (call.layer, where))
+            if first[0] is not call.layer:
+                raise ValueError(
+                    f"Two different layers are named `{call.layer.name}` in "
+                    f"model `{self.model.name}`: one in {first[1]}, one in "
+                    f"{where}. keras_slim identifies layers by name; give "
+                    "the layers of each nested model unique names (for "
+                    "example a prefix per copy)."
+                )
+
     def _warn_barriers(self):
         unknown = {}
         for name, reason, warn in self.barriers:
@@ -348,15 +376,16 @@ class ChannelGraph:
                     type(c.layer).__name__ for c in self.calls
                     if c.layer.name == name
                 )
-                unknown.setdefault(layer_type, []).append(name)
-        for layer_type, names in unknown.items():
+                unknown.setdefault((layer_type, reason), []).append(name)
+        for (layer_type, reason), names in unknown.items():
             shown = ", ".join(f"`{n}`" for n in names[:3])
             if len(names) > 3:
                 shown += f" and {len(names) - 3} more"
+            why = "" if reason == "unknown layer type" else f", {reason}"
             warnings.warn(
                 f"keras_slim does not know how channels flow through "
-                f"{layer_type} (layer {shown}); the channels it touches are "
-                "kept whole. Register a rule with "
+                f"{layer_type} (layer {shown}{why}); the channels it touches "
+                "are kept whole. Register a rule for this exact class with "
                 "keras_slim.register_rule to prune through it.",
                 stacklevel=3,
             )

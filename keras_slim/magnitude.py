@@ -14,6 +14,7 @@ import math
 import keras
 import numpy as np
 
+from keras_slim import copying
 from keras_slim.graph import leaf_layers
 
 SCHEDULES = ("one_shot", "iterative")
@@ -363,8 +364,7 @@ def apply_masks(model, masks):
     Raises:
         ValueError: a path not in the model, or a shape mismatch.
     """
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    copy = copying.clone_model(model)
     variables = {v.path: v for v in copy.weights}
     for path, mask in masks.items():
         if path not in variables:
@@ -377,4 +377,5 @@ def apply_masks(model, masks):
             )
         value = keras.ops.convert_to_numpy(variables[path])
         variables[path].assign(value * mask)
+    copying.refresh_model_state(copy)
     return copy

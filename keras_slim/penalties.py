@@ -132,7 +132,17 @@ def penalty_weights(model, batchnorms, penalty="memory"):
         TypeError: `penalty` is neither a name nor a dict, or `"memory"` was
             asked of a model whose graph cannot be read.
     """
-    sizes = {layer.name: int(np.prod(layer.gamma.shape)) for layer in batchnorms}
+    sizes = {}
+    for layer in batchnorms:
+        if sizes.get(layer.name, layer) is not layer:
+            raise ValueError(
+                f"Two different BatchNormalization layers are named "
+                f"`{layer.name}` in model `{model.name}`; penalty weights "
+                "are kept by layer name. Give each nested model's layers "
+                "unique names."
+            )
+        sizes[layer.name] = layer
+    sizes = {name: int(np.prod(layer.gamma.shape)) for name, layer in sizes.items()}
     if isinstance(penalty, str):
         if penalty == "uniform":
             return {name: np.ones(size) for name, size in sizes.items()}

@@ -13,6 +13,7 @@ Guided pruning (Section 5) lives in `guidance.py`.
 import keras
 import numpy as np
 
+from keras_slim import copying
 from keras_slim.counting import count_macs
 from keras_slim.graph import check_model, leaf_layers
 from keras_slim.magnitude import MagnitudeMask
@@ -82,6 +83,7 @@ def reinitialize(model, seed=None):
         if (old_layer.weights and not old_layer.trainable_weights
                 and not isinstance(old_layer, keras.layers.BatchNormalization)):
             new_layer.set_weights(old_layer.get_weights())
+            copying.refresh_state(new_layer)
     return new
 
 
@@ -135,8 +137,7 @@ class WeightSnapshot:
 
     def __init__(self, model):
         check_model(model)
-        self.model = keras.models.clone_model(model)
-        self.model.set_weights(model.get_weights())
+        self.model = copying.clone_model(model)
 
     @property
     def weights(self):
@@ -237,6 +238,7 @@ def rewind(pruned, snapshot, plan=None, masks=None):
                 raise ValueError(f"`masks` names weight `{path}`, not in the model.")
             value = keras.ops.convert_to_numpy(variables[path])
             variables[path].assign(value * np.asarray(mask, bool))
+    copying.refresh_model_state(copy)
     return copy
 
 

@@ -12,6 +12,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_slim import copying
 from keras_slim import graph as graph_lib
 
 
@@ -165,9 +166,7 @@ def copy_model(model, argument="model"):
     Layer names are preserved; the copy is not compiled.
     """
     graph_lib.check_model(model, argument)
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copying.clone_model(model)
 
 
 def corresponding_layers(model, copy):

@@ -34,6 +34,9 @@ class Role:
     expand: int = 1
     reason: str = ""
     warn: bool = False  # barrier of an unknown layer type: tell the user
+    # a producer whose own output channels cannot be cut (a softmax
+    # activation renormalises across them): why, or "" when they can
+    frozen_output: str = ""
 
 
 _RULES = {}
@@ -51,12 +54,33 @@ def register_rule(*classes):
     return decorate
 
 
+# Methods through which a subclass changes what its parent computes.
+COMPUTE_METHODS = ("call", "convolution_op", "build")
+
+
 def rule_for(operation):
-    """The rule of the nearest registered class in `operation`'s MRO."""
-    for cls in type(operation).__mro__:
+    """The rule of the nearest registered class in `operation`'s MRO.
+
+    A subclass is cut like its registered parent only when it computes like
+    it: one that overrides a method of `COMPUTE_METHODS` (a weight-
+    standardised Conv2D overriding `convolution_op`, a Dense with its own
+    `call`) is a barrier, with a warning, unless a rule is registered for
+    that exact class.
+    """
+    mro = type(operation).__mro__
+    for depth, cls in enumerate(mro):
         rule = _RULES.get(cls)
-        if rule is not None:
-            return rule
+        if rule is None:
+            continue
+        overridden = sorted({
+            name
+            for sub in mro[:depth]
+            for name in COMPUTE_METHODS
+            if name in vars(sub)
+        })
+        if overridden:
+            return _SubclassBarrier(rule, cls, overridden)
+        return rule
     return _UNKNOWN
 
 
@@ -139,6 +163,23 @@ class Rule:
 
 
 _UNKNOWN = Rule()
+
+
+class _SubclassBarrier(Rule):
+    """A subclass of a registered layer that computes in its own way."""
+
+    def __init__(self, parent_rule, parent, overridden):
+        self.parent_rule = parent_rule
+        self.reason = (
+            f"subclass of {parent.__name__} overriding "
+            + ", ".join(f"`{name}`" for name in overridden)
+        )
+
+    def role(self, layer, call):
+        return Role(BARRIER, reason=self.reason, warn=True)
+
+    def macs(self, layer, in_shape, out_shape):
+        return self.parent_rule.macs(layer, in_shape, out_shape)
 
 
 # The built-in rules register themselves on import.

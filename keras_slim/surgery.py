@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_slim import constants as constants_lib
-from keras_slim import folding, slicers
+from keras_slim import copying, folding, rules, slicers
 from keras_slim.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
 from keras_slim.plan import PruningPlan
 
@@ -212,12 +212,14 @@ def _dead_fn(graph, kept):
 
 
 def _fold(graph, kept, weights, positions, configs, carried=None):
+    inexact = {}
+    values = constants_lib.propagate(
+        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept), inexact
+    )
     if carried is not None:
         values = carried.values
-    else:
-        values = constants_lib.propagate(
-            graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept)
-        )
+    agreed = constants_lib.producer_inputs(graph, values)
+    approximate = {}  # consumer name -> layers whose zero padding matters
     readers = {}
     for call in graph.calls:
         for key in call.inputs:
@@ -232,7 +234,7 @@ def _fold(graph, kept, weights, positions, configs, carried=None):
         pos_in = positions[id(layer)]["in"]
         if pos_in is None:
             continue
-        value = values[call.inputs[0]]
+        value = agreed[id(layer)]
         removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
         rule = slicers.rule_for(layer)
         move = carried.moves.get(id(layer)) if carried else None
@@ -243,8 +245,21 @@ def _fold(graph, kept, weights, positions, configs, carried=None):
             removed = np.setdiff1d(removed, sources)
         removed_values = value[removed]
         known = ~np.isnan(removed_values) & (removed_values != 0)
+        first = values[call.inputs[0]][removed]
+        if np.any(np.isnan(removed_values) & ~np.isnan(first)):
+            warnings.warn(
+                f"Layer `{layer.name}` is called several times and its calls "
+                "see different constants on channels cut from its input; "
+                "one bias cannot absorb them all, so they are dropped and "
+                "its output shifts.",
+                stacklevel=3,
+            )
         if not np.any(known):
             continue
+        mask, culprits = inexact[call.inputs[0]]
+        culprits = set(culprits) if np.any(mask[removed[known]]) else set()
+        if rules.zero_border(layer):
+            culprits.add(layer.name)
         delta = rule.fold(layer, weights[id(layer)], removed[known],
                           removed_values[known])
         if delta is None:
@@ -255,9 +270,34 @@ def _fold(graph, kept, weights, positions, configs, carried=None):
                 stacklevel=3,
             )
             continue
+        if culprits:
+            approximate[layer.name] = culprits
         if _absorb(graph, call, readers, delta, weights, configs):
             shifted.add(layer.name)
+    if approximate:
+        _warn_approximate(approximate, exact_offered=carried is None)
     return shifted
+
+
+def _warn_approximate(approximate, exact_offered=True):
+    consumers = sorted(approximate)
+    culprits = sorted(set().union(*approximate.values()))
+    shown = ", ".join(f"`{name}`" for name in consumers[:5])
+    if len(consumers) > 5:
+        shown += f" and {len(consumers) - 5} more"
+    padding = ", ".join(f"`{name}`" for name in culprits[:5])
+    if len(culprits) > 5:
+        padding += f" and {len(culprits) - 5} more"
+    warnings.warn(
+        "slim_model: approximate fold. The constant output of cut channels "
+        f"is folded into {shown} exactly in the interior of the feature "
+        "maps but not at their borders, which the zero padding of "
+        f"{padding} fills with 0 instead of the constant. Outputs differ "
+        "near the borders; fine-tune, or use valid padding (or cut channels "
+        "whose BatchNormalization beta is zero too) for an exact fold"
+        + (", or pass fold=\"exact\"." if exact_offered else "."),
+        stacklevel=3,
+    )
 
 
 def _absorb(graph, call, readers, delta, weights, configs):
@@ -270,7 +310,8 @@ def _absorb(graph, call, readers, delta, weights, configs):
         return
     following = readers.get(call.outputs[0], [])
     if (
-        graph.call_count(layer) == 1
+        not rules.has_activation(layer)  # the BN sees act(x), not x
+        and graph.call_count(layer) == 1
         and len(following) == 1
         and isinstance(following[0].layer, keras.layers.BatchNormalization)
         and following[0].role.kind == slicers.CHANNELWISE
@@ -372,14 +413,6 @@ def _assign(new_layer, layer, values):
         # Layers with nested sublayers: copy positionally when shapes agree.
         originals = layer.get_weights()
         new_layer.set_weights(originals)
+        copying.refresh_state(new_layer)
         return
-    for variable in new_layer.weights:
-        value = values[variable.name]
-        if tuple(variable.shape) != tuple(value.shape):
-            raise ValueError(
-                f"Weight `{variable.name}` of layer `{layer.name}` has shape "
-                f"{tuple(variable.shape)} in the slim model but "
-                f"{tuple(value.shape)} was computed; the layer's rule does "
-                "not match its weights."
-            )
-        variable.assign(value)
+    copying.assign_layer(new_layer, values)

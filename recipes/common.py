@@ -20,6 +20,7 @@ import sys
 import keras
 from absl import flags
 
+from keras_slim import copying
 from keras_slim.counting import count_params
 from keras_slim.ista import attach_ista
 from recipes import inputs, summaries
@@ -220,8 +221,7 @@ def layer_widths(model):
 def in_scope(strategy, model):
     """A copy of `model` whose variables belong to `strategy`."""
     with strategy.scope():
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
+        copy = copying.clone_model(model)
     return copy
 
 

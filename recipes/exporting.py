@@ -3,8 +3,8 @@ Keras by `keras_slim.export` (the library's one export path)."""
 
 import os
 
-import keras
 
+from keras_slim import copying
 from keras_slim.counting import count_macs, count_params
 
 
@@ -22,9 +22,7 @@ def float32_copy(model):
             config["dtype"] = "float32"
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copying.clone_model(model, clone_function=clone)
 
 
 def export(run, model, directory, accuracy=None):

@@ -1,0 +1,517 @@
+"""Silent-wrong models of issue 10, one named test each.
+
+Each test builds a small model, zeroes the gamma (and, where said, the beta)
+of some BatchNormalization channels, slims it with `plan_zero_gamma` and
+checks that the slim model computes what the original computes, and that
+something was actually cut (or that the channels that cannot be cut exactly
+were kept, with the layer named).
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_slim
+from tests import zoo
+
+L = keras.layers
+
+
+def _kill(bn, positions, beta=False):
+    gamma = keras.ops.convert_to_numpy(bn.gamma).copy()
+    gamma[positions] = 0.0
+    bn.gamma.assign(gamma)
+    if beta:
+        value = keras.ops.convert_to_numpy(bn.beta).copy()
+        value[positions] = 0.0
+        bn.beta.assign(value)
+
+
+def _prepare(model, seed=0):
+    rng = np.random.default_rng(seed)
+    zoo.randomize_batchnorms(model, rng)
+    return rng
+
+
+def _slim_matches(model, rng, expect_cut=True):
+    inputs = zoo.random_inputs(model, rng)
+    before = zoo.outputs(model, inputs)
+    plan = keras_slim.plan_zero_gamma(model)
+    slim = keras_slim.slim_model(model, plan)
+    zoo.assert_close(before, zoo.outputs(slim, inputs))
+    if expect_cut:
+        assert slim.count_params() < model.count_params()
+    return plan, slim
+
+
+# -- built-in activations -----------------------------------------------------
+
+
+def test_conv_relu_without_bias_before_batchnorm_folds_through_activation():
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(8, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Conv2D(6, 3, padding="valid", use_bias=False, activation="relu",
+                 name="c2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2, 5])
+    _slim_matches(model, rng)
+
+
+def test_dense_tanh_without_bias_before_batchnorm_folds_through_activation():
+    inputs = keras.Input((6,))
+    x = L.Dense(8, name="d1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Dense(5, use_bias=False, activation="tanh", name="d2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [1, 3, 4])
+    _slim_matches(model, rng)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_depthwise_activation_is_applied_to_propagated_constants(activation):
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.DepthwiseConv2D(3, padding="valid", activation=activation,
+                          name="dw")(x)
+    x = L.Conv2D(4, 1, name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    bn = model.get_layer("bn1")
+    beta = keras.ops.convert_to_numpy(bn.beta).copy()
+    beta[[0, 4]] = [-1.5, 2.0]  # a constant whose sign matters to relu
+    bn.beta.assign(beta)
+    _kill(bn, [0, 4])
+    _slim_matches(model, rng)
+
+
+def test_separable_conv_activation_without_bias_before_batchnorm():
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.SeparableConv2D(5, 3, padding="valid", use_bias=False,
+                          activation="elu", name="sep")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 3])
+    _slim_matches(model, rng)
+
+
+# -- softmax-family activations -----------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax"])
+def test_softmax_activation_layer_is_a_barrier(activation):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation(activation, name="act")(x)
+    x = L.Conv2D(4, 3, padding="same", name="c2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    group = {g.name: g for g in keras_slim.channel_groups(model)}["c1"]
+    assert not group.prunable and "act" in group.frozen
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2], beta=True)
+    _kill(model.get_layer("bn2"), [1], beta=True)
+    plan, _ = _slim_matches(model, rng)
+    assert "c1" not in plan.kept and "c2" in plan.kept
+
+
+def test_dense_softmax_as_hidden_producer_keeps_its_units():
+    inputs = keras.Input((6,))
+    x = L.Dense(8, activation="softmax", name="d1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Dense(5, name="d2")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["d1"].prunable and "softmax" in groups["d1"].frozen
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2], beta=True)
+    _kill(model.get_layer("bn2"), [1, 3], beta=True)
+    plan, _ = _slim_matches(model, rng)
+    assert set(plan.kept) == {"d2"}
+
+
+def test_depthwise_softmax_is_a_barrier():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.DepthwiseConv2D(3, padding="same", activation="softmax", name="dw")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    group = {g.name: g for g in keras_slim.channel_groups(model)}["c1"]
+    assert not group.prunable
+
+
+def test_custom_activation_function_is_a_barrier_with_a_warning():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation(lambda t: t / keras.ops.sum(t, axis=-1, keepdims=True),
+                     name="share")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    with pytest.warns(UserWarning, match="`share`"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["c1"].prunable
+
+
+# -- state outside the config -------------------------------------------------
+
+
+def _adapted_normalization(shape, rng, name):
+    layer = L.Normalization(axis=-1, name=name)
+    layer.adapt(rng.normal(3.0, 2.0, (16,) + shape).astype("float32"))
+    return layer
+
+
+def test_adapted_normalization_keeps_its_statistics_through_slim_model():
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((8, 8, 3))
+    x = _adapted_normalization((8, 8, 3), rng, "norm")(inputs)
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Conv2D(4, 3, padding="valid", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2])
+    _slim_matches(model, rng)
+
+
+def test_adapted_normalization_between_layers_is_sliced_by_its_variables():
+    rng = np.random.default_rng(1)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = _adapted_normalization((6, 6, 6), rng, "norm")(x)
+    x = L.Conv2D(4, 3, padding="valid", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2, 3])
+    _, slim = _slim_matches(model, rng)
+    assert slim.get_layer("norm").adapt_mean.shape == (3,)
+
+
+def _normalization_model():
+    rng = np.random.default_rng(2)
+    inputs = keras.Input((8, 8, 3))
+    x = _adapted_normalization((8, 8, 3), rng, "norm")(inputs)
+    x = L.Conv2D(4, 3, name="c1")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+def _same_outputs(model, copy):
+    inputs = zoo.random_inputs(model, np.random.default_rng(3))
+    zoo.assert_close(zoo.outputs(model, inputs), zoo.outputs(copy, inputs))
+
+
+def test_add_gamma_regularizer_copy_keeps_normalization_state():
+    model = _normalization_model()
+    _same_outputs(model, keras_slim.add_gamma_regularizer(model, 1e-4))
+
+
+def test_rescale_gammas_copy_keeps_normalization_state():
+    model = _normalization_model()
+    _same_outputs(model, keras_slim.rescale_gammas(model, 1.0))
+
+
+def test_apply_masks_copy_keeps_normalization_state():
+    model = _normalization_model()
+    kernel = model.get_layer("head").kernel
+    masks = {kernel.path: np.ones(kernel.shape, bool)}
+    _same_outputs(model, keras_slim.apply_masks(model, masks))
+
+
+def test_weight_snapshot_copy_keeps_normalization_state():
+    model = _normalization_model()
+    _same_outputs(model, keras_slim.snapshot_weights(model).model)
+
+
+def test_reinitialize_keeps_normalization_state():
+    model = _normalization_model()
+    fresh = keras_slim.reinitialize(model, seed=0)
+    inputs = zoo.random_inputs(model, np.random.default_rng(3))
+    expected = model.get_layer("norm")(inputs)
+    got = fresh.get_layer("norm")(inputs)
+    zoo.assert_close([keras.ops.convert_to_numpy(expected)],
+                     [keras.ops.convert_to_numpy(got)])
+
+
+# -- subclasses that compute differently --------------------------------------
+
+
+class WeightStandardizedConv2D(L.Conv2D):
+    """A Conv2D whose kernel is standardised per output channel."""
+
+    def convolution_op(self, inputs, kernel):
+        mean = keras.ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
+        std = keras.ops.std(kernel, axis=(0, 1, 2), keepdims=True)
+        return super().convolution_op(inputs, (kernel - mean) / (std + 1e-5))
+
+
+class ScaledDense(L.Dense):
+    """A Dense that divides by its input width: mixes channels differently."""
+
+    def call(self, inputs):
+        width = keras.ops.cast(keras.ops.shape(inputs)[-1], inputs.dtype)
+        return super().call(inputs) / width
+
+
+class RenamedConv2D(L.Conv2D):
+    """A subclass that changes nothing of the computation."""
+
+
+def test_weight_standardized_conv_is_a_barrier_with_a_warning():
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = WeightStandardizedConv2D(5, 3, padding="valid", name="ws")(x)
+    x = L.BatchNormalization(name="bn2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2], beta=True)
+    _kill(model.get_layer("bn2"), [1], beta=True)
+    with pytest.warns(UserWarning, match="WeightStandardizedConv2D.*`ws`"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["c1"].prunable
+    _slim_matches(model, rng, expect_cut=False)
+
+
+def test_subclass_overriding_call_is_a_barrier_with_a_warning():
+    inputs = keras.Input((6,))
+    x = L.Dense(8, name="d1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = ScaledDense(5, name="scaled")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2], beta=True)
+    with pytest.warns(UserWarning, match="ScaledDense"):
+        plan, _ = _slim_matches(model, rng, expect_cut=False)
+    assert not plan.kept
+
+
+def test_registering_a_rule_for_the_exact_subclass_lifts_the_barrier():
+    keras_slim.register_rule(ScaledDense)(type(keras_slim.slicers.rule_for(
+        L.Dense(1))))
+    try:
+        inputs = keras.Input((6,))
+        x = L.Dense(8, name="d1")(inputs)
+        x = ScaledDense(5, name="scaled")(x)
+        model = keras.Model(inputs, x)
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+        assert groups["d1"].prunable
+    finally:
+        keras_slim.slicers._RULES.pop(ScaledDense)
+
+
+def test_subclass_that_keeps_the_computation_is_cut_like_its_parent():
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = RenamedConv2D(5, 3, padding="valid", name="plain")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _slim_matches(model, rng)
+
+
+# -- nested models with the same inner layer names ----------------------------
+
+
+def _twin_backbones():
+    def backbone(name):
+        inputs = keras.Input((8, 8, 3))
+        x = L.Conv2D(6, 3, padding="valid", name="conv")(inputs)
+        x = L.BatchNormalization(name="bn")(x)
+        x = L.Conv2D(4, 3, padding="valid", name="conv_out")(x)
+        return keras.Model(inputs, x, name=name)
+
+    inputs = keras.Input((8, 8, 3))
+    a = backbone("left")(inputs)
+    b = backbone("right")(inputs)
+    x = L.Concatenate()([a, b])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "channel_groups", "plan_zero_gamma", "penalty_weights",
+        "attach_ista", "attach_ista_uniform", "slim_model",
+        "plan_global_gamma",
+    ],
+)
+def test_twin_nested_models_with_same_layer_names_are_refused(entry):
+    model = _twin_backbones()
+    calls = {
+        "channel_groups": lambda: keras_slim.channel_groups(model),
+        "plan_zero_gamma": lambda: keras_slim.plan_zero_gamma(model),
+        "penalty_weights": lambda: keras_slim.penalty_weights(
+            model, [model.get_layer("left").get_layer("bn")]),
+        "attach_ista": lambda: keras_slim.attach_ista(
+            model, 1e-3, optimizer=keras.optimizers.SGD()),
+        "attach_ista_uniform": lambda: keras_slim.attach_ista(
+            model, 1e-3, penalty="uniform", optimizer=keras.optimizers.SGD()),
+        "slim_model": lambda: keras_slim.slim_model(
+            model, keras_slim.PruningPlan({})),
+        "plan_global_gamma": lambda: keras_slim.plan_global_gamma(
+            model, 0.5),
+    }
+    pattern = "Two different .*named `(conv|bn)`"
+    if entry in ("channel_groups", "plan_zero_gamma", "slim_model"):
+        pattern = "`conv`.*`left`.*`right`"  # the graph names both models
+    with pytest.raises(ValueError, match=pattern):
+        calls[entry]()
+
+
+# -- folds that are only approximate ------------------------------------------
+
+
+def _zero_padding_stem(kill_beta):
+    inputs = keras.Input((9, 9, 3))
+    x = L.Conv2D(6, 3, padding="valid", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ZeroPadding2D(1, name="pad")(x)
+    x = L.Conv2D(4, 3, padding="valid", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2], beta=kill_beta)
+    return model, rng
+
+
+def test_zero_padding_fold_of_a_nonzero_constant_warns_naming_the_layer():
+    model, _ = _zero_padding_stem(kill_beta=False)
+    plan = keras_slim.plan_zero_gamma(model)
+    with pytest.warns(UserWarning, match="approximate.*`pad`"):
+        keras_slim.slim_model(model, plan)
+
+
+def test_zero_padding_with_zero_constants_is_exact_and_silent():
+    model, rng = _zero_padding_stem(kill_beta=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _slim_matches(model, rng)
+
+
+def test_same_padding_fold_warns_naming_the_consumer():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Conv2D(4, 3, padding="same", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2])
+    plan = keras_slim.plan_zero_gamma(model)
+    with pytest.warns(UserWarning, match="approximate.*`c2`"):
+        keras_slim.slim_model(model, plan)
+
+
+def test_same_padding_one_by_one_fold_is_exact_and_silent():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Conv2D(4, 1, padding="same", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn1"), [0, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _slim_matches(model, rng)
+
+
+# -- found by the fuzzer (tests/test_fuzz.py) ---------------------------------
+
+
+def _shared_consumer_model():
+    """Fuzzer find: a shared convolution reads a channel that is constant in
+    both calls but with different values (beta and beta * beta'); its one
+    bias cannot absorb both."""
+    inputs = keras.Input((9, 9, 3))
+    inner_in = keras.Input((9, 9, 3))
+    y = L.Conv2D(5, 3, padding="valid", name="c_in")(inner_in)
+    y = L.BatchNormalization(name="bn_in")(y)
+    y = L.Activation("sigmoid", name="act_in")(y)
+    a = keras.Model(inner_in, y, name="inner")(inputs)
+    b = L.Conv2D(5, 1, name="branch")(a)
+    b = L.BatchNormalization(name="bn_branch")(b)
+    merged = L.Multiply(name="mul")([a, b])
+    shared = L.Conv2D(4, 3, padding="valid", name="shared")
+    x = L.Add(name="add")([shared(merged), shared(a)])
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+def test_shared_consumer_seeing_different_constants_keeps_the_channels():
+    model = _shared_consumer_model()
+    rng = _prepare(model)
+    dead = [0, 3]
+    _kill(model.get_layer("inner").get_layer("bn_in"), dead, beta=True)
+    _kill(model.get_layer("bn_branch"), dead, beta=True)
+    plan, _ = _slim_matches(model, rng, expect_cut=False)
+    assert "c_in" not in plan.kept
+
+
+def test_slim_model_warns_when_a_shared_consumer_cannot_absorb():
+    model = _shared_consumer_model()
+    _prepare(model)
+    plan = keras_slim.PruningPlan({"c_in": [1, 2, 4]},
+                                  widths={"c_in": 5})
+    with pytest.warns(UserWarning, match="`shared` is called several times"):
+        keras_slim.slim_model(model, plan)
+
+
+def _offset_into(padding):
+    """Fuzzer find: gamma and beta zero, yet `x * 1.5 + 0.25` makes the cut
+    channel a nonzero constant before a strided, padded SeparableConv2D."""
+    inputs = keras.Input((7, 7, 3))
+    x = L.Dense(2, name="fc")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = x * 1.5 + 0.25
+    x = L.SeparableConv2D(5, 3, strides=2, padding=padding, name="sep")(x)
+    x = L.BatchNormalization(name="bn_sep")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = _prepare(model)
+    _kill(model.get_layer("bn"), [1], beta=True)
+    return model, rng
+
+
+def test_zero_channel_made_nonzero_by_an_offset_folds_exactly_when_valid():
+    model, rng = _offset_into("valid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _slim_matches(model, rng)
+
+
+def test_zero_channel_made_nonzero_by_an_offset_warns_when_same_padded():
+    model, _ = _offset_into("same")
+    plan = keras_slim.plan_zero_gamma(model)
+    assert "fc" in plan.kept
+    with pytest.warns(UserWarning, match="approximate fold.*`sep`"):
+        keras_slim.slim_model(model, plan)
