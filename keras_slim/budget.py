@@ -39,11 +39,14 @@ class BudgetResult:
         ratio: the ratio the search settled on (`None` for "latency_aware").
         targets: dict kind ("macs", "params", "latency" in ms) -> the
             absolute budget.
-        dense: dict kind -> the unpruned model's figure (latency measured).
+        dense: dict kind -> the unpruned model's figure (latency measured;
+            with a fractional latency budget, in the final confirming run).
         achieved: dict kind -> the plan's figure (MACs and parameters
             counted exactly; latency predicted by the table).
-        measured_ms: the slim model's latency timed end to end (`None`
-            without a latency budget or with `confirm=False`).
+        measured_ms: the slim model's latency timed end to end, interleaved
+            with the dense model (`None` without a latency budget or with
+            `confirm=False`). A fractional latency budget is a fraction of
+            the dense latency measured in that same run.
         candidates: the candidates tried, dicts with "ratio", "macs",
             "params" and, with a table, "predicted_ms"; those timed end to
             end also have "measured_ms".
@@ -225,7 +228,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
     graph = ChannelGraph(model)
     counter = WidthCounter(graph)
     dense = {"macs": counter.dense_macs, "params": counter.dense_params}
-    targets = {}
+    targets, fraction = {}, None
     if macs is not None:
         targets["macs"] = parse_count(macs, dense["macs"], "macs")
     if params is not None:
@@ -243,22 +246,35 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         dense["latency"] = table.dense_ms
         targets["latency"] = (absolute if absolute is not None
                               else fraction * table.dense_ms)
-    search = _Search(model, graph, counter, method, method_kwargs, targets,
-                     table)
-    scale = 1.0
-    measured = None
+    search = _Search(model, graph, counter, method, method_kwargs,
+                     dict(targets), table)
+    scale, measured = 1.0, None
     for _ in range(max(1, rounds)):
         ratio, plan, figures = search.run(scale)
+        figures = dict(figures)
+        if table is not None:
+            figures["latency"] /= scale  # the table's own prediction
         if table is None or not confirm:
             break
-        slim = _slim(model, plan)
-        measured = float(runtime.time([slim])[0])
-        search.candidates[-1]["measured_ms"] = measured
+        # The slim model is timed with the dense one, interleaved, so that a
+        # fractional budget is judged against the dense latency of this run.
+        dense_now, measured = (float(t) for t in runtime.time(
+            [model, _slim(model, plan)]))
+        search.candidates[-1].update(measured_ms=measured,
+                                     dense_measured_ms=dense_now)
+        if fraction is not None:
+            dense["latency"] = dense_now
+            targets["latency"] = fraction * dense_now
         goal = targets["latency"]
         if 0.9 * goal <= measured <= goal:
             break
-        predicted = figures["latency"] / scale
-        scale = measured / max(predicted, 1e-9)
+        # Correct the table by what it missed, in its own terms.
+        predicted = figures["latency"]
+        if fraction is not None:
+            scale = (measured / dense_now) / max(
+                predicted / table.dense_ms, 1e-9)
+        else:
+            scale = measured / max(predicted, 1e-9)
     return BudgetResult(
         plan=plan, method=method, ratio=ratio, targets=targets, dense=dense,
         achieved=figures, measured_ms=measured,

@@ -84,14 +84,23 @@ class LiteRTRuntime(Runtime):
         batch: batch size.
         runs: timed invokes per model.
         warmup: untimed invokes first.
+        statistic: "median" of the timed invokes, or "p10", their 10th
+            percentile, steadier on a machine other work keeps busy (it
+            estimates the latency without interruptions).
     """
 
     name = "litert"
 
-    def __init__(self, threads=None, batch=1, runs=30, warmup=5):
+    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
+                 statistic="median"):
         super().__init__(threads, batch)
+        if statistic not in ("median", "p10"):
+            raise ValueError(
+                'Expected `statistic` to be "median" or "p10". '
+                f"Received: statistic={statistic!r}"
+            )
         check_litert()
-        self.runs, self.warmup = runs, warmup
+        self.runs, self.warmup, self.statistic = runs, warmup, statistic
 
     def convert(self, model):
         import tensorflow as tf
@@ -121,7 +130,8 @@ class LiteRTRuntime(Runtime):
         files = [self.convert(m) for m in models]
         results = time_tflite(files, runs=self.runs, warmup=self.warmup,
                               num_threads=self.threads)
-        return [r.median_ms for r in results]
+        return [r.median_ms if self.statistic == "median" else r.p10_ms
+                for r in results]
 
 
 RUNTIMES = {"litert": LiteRTRuntime}
@@ -193,23 +203,24 @@ class LatencyTable:
     Attributes:
         runtime: the runtime's `info()` (name, threads, batch).
         dense_ms: the whole model timed end to end.
-        rest_ms: `dense_ms` minus the table's sum at full widths (what the
-            layers not in the table cost: merges, pooling, memory moves);
-            added to every prediction.
+        layers_ms: the table's sum at full widths. Predictions are the
+            table's sum at the plan's widths times `dense_ms / layers_ms`:
+            what the table leaves out (merges, pooling, memory moves, the
+            threads' synchronisation) is taken to shrink with the layers.
         calls: per counted call: layer name, entry key, full sizes.
         entries: key -> {"in": sizes, "out": sizes or None, "ms": grid}.
     """
 
-    def __init__(self, runtime, dense_ms, calls, entries, rest_ms=None):
+    def __init__(self, runtime, dense_ms, calls, entries):
         self.runtime = dict(runtime)
         self.dense_ms = float(dense_ms)
         self.calls = [dict(c) for c in calls]
         self.entries = {k: dict(v) for k, v in entries.items()}
         self.counter = None
-        full = sum(self._entry_ms(c["key"], c["in"], c["out"])
-                   for c in self.calls)
-        self.rest_ms = float(self.dense_ms - full if rest_ms is None
-                             else rest_ms)
+        self.layers_ms = float(sum(
+            self._entry_ms(c["key"], c["in"], c["out"]) for c in self.calls
+        ))
+        self._scale = self.dense_ms / self.layers_ms if self.layers_ms else 1.0
 
     def _entry_ms(self, key, k_in, k_out):
         entry = self.entries[key]
@@ -239,19 +250,18 @@ class LatencyTable:
     def call_ms(self, index, widths):
         k_in, k_out = self.counter.call_sizes(index, widths)
         call = self.calls[index]
-        return self._entry_ms(call["key"], k_in,
-                              None if call["out"] is None else k_out)
+        return self._scale * self._entry_ms(
+            call["key"], k_in, None if call["out"] is None else k_out)
 
     def predict(self, widths):
         """Predicted milliseconds when each group keeps `widths[name]`."""
         if self.counter is None:
             raise ValueError("Call `bind(WidthCounter(model))` first.")
-        return self.rest_ms + sum(self.call_ms(i, widths)
-                                  for i in range(len(self.calls)))
+        return sum(self.call_ms(i, widths) for i in range(len(self.calls)))
 
     def to_dict(self):
         return {"version": 1, "runtime": self.runtime,
-                "dense_ms": self.dense_ms, "rest_ms": self.rest_ms,
+                "dense_ms": self.dense_ms, "layers_ms": self.layers_ms,
                 "calls": self.calls, "entries": self.entries}
 
     @classmethod
@@ -259,7 +269,7 @@ class LatencyTable:
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("Not a keras_slim latency table (version 1).")
         return cls(data["runtime"], data["dense_ms"], data["calls"],
-                   data["entries"], data.get("rest_ms"))
+                   data["entries"])
 
     def save(self, path):
         with open(path, "w", encoding="utf-8") as file:
@@ -395,7 +405,9 @@ def suggest_round_to(points, candidates=(32, 16, 8, 4, 2)):
     if not values:
         return 1, 0.0
     strongest = max(values.values())
+    if strongest < 2:
+        return 1, max(strongest, 0.0)
     # Steps every r also show at every multiple of r: take the smallest r
     # whose steps are nearly as strong as the strongest.
     best = min(r for r, v in values.items() if v >= 0.75 * strongest)
-    return (best if values[best] >= 2 else 1), values[best]
+    return best, values[best]
