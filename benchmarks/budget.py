@@ -18,7 +18,7 @@ every BatchNormalization gamma drawn from U[0, 1]):
 
     nice -n 5 python benchmarks/budget.py [--models ResNet50 MobileNetV2]
         [--size 160] [--threads 2] [--latency 0.6] [--runs 30]
-        [--statistic median|p10] [--out DIR]
+        [--statistic median|p10] [--out DIR] [--reuse-tables]
 """
 
 import argparse
@@ -35,12 +35,14 @@ from keras_slim.allocation import importance_kept  # noqa: E402
 from keras_slim.budget import plan_for_budget  # noqa: E402
 from keras_slim.graph import ChannelGraph  # noqa: E402
 from keras_slim.latency_table import (  # noqa: E402
+    LatencyTable,
     LiteRTRuntime,
     build_latency_table,
     scan_widths,
     suggest_round_to,
 )
 from keras_slim.report import plot_budget  # noqa: E402
+from keras_slim.widths import WidthCounter  # noqa: E402
 
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",
                "MobileNetV2": "block_6_expand"}
@@ -51,6 +53,22 @@ def uniform_gammas(model, rng):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
             shape = tuple(layer.gamma.shape)
             layer.gamma.assign(rng.uniform(0, 1, shape).astype("float32"))
+
+
+def _time_together(model, graph, table, plans, runtime):
+    slims = {m: keras_slim.slim_model(model, r.plan) for m, r in plans.items()}
+    times = runtime.time([model] + list(slims.values()))
+    rows = [("dense", 1.0, None, times[0], 1.0, 1.0, 1.0)]
+    for (method, found), ms in zip(plans.items(), times[1:]):
+        rows.append((
+            method, found.achieved["latency"] / table.dense_ms,
+            None if found.measured_ms is None
+            else found.measured_ms / found.dense["latency"],
+            ms, ms / times[0],
+            keras_slim.count_macs(slims[method]) / keras_slim.count_macs(model),
+            importance_kept(graph, found.plan),
+        ))
+    return rows
 
 
 def run_model(name, args):
@@ -71,10 +89,13 @@ def run_model(name, args):
 
     runtime = LiteRTRuntime(threads=args.threads, runs=args.runs,
                             statistic=args.statistic)
-    start = time.time()
-    table = build_latency_table(model, runtime, verbose=True)
-    rows["table_s"] = time.time() - start
-    table.save(os.path.join(args.out, f"{name}_latency_table.json"))
+    path = os.path.join(args.out, f"{name}_latency_table.json")
+    if args.reuse_tables and os.path.exists(path):
+        table = LatencyTable.load(path).bind(WidthCounter(graph))
+        print(f"reusing {path}")
+    else:
+        table = build_latency_table(model, runtime, verbose=True)
+        table.save(path)
 
     plans, candidates = {}, []
     for method in ("global_gamma", "latency_aware"):
@@ -91,20 +112,17 @@ def run_model(name, args):
                 title=f"{name} {args.size} px, LiteRT {args.threads} threads")
 
     # Dense and both slim models timed again together, interleaved.
-    slims = {m: keras_slim.slim_model(model, r.plan) for m, r in plans.items()}
     again = LiteRTRuntime(threads=args.threads, runs=2 * args.runs,
                           statistic=args.statistic)
-    times = again.time([model] + list(slims.values()))
-    dense_ms = times[0]
-    rows["dense_ms"] = (table.dense_ms, dense_ms)
-    rows["plans"] = []
-    for (method, found), ms in zip(plans.items(), times[1:]):
-        rows["plans"].append((
-            method, found.achieved["latency"] / table.dense_ms,
-            found.measured_ms / found.dense["latency"], ms, ms / dense_ms,
-            keras_slim.count_macs(slims[method]) / keras_slim.count_macs(model),
-            importance_kept(graph, found.plan),
-        ))
+    rows["dense_ms"] = table.dense_ms
+    rows["plans"] = _time_together(model, graph, table, plans, again)
+
+    # The allocations compared at the same predicted latency (one table,
+    # no correction by a measurement), then timed together.
+    same = {m: plan_for_budget(model, m, latency=args.latency, table=table,
+                               confirm=False)
+            for m in ("global_gamma", "latency_aware")}
+    rows["compare"] = _time_together(model, graph, table, same, again)
 
     layer = SCAN_LAYERS.get(name)
     if layer is not None:
@@ -113,6 +131,15 @@ def run_model(name, args):
                              runtime)
         rows["scan"] = (layer, points, suggest_round_to(points))
     return rows
+
+
+def _print_plans(model, plans, args):
+    for method, predicted, measured, again, share, macs, kept in plans:
+        off = "-" if method == "dense" else \
+            f"{(share - args.latency) / args.latency:+.1%}"
+        searched = "-" if measured is None else f"{measured:.3f}"
+        print(f"| {model} | {method} | {predicted:.3f} | {searched} | "
+              f"{again:.2f} | {share:.3f} | {off} | {macs:.3f} | {kept:.3f} |")
 
 
 def print_rows(all_rows, args):
@@ -126,6 +153,9 @@ def print_rows(all_rows, args):
         budget, real, _ = rows["mac_budget"]
         print(f"| {rows['model']} | {budget} | {real:.4f} | "
               f"{(real - budget) / budget:+.2%} |")
+    print(f"\nDense latency when the tables were built: "
+          + ", ".join(f"{r['model']} {r['dense_ms']:.2f} ms" for r in all_rows)
+          + ".")
     print(f"\nLatency budget: {args.latency} x the dense model's latency "
           "measured in the same run. Predicted and measured figures are "
           "fractions of the dense latency (table: timed when the table was "
@@ -135,15 +165,14 @@ def print_rows(all_rows, args):
           "ms | again / dense | off budget | MACs kept | importance kept |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rows in all_rows:
-        table_ms, dense_ms = rows["dense_ms"]
-        print(f"| {rows['model']} | dense | 1 ({table_ms:.2f} ms) | 1 | "
-              f"{dense_ms:.2f} | 1.000 | - | 1.000 | 1.000 |")
-        for (method, predicted, measured, again, share, macs,
-             kept) in rows["plans"]:
-            off = (share - args.latency) / args.latency
-            print(f"| {rows['model']} | {method} | {predicted:.3f} | "
-                  f"{measured:.3f} | {again:.2f} | {share:.3f} | "
-                  f"{off:+.1%} | {macs:.3f} | {kept:.3f} |")
+        _print_plans(rows["model"], rows["plans"], args)
+    print("\nThe two allocations at the same predicted latency (one table, "
+          "no correction by measurement), timed together:\n")
+    print("| model | method | predicted | - | measured ms | measured / dense "
+          "| off budget | MACs kept | importance kept |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rows in all_rows:
+        _print_plans(rows["model"], rows["compare"], args)
     for rows in all_rows:
         if "scan" not in rows:
             continue
@@ -166,6 +195,8 @@ def main():
     parser.add_argument("--statistic", default="median",
                         choices=("median", "p10"))
     parser.add_argument("--out", default="/tmp/keras_slim_budget")
+    parser.add_argument("--reuse-tables", action="store_true",
+                        help="load the latency tables saved in --out")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     args.load_before = f"{os.getloadavg()[0]:.2f}"

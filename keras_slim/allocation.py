@@ -74,8 +74,16 @@ class ScaledCost:
         return self.table.predict(widths) * self.scale
 
 
-def allowed_widths(width, min_channels=1, round_to=1, max_ratio=None):
-    """The widths a group may take, widest first (its full width first)."""
+def allowed_widths(width, min_channels=1, round_to=1, max_ratio=None,
+                   granularity=None):
+    """The widths a group may take, widest first (its full width first).
+
+    With `granularity`, a group moves in steps of about `1 / granularity`
+    of its width (a multiple of `round_to`), which keeps the search on wide
+    models quick.
+    """
+    if granularity:
+        round_to *= max(1, width // (granularity * round_to))
     lower = min(width, min_channels)
     if max_ratio is not None:
         lower = max(lower, width - math.floor(max_ratio * width + 1e-9))
@@ -102,7 +110,7 @@ def _delta(cost, name, widths, new_width):
 
 def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
                  round_to=1, max_ratio=None, skip=None, lookahead=4,
-                 trace_every=0.05):
+                 granularity=64, trace_every=0.05):
     """Remove the channels of least importance per saved cost until `done`.
 
     Args:
@@ -117,6 +125,9 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
         min_channels, round_to, max_ratio, skip: the shared constraints.
         lookahead: how many allowed widths below the current one each step
             considers per group.
+        granularity: groups move in steps of about `1 / granularity` of
+            their width (multiples of `round_to`); `None` for single
+            channels (slow on wide models).
         trace_every: record the widths each time the cost falls by this
             share of the original.
 
@@ -131,7 +142,8 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
     ordered = {n: np.sort(np.asarray(s, dtype="float64"))[::-1]
                for n, s in scores.items()}
     steps = {n: allowed_widths(graph.group_by_name[n].width, min_channels,
-                               round_to, max_ratio) for n in ordered}
+                               round_to, max_ratio, granularity)
+             for n in ordered}
     position = {n: 0 for n in ordered}
     widths = {n: graph.group_by_name[n].width for n in ordered}
     total = cost.total(widths)

@@ -341,8 +341,10 @@ class _Search:
         dense_figures = self.figures(plan_widths(dense_plan))
         if self.fits(dense_figures):
             return 0.0, dense_plan, dense_figures
-        for _ in range(40):
-            if high - low < 1e-6:
+        # A step of the ratio finer than a quarter channel changes no plan.
+        channels = sum(g.width for g in self.graph.groups if g.prunable)
+        for _ in range(60):
+            if high - low < 0.25 / max(channels, 1):
                 break
             middle = (low + high) / 2
             plan = self._plan(middle)
@@ -374,8 +376,8 @@ class _Search:
         except TypeError as error:
             raise TypeError(
                 f"Pruning method 'latency_aware' takes `score`, `seed`, "
-                "`min_channels`, `round_to`, `max_ratio`, `skip` and "
-                f"`lookahead`: {error}"
+                "`min_channels`, `round_to`, `max_ratio`, `skip`, "
+                f"`lookahead` and `granularity`: {error}"
             ) from None
         for widths in trace:
             self.record(None, self.figures(widths))
