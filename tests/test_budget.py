@@ -279,3 +279,57 @@ def test_suggest_round_to_finds_the_step():
     assert table_lib.suggest_round_to(points)[0] == 8
     flat = [(w, 1.0 + 0.001 * (w % 3)) for w in range(40, 80)]
     assert table_lib.suggest_round_to(flat)[0] == 1
+
+
+# -- the command line -------------------------------------------------------------
+
+
+class _CliRuntime(FakeRuntime):
+    def __init__(self, threads=None, runs=30):
+        super().__init__(threads=threads)
+
+
+def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
+                                                         monkeypatch):
+    from keras_slim import cli
+
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    out = tmp_path / "slim.keras"
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "-o",
+                     str(out)]) == 0
+    slim = keras.models.load_model(out)
+    assert keras_slim.count_macs(slim) <= 0.5 * keras_slim.count_macs(model)
+    assert "budget" in capsys.readouterr().out
+    # Latency on the fake runtime; the table is saved and then reused.
+    monkeypatch.setattr(table_lib, "LiteRTRuntime", _CliRuntime)
+    table = tmp_path / "table.json"
+    argv = ["prune", str(path), "--target-latency", "0.6", "--threads", "2",
+            "--table", str(table), "--method", "latency_aware", "-o",
+            str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "latency table written" in printed and "measured" in printed
+    assert json.loads(table.read_text())["runtime"]["threads"] == 2
+    assert cli.main(argv) == 0
+    assert "latency table read" in capsys.readouterr().out
+    dense_ms = FakeRuntime().time([model])[0]
+    slim_ms = FakeRuntime().time([keras.models.load_model(out)])[0]
+    assert slim_ms <= 0.6 * dense_ms
+
+
+def test_cli_budget_errors(tmp_path, capsys):
+    from keras_slim import cli
+
+    path = tmp_path / "model.keras"
+    _model().save(path)
+    out = str(tmp_path / "slim.keras")
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "--ratio",
+                     "0.3", "-o", out]) == 1
+    assert "exclude each other" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "-o", out]) == 1
+    assert "needs --method" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "--target-macs", "0.001",
+                     "--min-channels", "4", "-o", out]) == 1
+    assert "smallest global_gamma reaches" in capsys.readouterr().err
