@@ -208,7 +208,8 @@ class LatencyTable:
             what the table leaves out (merges, pooling, memory moves, the
             threads' synchronisation) is taken to shrink with the layers.
         calls: per counted call: layer name, entry key, full sizes.
-        entries: key -> {"in": sizes, "out": sizes or None, "ms": grid}.
+        entries: key -> {"in": sizes, "out": sizes or None, "ms": grid},
+            each timing less the cost of an empty call on the runtime.
     """
 
     def __init__(self, runtime, dense_ms, calls, entries):
@@ -320,7 +321,14 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
             jobs[key] = (call, _grid(full_in, variable(in_layout), fractions),
                          None if channelwise else
                          _grid(full_out, variable(out_layout), fractions))
-    progress = ProgressLine(len(jobs) + 1, verbose)
+    progress = ProgressLine(len(jobs) + 2, verbose)
+    # What any call costs whatever its layer does (the invoke itself):
+    # timed on a one-value model and taken off every layer's timing, so
+    # that the table's shares are those of the work.
+    progress.step("timing the cost of an empty call")
+    tiny = keras.Input((1,), batch_size=runtime.batch)
+    overhead = float(runtime.time(
+        [keras.Model(tiny, keras.layers.ReLU()(tiny))])[0])
     entries = {}
     for key, (call, ins, outs) in jobs.items():
         progress.step(f"timing `{call.layer.name}` "
@@ -329,11 +337,13 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
         if outs is None:
             models = [unit_model(call, k, k * call.role.expand,
                                  runtime.batch) for k in ins]
-            times = [float(t) for t in runtime.time(models)]
+            times = [max(float(t) - overhead, 0.0)
+                     for t in runtime.time(models)]
         else:
             models = [unit_model(call, a, b, runtime.batch)
                       for a in ins for b in outs]
-            flat = [float(t) for t in runtime.time(models)]
+            flat = [max(float(t) - overhead, 0.0)
+                    for t in runtime.time(models)]
             times = [flat[i * len(outs):(i + 1) * len(outs)]
                      for i in range(len(ins))]
         entries[key] = {"layer": type(call.layer).__name__, "in": ins,
