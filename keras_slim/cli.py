@@ -161,6 +161,13 @@ def _budget_plan(args, model):
                                               runs=args.runs)
         if args.table and os.path.exists(args.table):
             table = latency_table.LatencyTable.load(args.table)
+            if table.runtime.get("threads") != args.threads:
+                raise CommandError(
+                    f"{args.table} was timed with "
+                    f"{table.runtime.get('threads')} thread(s), not "
+                    f"--threads {args.threads}; pass the same --threads or "
+                    "another --table."
+                )
             print(f"latency table read from {args.table}")
         else:
             table = latency_table.build_latency_table(model, runtime)
