@@ -336,3 +336,19 @@ def test_cli_budget_errors(tmp_path, capsys):
     assert cli.main(["prune", str(path), "--target-macs", "0.001",
                      "--min-channels", "4", "-o", out]) == 1
     assert "smallest global_gamma reaches" in capsys.readouterr().err
+
+
+def test_plot_budget_draws_the_candidates(tmp_path):
+    from keras_slim.report import plot_budget
+
+    model = _model()
+    result = plan_for_budget(model, latency=0.6, runtime=FakeRuntime())
+    assert any("predicted_ms" in c for c in result.candidates)
+    path = plot_budget(result.candidates, tmp_path / "budget.png")
+    assert (tmp_path / "budget.png").stat().st_size > 1000
+    assert path.endswith("budget.png")
+    macs_only = plan_for_budget(model, macs=0.5).candidates
+    with pytest.raises(ValueError, match="predicted latency"):
+        plot_budget(macs_only, tmp_path / "other.png")
+    with pytest.raises(ValueError, match=r"\.png"):
+        plot_budget(result.candidates, tmp_path / "budget.jpg")
