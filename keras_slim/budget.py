@@ -195,8 +195,9 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         runtime: the runtime that times models when a table is built and
             the final plan confirmed (default: `LiteRTRuntime()`).
         confirm: time the final slim model end to end. When the measured
-            latency misses the budget, the table's prediction is rescaled
-            by measured / predicted and the search runs again, at most
+            latency misses the budget (or lands more than 10% under), the
+            table's prediction is rescaled towards measured / predicted (by
+            at most a third a round) and the search runs again, at most
             `rounds` timings in all.
         rounds: see `confirm`.
         verbose: progress while timing.
@@ -268,13 +269,16 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         goal = targets["latency"]
         if 0.9 * goal <= measured <= goal:
             break
-        # Correct the table by what it missed, in its own terms.
+        # Correct the table by what it missed, in its own terms, moving the
+        # correction by at most a third a round: one noisy timing must not
+        # swing the search to the dense model or to the smallest one.
         predicted = figures["latency"]
         if fraction is not None:
-            scale = (measured / dense_now) / max(
+            correction = (measured / dense_now) / max(
                 predicted / table.dense_ms, 1e-9)
         else:
-            scale = measured / max(predicted, 1e-9)
+            correction = measured / max(predicted, 1e-9)
+        scale *= float(np.clip(correction / scale, 0.75, 4 / 3))
     return BudgetResult(
         plan=plan, method=method, ratio=ratio, targets=targets, dense=dense,
         achieved=figures, measured_ms=measured,
