@@ -1,11 +1,18 @@
 """keras_slim: structured (channel) pruning for Keras 3."""
 
+from keras_slim.budget import BudgetResult, plan_for_budget
 from keras_slim.counting import count_macs, count_params
 from keras_slim.criteria import plan_zero_gamma
 from keras_slim.export import ExportResult, export
 from keras_slim.graph import ChannelGroup, channel_groups
 from keras_slim.guidance import plan_guided, stage_ratios, stages
 from keras_slim.ista import GammaProx, ISTAGamma, ISTAPenalty, attach_ista
+from keras_slim.latency_table import (
+    LatencyTable,
+    LiteRTRuntime,
+    Runtime,
+    build_latency_table,
+)
 from keras_slim.loading import load_model
 from keras_slim.magnitude import MagnitudeMask, apply_masks, magnitude_masks
 from keras_slim.penalties import penalty_weights

@@ -3,6 +3,8 @@
     keras-slim inspect MODEL.keras [--plot FILE.png]
     keras-slim prune MODEL.keras --method global_gamma --ratio 0.5
         [--round-to 8] -o OUT.keras [--report REPORT.html]
+    keras-slim prune MODEL.keras --target-macs 0.5 | --target-params 5e6 |
+        --target-latency 8ms [--threads 2] [--table T.json] -o OUT.keras
     keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
         [--representative-data X.npy]
     keras-slim bench A.tflite B.tflite [--runs 50] [--threads 2]
@@ -22,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 PROG = "keras-slim"
 METHODS = ("global_gamma", "zero_gamma", "l1_norm", "uniform")
 RATIO_METHODS = ("global_gamma", "l1_norm", "uniform")
+BUDGET_METHODS = RATIO_METHODS + ("latency_aware",)
 
 
 class CommandError(Exception):
@@ -124,12 +127,83 @@ def _output_path(path, suffixes, flag="-o"):
     return path
 
 
+def _has_target(args):
+    return any(v is not None for v in (args.target_macs, args.target_params,
+                                       args.target_latency))
+
+
+def _budget_plan(args, model):
+    """The plan meeting the --target-* budgets, with the table of figures."""
+    from keras_slim.budget import plan_for_budget
+
+    method = args.method or "global_gamma"
+    if method not in BUDGET_METHODS:
+        raise CommandError(
+            f"--target-* budgets work with --method "
+            f"{', '.join(BUDGET_METHODS)}. Received: --method {method}"
+        )
+    if args.ratio is not None:
+        raise CommandError("--ratio and --target-* exclude each other: the "
+                           "budget search finds the ratio.")
+    kwargs = {"min_channels": args.min_channels}
+    if args.round_to is not None:
+        kwargs["round_to"] = args.round_to
+    table = runtime = None
+    latency = args.target_latency
+    if latency is not None:
+        from keras_slim import latency_table
+
+        try:
+            latency = float(latency)
+        except ValueError:
+            pass
+        runtime = latency_table.LiteRTRuntime(threads=args.threads,
+                                              runs=args.runs)
+        if args.table and os.path.exists(args.table):
+            table = latency_table.LatencyTable.load(args.table)
+            if table.runtime.get("threads") != args.threads:
+                raise CommandError(
+                    f"{args.table} was timed with "
+                    f"{table.runtime.get('threads')} thread(s), not "
+                    f"--threads {args.threads}; pass the same --threads or "
+                    "another --table."
+                )
+            print(f"latency table read from {args.table}")
+        else:
+            table = latency_table.build_latency_table(model, runtime)
+            if args.table:
+                table.save(args.table)
+                print(f"latency table written to {args.table}")
+    result = plan_for_budget(
+        model, method, macs=args.target_macs, params=args.target_params,
+        latency=latency, table=table, runtime=runtime, verbose=True,
+        **kwargs,
+    )
+    print(result.summary())
+    return result.plan
+
+
 def run_prune(args):
     from keras_slim import pruning, summary
     from keras_slim.regularizers import remove_gamma_regularizer
     from keras_slim.surgery import slim_model
 
-    kwargs = _planner_kwargs(args)
+    if _has_target(args):
+        kwargs = None
+        if args.min_channels < 1 or (args.round_to is not None
+                                     and args.round_to < 1):
+            raise CommandError(
+                "Expected --min-channels and --round-to >= 1. Received: "
+                f"{args.min_channels}, {args.round_to}"
+            )
+    elif args.method is None or args.method == "latency_aware":
+        raise CommandError(
+            "prune needs --method (with --ratio) or a budget: --target-macs, "
+            "--target-params or --target-latency (--method latency_aware "
+            "works only with a budget)."
+        )
+    else:
+        kwargs = _planner_kwargs(args)
     output = _output_path(args.output, (".keras",))
     if os.path.abspath(output) == os.path.abspath(args.model):
         raise CommandError("-o must differ from MODEL; the input is kept.")
@@ -137,10 +211,13 @@ def run_prune(args):
         _output_path(args.report, (".html", ".md"), "--report")
     model = _load(args.model, args.unsafe)
     _check_model_graph(model)
-    plan = pruning.plan_for(model, args.method, **kwargs)
+    if kwargs is None:
+        plan = _budget_plan(args, model)
+    else:
+        plan = pruning.plan_for(model, args.method, **kwargs)
     # The slim model is fine-tuned without the sparsity penalty.
     slim = remove_gamma_regularizer(slim_model(model, plan))
-    print(f"{args.method}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
+    print(f"{args.method or 'global_gamma'}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
           f" channels cut in {len(plan.kept)} group(s)")
     print(summary.compare_table(summary.summarize(model),
                                 summary.summarize(slim)))
@@ -271,7 +348,10 @@ def build_parser():
     sub.set_defaults(run=run_inspect)
 
     sub = model_command("prune", "cut channels and save the slim model")
-    sub.add_argument("--method", required=True, choices=METHODS)
+    sub.add_argument("--method", choices=METHODS + ("latency_aware",),
+                     help="pruning method (default with --target-*: "
+                     "global_gamma; latency_aware: knapsack over importance "
+                     "per ms)")
     sub.add_argument("--ratio", type=float,
                      help="share of channels to cut, in [0, 1)")
     sub.add_argument("--round-to", type=int,
@@ -280,6 +360,20 @@ def build_parser():
                      help="channels every group keeps (default 1)")
     sub.add_argument("--tol", type=float, default=0.0,
                      help="zero_gamma: |gamma| <= TOL counts as zero")
+    sub.add_argument("--target-macs", type=float, metavar="X",
+                     help="MAC budget: a fraction (0.5) or a count (3e8)")
+    sub.add_argument("--target-params", type=float, metavar="X",
+                     help="parameter budget: a fraction or a count (5e6)")
+    sub.add_argument("--target-latency", metavar="T",
+                     help="latency budget on LiteRT: 8ms, or a fraction of "
+                     "the dense model's measured latency (0.6)")
+    sub.add_argument("--threads", type=int, default=None,
+                     help="--target-latency: interpreter threads")
+    sub.add_argument("--runs", type=int, default=30,
+                     help="--target-latency: timed runs per model")
+    sub.add_argument("--table", metavar="TABLE.json",
+                     help="--target-latency: latency table to reuse, or "
+                     "where to save the one built")
     sub.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     sub.add_argument("--plan", metavar="PLAN.json",
                      help="also write the pruning plan")

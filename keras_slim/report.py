@@ -182,6 +182,52 @@ def plot_costs(dense_rows, slim_rows, path):
     _save(figure, path)
 
 
+def plot_budget(candidates, path, title=None):
+    """Latency against MACs for the candidates a budget search tried.
+
+    Args:
+        candidates: dicts with "macs" and "predicted_ms" (optionally
+            "measured_ms", "chosen" and "label"), as in
+            `BudgetResult.candidates`; several searches may be concatenated,
+            each named by its "label".
+        path: the PNG to write.
+        title: the plot's title.
+
+    Raises:
+        ValueError: no candidate has a predicted latency, or `path` is not
+            a .png.
+    """
+    path = _check_png(path)
+    timed = [c for c in candidates if c.get("predicted_ms") is not None]
+    if not timed:
+        raise ValueError(
+            "plot_budget needs candidates with a predicted latency "
+            "(`predicted_ms`): search with a `latency` budget."
+        )
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    labels = list(dict.fromkeys(c.get("label", "candidates") for c in timed))
+    for index, label in enumerate(labels):
+        rows = sorted((c for c in timed if c.get("label", "candidates")
+                       == label), key=lambda c: c["macs"])
+        color = f"C{index}"
+        axis.plot([c["macs"] / 1e6 for c in rows],
+                  [c["predicted_ms"] for c in rows], ".", color=color,
+                  alpha=0.5, label=f"{label}: predicted (table)")
+        measured = [c for c in rows if c.get("measured_ms") is not None]
+        if measured:
+            axis.plot([c["macs"] / 1e6 for c in measured],
+                      [c["measured_ms"] for c in measured], "x",
+                      color=color, markersize=9,
+                      label=f"{label}: measured end to end")
+    axis.set_xlabel("MACs per example (M)")
+    axis.set_ylabel("latency (ms)")
+    axis.set_title(title or "Budget search: latency against MACs")
+    axis.legend(frameon=False, fontsize=8)
+    _save(figure, path)
+    return path
+
+
 @dataclasses.dataclass
 class Report:
     """The files `report` wrote: the page and its images."""

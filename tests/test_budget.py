@@ -1,0 +1,354 @@
+"""Pruning to a budget: MACs and parameters exact, latency on a fake timer
+(nothing is timed in the tests)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import keras_slim
+import zoo
+from keras_slim import latency_table as table_lib
+from keras_slim.allocation import allowed_widths, importance_kept
+from keras_slim.budget import parse_latency, plan_for_budget
+from keras_slim.graph import ChannelGraph
+from keras_slim.widths import WidthCounter, plan_widths
+
+
+class FakeRuntime(table_lib.Runtime):
+    """Milliseconds from MACs plus a fixed cost per model, and a record of
+    everything it was asked to time."""
+
+    name = "fake"
+
+    def __init__(self, threads=None, batch=1, slowdown=1.0, overhead=0.05):
+        super().__init__(threads, batch)
+        self.slowdown, self.overhead = slowdown, overhead
+        self.timed = []
+
+    def time(self, models):
+        self.timed.append(len(models))
+        return [self.slowdown * (self.overhead + keras_slim.count_macs(m)
+                                 / 1e5) for m in models]
+
+
+def _model(name="residual"):
+    model = zoo.FACTORIES[name]()
+    zoo.randomize_batchnorms(model, np.random.default_rng(0))
+    return model
+
+
+# -- counting from widths -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(zoo.FACTORIES))
+def test_width_counter_matches_the_slim_model(name):
+    model = zoo.FACTORIES[name]()
+    counter = WidthCounter(model)
+    assert counter.dense_macs == keras_slim.count_macs(model)
+    assert counter.dense_params == keras_slim.count_params(model)
+    cut = 0
+    for seed in range(2):
+        plan = keras_slim.plan_uniform(model, 0.4, score="random", seed=seed)
+        slim = keras_slim.slim_model(model, plan, fold_constants=False)
+        widths = plan_widths(plan)
+        assert counter.macs(widths) == keras_slim.count_macs(slim)
+        assert counter.params(widths) == keras_slim.count_params(slim)
+        cut += len(plan.kept)
+    assert cut > 0
+
+
+def test_width_counter_with_folding_on_conv_batchnorm_models():
+    model = _model("residual")
+    counter = WidthCounter(model)
+    plan = keras_slim.plan_global_gamma(model, 0.5)
+    slim = keras_slim.slim_model(model, plan)
+    assert counter.params(plan_widths(plan)) == keras_slim.count_params(slim)
+    assert counter.macs(plan_widths(plan)) < counter.dense_macs
+
+
+# -- MAC and parameter budgets ----------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["global_gamma", "l1_norm", "uniform",
+                                    "latency_aware"])
+def test_mac_budget_is_met_and_tight(method):
+    model = _model()
+    dense = keras_slim.count_macs(model)
+    result = plan_for_budget(model, method, macs=0.5)
+    slim = keras_slim.slim_model(model, result.plan)
+    macs = keras_slim.count_macs(slim)
+    assert macs == result.achieved["macs"]
+    assert macs <= 0.5 * dense
+    assert result.under("macs") == pytest.approx(1 - macs / (0.5 * dense))
+    if method != "latency_aware":
+        # Tight: the search stops within a quarter channel of the ratio,
+        # and a ratio that much smaller no longer fits.
+        channels = sum(g.width for g in keras_slim.channel_groups(model)
+                       if g.prunable)
+        looser = keras_slim.pruning.plan_for(
+            model, method, ratio=result.ratio - 0.25 / channels)
+        assert WidthCounter(model).macs(plan_widths(looser)) > 0.5 * dense
+
+
+def test_absolute_param_budget_and_both_budgets():
+    model = _model()
+    dense = keras_slim.count_params(model)
+    target = int(0.6 * dense)
+    result = plan_for_budget(model, params=target)
+    slim = keras_slim.slim_model(model, result.plan)
+    assert keras_slim.count_params(slim) == result.achieved["params"] <= target
+    both = plan_for_budget(model, macs=0.3, params=0.9)
+    slim = keras_slim.slim_model(model, both.plan)
+    assert keras_slim.count_macs(slim) <= 0.3 * keras_slim.count_macs(model)
+    assert keras_slim.count_params(slim) <= 0.9 * dense
+    assert both.targets == {"macs": 0.3 * keras_slim.count_macs(model),
+                            "params": 0.9 * dense}
+
+
+def test_constraints_are_respected():
+    model = _model()
+    result = plan_for_budget(model, macs=0.5, round_to=4, min_channels=4)
+    for name, kept in result.plan.kept.items():
+        assert len(kept) % 4 == 0 and len(kept) >= 4, name
+
+
+def test_a_budget_the_dense_model_meets_prunes_nothing():
+    model = _model()
+    result = plan_for_budget(model, macs=1.0)
+    assert result.ratio == 0.0 and not result.plan.kept
+
+
+def test_result_is_json_serializable():
+    model = _model()
+    result = plan_for_budget(model, macs=0.5)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert keras_slim.PruningPlan.from_dict(data["plan"]) == result.plan
+    assert "macs" in result.summary()
+    assert any(c.get("chosen") for c in data["candidates"])
+
+
+def test_model_is_not_modified():
+    model = _model()
+    before = [w.copy() for w in model.get_weights()]
+    plan_for_budget(model, macs=0.5)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- errors ---------------------------------------------------------------------
+
+
+def test_impossible_budget_names_the_smallest_reachable_figure():
+    model = _model()
+    counter = WidthCounter(model)
+    smallest = counter.macs(plan_widths(keras_slim.plan_global_gamma(
+        model, 1 - 1e-9, min_channels=4)))
+    with pytest.raises(ValueError, match="smallest global_gamma reaches") \
+            as error:
+        plan_for_budget(model, macs=0.01, min_channels=4)
+    assert f"{smallest / 1e3:.3f} k" in str(error.value)
+
+
+def test_unknown_method_and_bad_arguments():
+    model = _model()
+    with pytest.raises(ValueError, match="Expected `method` to be one of"):
+        plan_for_budget(model, "magic", macs=0.5)
+    with pytest.raises(ValueError, match="Expected `method`"):
+        plan_for_budget(model, "zero_gamma", macs=0.5)
+    with pytest.raises(TypeError, match="searches the ratio itself"):
+        plan_for_budget(model, macs=0.5, ratio=0.3)
+    with pytest.raises(ValueError, match="needs a budget"):
+        plan_for_budget(model)
+    with pytest.raises(ValueError, match="Received: macs=-1"):
+        plan_for_budget(model, macs=-1)
+    with pytest.raises(TypeError, match="global_gamma.*takes .*got an unexpected"):
+        plan_for_budget(model, "global_gamma", macs=0.5, tol=1)
+
+
+def test_latency_budget_parsing():
+    assert parse_latency("8ms") == (8.0, None)
+    assert parse_latency("0.01 s") == (10.0, None)
+    assert parse_latency("500us") == (0.5, None)
+    assert parse_latency(0.6) == (None, 0.6)
+    for bad in ("8", 8, "fast", 0, "-1ms"):
+        with pytest.raises(ValueError, match="latency"):
+            parse_latency(bad)
+
+
+def test_latency_budget_without_a_runtime_installed(monkeypatch):
+    real = table_lib.importlib.util.find_spec
+    monkeypatch.setattr(
+        table_lib.importlib.util, "find_spec",
+        lambda name: None if name == "ai_edge_litert" else real(name),
+    )
+    with pytest.raises(ImportError, match="pip install ai-edge-litert"):
+        plan_for_budget(_model(), latency="8ms")
+
+
+# -- latency on a fake timer ------------------------------------------------------
+
+
+def test_latency_table_predicts_the_fake_timer_and_round_trips(tmp_path):
+    model = _model()
+    runtime = FakeRuntime(threads=2, overhead=0.0)
+    table = table_lib.build_latency_table(model, runtime, verbose=False)
+    assert table.runtime == {"name": "fake", "threads": 2, "batch": 1}
+    assert table.predict({}) == pytest.approx(table.dense_ms)
+    # An empty call, one timing call per distinct layer shape, the model.
+    assert runtime.timed[-1] == 1 and len(runtime.timed) == len(
+        table.entries) + 2
+    path = tmp_path / "table.json"
+    table.save(path)
+    loaded = table_lib.LatencyTable.load(path).bind(WidthCounter(model))
+    plan = keras_slim.plan_global_gamma(model, 0.4)
+    widths = plan_widths(plan)
+    assert loaded.predict(widths) == pytest.approx(table.predict(widths))
+    # MACs are bilinear in a layer's input and output widths, as the
+    # table's interpolation is, and the model's MACs are the sum of its
+    # layers': the prediction is exact.
+    slim = keras_slim.slim_model(model, plan)
+    assert table.predict(widths) == pytest.approx(runtime.time([slim])[0])
+    with pytest.raises(ValueError, match="built for another model"):
+        loaded.bind(WidthCounter(_model("chain")))
+
+
+@pytest.mark.parametrize("method", ["global_gamma", "latency_aware"])
+@pytest.mark.parametrize("budget", [0.6, "3.5ms"])
+def test_latency_budget_lands_under_and_close(method, budget):
+    model = _model()
+    runtime = FakeRuntime()
+    result = plan_for_budget(model, method, latency=budget, runtime=runtime)
+    goal = result.targets["latency"]
+    if budget == 0.6:
+        assert goal == pytest.approx(0.6 * runtime.time([model])[0])
+    else:
+        assert goal == 3.5
+    slim = keras_slim.slim_model(model, result.plan)
+    assert result.measured_ms == pytest.approx(runtime.time([slim])[0])
+    assert 0.85 * goal <= result.measured_ms <= goal
+    chosen = [c for c in result.candidates if c.get("chosen")]
+    assert chosen[-1]["measured_ms"] == result.measured_ms
+
+
+def test_a_table_that_misses_is_corrected_by_the_measurement():
+    model = _model()
+    table = table_lib.build_latency_table(model, FakeRuntime(),
+                                          verbose=False)
+    # The deployed runtime is 1.5x slower than the table says.
+    slow = FakeRuntime(slowdown=1.5)
+    result = plan_for_budget(model, latency="2.5ms", table=table,
+                             runtime=slow)
+    assert result.measured_ms <= 2.5
+    timed = [c for c in result.candidates if "measured_ms" in c]
+    assert len(timed) >= 2 and timed[0]["measured_ms"] > 2.5
+
+
+def test_impossible_latency_budget():
+    model = _model()
+    with pytest.raises(ValueError, match="latency budget 0.01 ms"):
+        plan_for_budget(model, latency="0.01ms", runtime=FakeRuntime())
+
+
+# -- the latency-aware allocation ----------------------------------------------
+
+
+def test_allowed_widths():
+    assert allowed_widths(10) == list(range(10, 0, -1))
+    assert allowed_widths(20, round_to=8) == [20, 16, 8]
+    assert allowed_widths(16, min_channels=5, round_to=4) == [16, 12, 8]
+    assert allowed_widths(10, max_ratio=0.3) == [10, 9, 8, 7]
+
+
+def test_latency_aware_keeps_more_importance_at_equal_cost():
+    """The knapsack spends a MAC budget where channels are cheap; the global
+    threshold does not look at cost. At (about) the same MACs, the knapsack
+    keeps at least as much of the summed |gamma|."""
+    keras.utils.set_random_seed(3)
+    model = _model("residual")
+    graph = ChannelGraph(model)
+    aware = plan_for_budget(model, "latency_aware", macs=0.5)
+    plain = plan_for_budget(model, "global_gamma", macs=0.5)
+    assert aware.achieved["macs"] <= 0.5 * aware.dense["macs"]
+    assert importance_kept(graph, aware.plan) >= importance_kept(
+        graph, plain.plan)
+    slim = keras_slim.slim_model(model, aware.plan)
+    assert keras_slim.count_macs(slim) == aware.achieved["macs"]
+
+
+def test_suggest_round_to_finds_the_step():
+    points = [(w, 1.0 + 0.1 * ((w + 7) // 8)) for w in range(40, 80)]
+    assert table_lib.suggest_round_to(points)[0] == 8
+    flat = [(w, 1.0 + 0.001 * (w % 3)) for w in range(40, 80)]
+    assert table_lib.suggest_round_to(flat)[0] == 1
+
+
+# -- the command line -------------------------------------------------------------
+
+
+class _CliRuntime(FakeRuntime):
+    def __init__(self, threads=None, runs=30):
+        super().__init__(threads=threads)
+
+
+def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
+                                                         monkeypatch):
+    from keras_slim import cli
+
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    out = tmp_path / "slim.keras"
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "-o",
+                     str(out)]) == 0
+    slim = keras.models.load_model(out)
+    assert keras_slim.count_macs(slim) <= 0.5 * keras_slim.count_macs(model)
+    assert "budget" in capsys.readouterr().out
+    # Latency on the fake runtime; the table is saved and then reused.
+    monkeypatch.setattr(table_lib, "LiteRTRuntime", _CliRuntime)
+    table = tmp_path / "table.json"
+    argv = ["prune", str(path), "--target-latency", "0.6", "--threads", "2",
+            "--table", str(table), "--method", "latency_aware", "-o",
+            str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "latency table written" in printed and "measured" in printed
+    assert json.loads(table.read_text())["runtime"]["threads"] == 2
+    assert cli.main(argv) == 0
+    assert "latency table read" in capsys.readouterr().out
+    dense_ms = FakeRuntime().time([model])[0]
+    slim_ms = FakeRuntime().time([keras.models.load_model(out)])[0]
+    assert slim_ms <= 0.6 * dense_ms
+
+
+def test_cli_budget_errors(tmp_path, capsys):
+    from keras_slim import cli
+
+    path = tmp_path / "model.keras"
+    _model().save(path)
+    out = str(tmp_path / "slim.keras")
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "--ratio",
+                     "0.3", "-o", out]) == 1
+    assert "exclude each other" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "-o", out]) == 1
+    assert "needs --method" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "--target-macs", "0.001",
+                     "--min-channels", "4", "-o", out]) == 1
+    assert "smallest global_gamma reaches" in capsys.readouterr().err
+
+
+def test_plot_budget_draws_the_candidates(tmp_path):
+    from keras_slim.report import plot_budget
+
+    model = _model()
+    result = plan_for_budget(model, latency=0.6, runtime=FakeRuntime())
+    assert any("predicted_ms" in c for c in result.candidates)
+    path = plot_budget(result.candidates, tmp_path / "budget.png")
+    assert (tmp_path / "budget.png").stat().st_size > 1000
+    assert path.endswith("budget.png")
+    macs_only = plan_for_budget(model, macs=0.5).candidates
+    with pytest.raises(ValueError, match="predicted latency"):
+        plot_budget(macs_only, tmp_path / "other.png")
+    with pytest.raises(ValueError, match=r"\.png"):
+        plot_budget(result.candidates, tmp_path / "budget.jpg")
