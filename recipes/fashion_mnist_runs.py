@@ -150,10 +150,12 @@ class Runs:
     Args:
         model_dir: the study's folder.
         log: callable taking one line of progress text.
+        commit: the code's commit, stored in every record.
     """
 
-    def __init__(self, model_dir, log=print):
+    def __init__(self, model_dir, log=print, commit=None):
         self.folder = os.path.join(model_dir, "runs")
+        self.commit = commit
         os.makedirs(self.folder, exist_ok=True)
         self.log = log
         self.ran, self.skipped = [], []
@@ -192,7 +194,7 @@ class Runs:
             return found
         start = time.perf_counter()
         record, model = train()
-        record = dict(record, name=name,
+        record = dict(record, name=name, commit=self.commit,
                       wall_seconds=round(time.perf_counter() - start, 2))
         record_path, model_path = self._paths(name)
         if keep_model:

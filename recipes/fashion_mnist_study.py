@@ -417,13 +417,14 @@ def summarize(rows, keys=("label", "method", "ratio", "learning_rate")):
     return out
 
 
-def _write_results(flags_obj, config, train, test, runs, experiments, start):
+def _write_results(flags_obj, config, train, test, runs, experiments, start,
+                   commit):
     unique = {}
     for name in runs.ran + runs.skipped:
         with open(os.path.join(runs.folder, name + ".json")) as f:
             unique[name] = json.load(f)["wall_seconds"]
     results = {
-        "commit": git_commit(),
+        "commit": commit,  # HEAD when this invocation started
         "command": "python recipes/fashion_mnist_study.py "
                    f"--model_dir={flags_obj.model_dir}"
                    + (" --quick" if flags_obj.quick else ""),
@@ -456,10 +457,12 @@ def run(flags_obj, datasets_override=None):
     if not flags_obj.model_dir:
         raise ValueError("Expected `--model_dir`. Received: none")
     start = time.perf_counter()
+    commit = git_commit()
     config = _config(flags_obj)
     train, test = _data(config, flags_obj.data_dir, datasets_override)
     check_config(flags_obj.model_dir, config)
-    runs = lib.Runs(flags_obj.model_dir, log=lambda line: print(line, flush=True))
+    runs = lib.Runs(flags_obj.model_dir, commit=commit,
+                    log=lambda line: print(line, flush=True))
     study = Study(config, train, test, runs)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,
@@ -480,7 +483,7 @@ def run(flags_obj, datasets_override=None):
         # Written after every experiment: an interrupted study still leaves
         # the finished ones (the next run redoes nothing it finished).
         results = _write_results(flags_obj, config, train, test, runs,
-                                 experiments, start)
+                                 experiments, start, commit)
     return results
 
 
