@@ -101,9 +101,10 @@ def comparison(name, experiment, config):
         for ratio in config["ratios"]:
             tuned = _find(s, label=f"pruned {ratio:.0%} + fine-tune")
             if tuned:
-                parts.append(f"{ratio:.0%} pruned: {_acc(tuned) - _acc(dense):+.2f} "
-                             f"points at {tuned['params']['mean'] / dense['params']['mean']:.0%} "
-                             "of the parameters")
+                share = tuned["params"]["mean"] / dense["params"]["mean"]
+                parts.append(f"{ratio:.0%} pruned: "
+                             f"{_acc(tuned) - _acc(dense):+.2f} points at "
+                             f"{share:.0%} of the parameters")
         return f"Fine-tuned against dense ({_acc(dense):.2f}%): " + "; ".join(parts) + "."
     if name == "2_ista":
         base = _find(s, label="base")
@@ -117,7 +118,8 @@ def comparison(name, experiment, config):
         b = _find(s, label="B: slim + fine-tune")
         text = f"Against the base ({_acc(base):.2f}%): " + "; ".join(out) + "."
         if ref and b:
-            text += (f" B against the reference of its size ({ref['params']['mean']:,.0f} "
+            size = ref["params"]["mean"]
+            text += (f" B against the reference of its size ({size:,.0f} "
                      f"params): {_acc(b) - _acc(ref):+.2f} points.")
         return text
     if name == "3_rethinking":
@@ -195,6 +197,9 @@ def plot(name, experiment, config, path):
     else:
         if name == "1_network_slimming":
             _errorbar(axis, [_find(s, label="dense")], "dense", fmt="ks")
+            _errorbar(axis, [_find(s, label="sparse-trained")],
+                      "sparse-trained (before pruning)", fmt="D",
+                      color="#7f7f7f")
             for suffix, fmt in ((" + fine-tune", "o-"), (", no fine-tune", "x:")):
                 _errorbar(axis, [_find(s, label=f"pruned {r:.0%}{suffix}")
                                  for r in config["ratios"]],

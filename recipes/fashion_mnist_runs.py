@@ -13,6 +13,7 @@ runs on any Keras backend that keras_slim supports.
 import json
 import math
 import os
+import subprocess
 import time
 
 import keras
@@ -227,3 +228,65 @@ def aggregate(records, keys=("accuracy", "params", "macs", "wall_seconds")):
             "values": values,
         }
     return out
+
+
+def summarize(rows, keys=("label", "method", "ratio", "learning_rate")):
+    """Rows grouped by their label (and method, ratio, learning rate) with
+    mean and standard deviation over seeds, in first-seen order."""
+    groups = {}
+    for row in rows:
+        key = tuple(row.get(k) for k in keys)
+        groups.setdefault(key, []).append(row)
+    out = []
+    for key, members in groups.items():
+        entry = {k: v for k, v in zip(keys, key) if v is not None}
+        entry.update(aggregate(members))
+        entry["seeds"] = [m["seed"] for m in members]
+        entry["runs"] = [m["name"] for m in members]
+        out.append(entry)
+    return out
+
+
+# Settings that change what a run of a given name computes (the others,
+# seeds, ratios, rho, learning rates of experiment 5, are in run names).
+RUN_SETTINGS = ("train_examples", "test_examples", "widths", "batch_size",
+                "epochs", "learning_rate", "finetune_epochs",
+                "finetune_learning_rate", "slimming_s", "scratch_b_cap",
+                "ista_epochs", "ista_learning_rate", "backend")
+
+
+def check_config(model_dir, config):
+    """Refuse to resume a study that ran with other settings in `model_dir`.
+
+    Writes `model_dir/config.json` on the first run.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "config.json")
+    settings = {k: config[k] for k in RUN_SETTINGS}
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        changed = [f"{k}: {before.get(k)} then {settings[k]}"
+                   for k in RUN_SETTINGS if before.get(k) != settings[k]]
+        if changed:
+            raise ValueError(
+                f"{model_dir} holds runs made with other settings "
+                f"({', '.join(changed)}); use another --model_dir.")
+        return
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=1)
+
+
+def git_commit():
+    """The repository's HEAD commit (with `+dirty` for local changes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
+                                capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain",
+                                "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from absl import flags
 
+from recipes import fashion_mnist_report as report
 from recipes import fashion_mnist_study as study
 from recipes.fashion_mnist_data import find_folder
 
@@ -75,6 +76,15 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     for name, experiment in results["experiments"].items():
         assert ([r["accuracy"] for r in again["experiments"][name]["runs"]]
                 == [r["accuracy"] for r in experiment["runs"]])
+    # The report: one table and one plot per experiment, the results copied.
+    docs = str(tmp_path / "docs")
+    page = report.write(os.path.join(model_dir, "results.json"), docs)
+    text = open(page).read()
+    for name, title in report.TITLES.items():
+        assert f"## {title}" in text
+        assert os.path.getsize(os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")) > 0
+    assert results["commit"] in text
+    assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
     # Resuming with other training settings is refused.
     other = parse(TINY + ["--model_dir=" + model_dir, "--epochs=2"])
     with pytest.raises(ValueError, match="epochs: 1 then 2"):
