@@ -68,6 +68,8 @@ def table(experiment, name):
             label = f"{entry['method']}: {label}"
         if name == "5_lottery_ticket":
             label = f"lr {entry['learning_rate']:g}: {label}"
+        if name == "4_architecture":
+            label = f"{label} ({entry['ratio']:.0%} of channels pruned)"
         params, macs = entry["params"], entry["macs"]
         params_text = f"{params['mean']:,.0f}"
         if params["std"]:
@@ -275,7 +277,9 @@ def write(results_path, out_dir, notes_path=None):
         if notes.get(name):
             lines += [notes[name], ""]
         lines += [f"Training time of this experiment's runs: "
-                  f"{experiment['wall_seconds'] / 60:.1f} min.", "",
+                  f"{experiment['wall_seconds'] / 60:.1f} min (runs shared "
+                  "with other experiments counted in each). Alone: "
+                  f"`{results['command']} --experiments={name}`.", "",
                   f"![{TITLES[name]}]({image})", ""]
     if notes.get("limits"):
         lines += ["## What this scale cannot show", "", notes["limits"], ""]
