@@ -201,7 +201,10 @@ def add_gamma_regularizer(model, regularizer, layers=None):
     Args:
         model: a functional or Sequential `keras.Model`.
         regularizer: a Keras regularizer (for example `GammaL1(1e-4)`), its
-            name or config, or a number `s`, shorthand for `GammaL1(s)`.
+            name or config, a number `s`, shorthand for `GammaL1(s)`, or
+            `None` to remove the gamma regularizers (a slimmed model keeps
+            its BatchNormalization configs, penalty included: remove it
+            before fine-tuning or training the architecture from scratch).
         layers: names of the BatchNormalization layers to regularize, or
             `None` for all of them. Named layers that are not
             BatchNormalization layers with a gamma are skipped with a
@@ -225,7 +228,7 @@ def add_gamma_regularizer(model, regularizer, layers=None):
         regularizer, bool
     ):
         regularizer = GammaL1(regularizer)
-    else:
+    elif regularizer is not None:
         try:
             regularizer = keras.regularizers.get(regularizer)
         except (ValueError, TypeError) as error:
@@ -233,11 +236,6 @@ def add_gamma_regularizer(model, regularizer, layers=None):
                 "Expected `regularizer` to be a Keras regularizer, its name "
                 f"or config, or a number. Received: regularizer={regularizer!r}"
             ) from error
-        if regularizer is None:
-            raise TypeError(
-                "Expected `regularizer` to be a Keras regularizer. "
-                "Received: regularizer=None"
-            )
     graph_lib.check_model(model)
     chosen = select_batchnorms(model, layers)
     for layer in chosen:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_slim
 from keras_slim.regularizers import GammaL1, add_gamma_regularizer
 from tests import zoo
 
@@ -87,6 +88,24 @@ def test_add_gamma_regularizer_named_layers_and_shorthand():
     assert isinstance(copy.get_layer("r1a_bn").gamma_regularizer, GammaL1)
     assert copy.get_layer("r1a_bn").gamma_regularizer.s == 1e-3
     assert len(copy.losses) == 2
+
+
+def test_add_gamma_regularizer_none_removes_the_penalty():
+    # A slimmed or re-initialised model keeps its BN configs, penalty
+    # included; `None` gives a copy without it (for fine-tuning, Scratch-E/B).
+    model = zoo.chain()
+    regularized = add_gamma_regularizer(model, GammaL1(1e-2))
+    slim = keras_slim.slim_model(
+        regularized, keras_slim.plan_uniform(regularized, 0.5, score="random", seed=0))
+    assert slim.losses
+    plain = add_gamma_regularizer(slim, None)
+    assert not plain.losses
+    assert all(bn.gamma_regularizer is None for bn in zoo.batchnorms(plain))
+    assert all(bn.gamma_regularizer is None
+               for bn in zoo.batchnorms(keras_slim.reinitialize(plain, seed=0)))
+    assert slim.losses  # the input is untouched
+    for a, b in zip(slim.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_regularized_copy_survives_saving(tmp_path):

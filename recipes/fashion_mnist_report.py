@@ -1,0 +1,321 @@
+r"""Turn the Fashion-MNIST study's results.json into docs/results.md + plots.
+
+    python recipes/fashion_mnist_report.py --results=DIR/results.json \
+        [--out=docs] [--notes=docs/fashion_mnist_notes.md]
+
+Writes `OUT/results.md` (one table per experiment: mean ± std over seeds,
+parameters, MACs, wall time; the paper's claim next to a comparison computed
+from the numbers), one PNG per experiment (`OUT/fashion_mnist_exp<N>.png`)
+and copies the results file to `OUT/fashion_mnist_results.json`, so every
+number in the page traces to a file. Prose written after reading the
+numbers lives in the notes file and is included as it is.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+if __package__ in (None, ""):  # run as a script: import this repository
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+TITLES = {
+    "1_network_slimming": "1. Network Slimming (Liu et al. 2017)",
+    "2_ista": "2. ISTA on gammas (Ye et al. 2018)",
+    "3_rethinking": "3. Rethinking: fine-tuned vs Scratch-E vs Scratch-B "
+                    "(Liu et al. 2019)",
+    "4_architecture": "4. Architecture: slimming widths vs uniform widths "
+                      "(Rethinking, Figure 3)",
+    "5_lottery_ticket": "5. Lottery ticket vs random re-initialisation "
+                        "(Rethinking, Section 6)",
+}
+PAPER = {
+    "1_network_slimming": "VGG-19 on CIFAR-10 keeps its accuracy with 70% of "
+                          "the channels pruned (93.77% -> 93.78% after "
+                          "fine-tuning).",
+    "2_ista": "Table 1: model A at or above the base network; model B "
+              "smaller than the reference network and more accurate.",
+    "3_rethinking": "for these methods, training the pruned architecture "
+                    "from scratch (Scratch-E, Scratch-B) matches or beats "
+                    "fine-tuning the pruned model.",
+    "4_architecture": "the widths Network Slimming finds train (from "
+                      "scratch) to a better accuracy than uniformly pruned "
+                      "widths with the same parameter count.",
+    "5_lottery_ticket": "the winning-ticket initialisation beats a random "
+                        "re-initialisation only at the small initial "
+                        "learning rate (0.01), not at 0.1.",
+}
+
+
+def _pm(stat, scale=100.0, digits=2):
+    if stat is None:
+        return "–"
+    mean = f"{scale * stat['mean']:.{digits}f}"
+    if stat["std"] is None:
+        return f"{mean} (n=1)"
+    return f"{mean} ± {scale * stat['std']:.{digits}f} (n={stat['n']})"
+
+
+def table(experiment, name):
+    """Markdown table of an experiment's summary rows."""
+    lines = ["| run | test accuracy % (mean ± std) | params | MACs | "
+             "wall s per run (mean) |", "|:--|--:|--:|--:|--:|"]
+    for entry in experiment["summary"]:
+        label = entry["label"]
+        if entry.get("method") not in (None, "-"):
+            label = f"{entry['method']}: {label}"
+        if name == "5_lottery_ticket":
+            label = f"lr {entry['learning_rate']:g}: {label}"
+        if name == "4_architecture":
+            label = f"{label} ({entry['ratio']:.0%} of channels pruned)"
+        params, macs = entry["params"], entry["macs"]
+        params_text = f"{params['mean']:,.0f}"
+        if params["std"]:
+            params_text += f" ± {params['std']:,.0f}"
+        macs_text = f"{macs['mean']:,.0f}"
+        if macs["std"]:
+            macs_text += f" ± {macs['std']:,.0f}"
+        wall = entry.get("wall_seconds")
+        lines.append(f"| {label} | {_pm(entry['accuracy'])} | {params_text} | "
+                     f"{macs_text} | {wall['mean']:.0f} |")
+    return "\n".join(lines)
+
+
+def _find(summary, **match):
+    for entry in summary:
+        if all(entry.get(k) == v for k, v in match.items()):
+            return entry
+    return None
+
+
+def _acc(entry):
+    return 100 * entry["accuracy"]["mean"] if entry else float("nan")
+
+
+def comparison(name, experiment, config):
+    """One computed sentence: the measured counterpart of the paper's claim."""
+    s = experiment["summary"]
+    if name == "1_network_slimming":
+        dense = _find(s, label="dense")
+        parts = []
+        for ratio in config["ratios"]:
+            tuned = _find(s, label=f"pruned {ratio:.0%} + fine-tune")
+            if tuned:
+                share = tuned["params"]["mean"] / dense["params"]["mean"]
+                parts.append(f"{ratio:.0%} pruned: "
+                             f"{_acc(tuned) - _acc(dense):+.2f} points at "
+                             f"{share:.0%} of the parameters")
+        return f"Fine-tuned against dense ({_acc(dense):.2f}%): " + "; ".join(parts) + "."
+    if name == "2_ista":
+        base = _find(s, label="base")
+        out = []
+        for letter in "ABC":
+            tuned = _find(s, label=f"{letter}: slim + fine-tune")
+            if tuned:
+                out.append(f"{letter} {_acc(tuned) - _acc(base):+.2f} points at "
+                           f"{tuned['params']['mean']:,.0f} params")
+        ref = _find(s, label="reference (B's size, uniform, scratch)")
+        b = _find(s, label="B: slim + fine-tune")
+        text = f"Against the base ({_acc(base):.2f}%): " + "; ".join(out) + "."
+        if ref and b:
+            size = ref["params"]["mean"]
+            text += (f" B against the reference of its size ({size:,.0f} "
+                     f"params): {_acc(b) - _acc(ref):+.2f} points.")
+        return text
+    if name == "3_rethinking":
+        out = []
+        for method in ("global_gamma", "l1_norm"):
+            tuned = _find(s, label="fine-tuned", method=method)
+            if not tuned:
+                continue
+            e = _find(s, label="Scratch-E", method=method)
+            b = _find(s, label="Scratch-B", method=method)
+            out.append(f"{method}: Scratch-E {_acc(e) - _acc(tuned):+.2f}, "
+                       f"Scratch-B {_acc(b) - _acc(tuned):+.2f} points against "
+                       "fine-tuned")
+        return "; ".join(out) + "."
+    if name == "4_architecture":
+        out = []
+        for ratio in config["ratios"]:
+            found = _find(s, label="slimming widths", ratio=ratio)
+            uniform = _find(s, label="uniform widths", ratio=ratio)
+            if found and uniform:
+                out.append(f"at {found['params']['mean']:,.0f} params "
+                           f"({ratio:.0%} of channels): slimming widths "
+                           f"{_acc(found) - _acc(uniform):+.2f} points against uniform")
+        return "; ".join(out) + "."
+    if name == "5_lottery_ticket":
+        out = []
+        for lr in config["lottery_learning_rates"]:
+            ticket = _find(s, label="winning ticket", learning_rate=lr)
+            random = _find(s, label="random re-init", learning_rate=lr)
+            if ticket and random:
+                out.append(f"lr {lr:g}: ticket {_acc(ticket) - _acc(random):+.2f} "
+                           "points against random re-init")
+        return "; ".join(out) + "."
+    return ""
+
+
+def _errorbar(axis, entries, label, **style):
+    entries = [e for e in entries if e]
+    if not entries:
+        return
+    axis.errorbar([e["params"]["mean"] for e in entries],
+                  [_acc(e) for e in entries],
+                  yerr=[100 * (e["accuracy"]["std"] or 0) for e in entries],
+                  label=label, capsize=3, **style)
+
+
+def plot(name, experiment, config, path):
+    """Accuracy against parameters (experiments 1-4) or the lottery bars."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    s = experiment["summary"]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    if name == "5_lottery_ticket":
+        rates = config["lottery_learning_rates"]
+        for offset, label, color in ((-0.2, "winning ticket", "#1f77b4"),
+                                     (0.2, "random re-init", "#ff7f0e")):
+            entries = [_find(s, label=label, learning_rate=lr) for lr in rates]
+            axis.bar([i + offset for i in range(len(rates))],
+                     [_acc(e) for e in entries], width=0.4, label=label,
+                     color=color,
+                     yerr=[100 * (e["accuracy"]["std"] or 0) if e else 0
+                           for e in entries], capsize=3)
+        for i, lr in enumerate(rates):
+            dense = _find(s, label="dense", learning_rate=lr)
+            axis.hlines(_acc(dense), i - 0.45, i + 0.45, colors="k",
+                        linestyles="--", label="dense" if i == 0 else None)
+        axis.set_xticks(range(len(rates)))
+        axis.set_xticklabels([f"initial lr {lr:g}" for lr in rates])
+        low = min(_acc(e) for e in s) - 2
+        axis.set_ylim(max(0, low), 100)
+        axis.set_title(f"Magnitude pruning {config['lottery_sparsity']:.0%} "
+                       "of conv weights")
+    else:
+        if name == "1_network_slimming":
+            _errorbar(axis, [_find(s, label="dense")], "dense", fmt="ks")
+            _errorbar(axis, [_find(s, label="sparse-trained")],
+                      "sparse-trained (before pruning)", fmt="D",
+                      color="#7f7f7f")
+            for suffix, fmt in ((" + fine-tune", "o-"), (", no fine-tune", "x:")):
+                _errorbar(axis, [_find(s, label=f"pruned {r:.0%}{suffix}")
+                                 for r in config["ratios"]],
+                          "pruned" + suffix, fmt=fmt)
+        elif name == "2_ista":
+            _errorbar(axis, [_find(s, label="base")], "base", fmt="ks")
+            _errorbar(axis, [_find(s, label=f"{x}: slim + fine-tune")
+                             for x in "ABC"], "A, B, C: slim + fine-tune",
+                      fmt="o-")
+            _errorbar(axis, [_find(s, label=f"{x}: slim, no fine-tune")
+                             for x in "ABC"], "A, B, C: slim, no fine-tune",
+                      fmt="x:")
+            _errorbar(axis, [_find(s, label="reference (B's size, uniform, "
+                                   "scratch)")], "reference (scratch)",
+                      fmt="D")
+        elif name == "3_rethinking":
+            _errorbar(axis, [_find(s, label="unpruned")], "unpruned", fmt="ks")
+            for method, marker in (("global_gamma", "o"), ("l1_norm", "^")):
+                for label, color in (("fine-tuned", "#1f77b4"),
+                                     ("Scratch-E", "#ff7f0e"),
+                                     ("Scratch-B", "#2ca02c")):
+                    _errorbar(axis, [_find(s, label=label, method=method)],
+                              f"{method}: {label}", fmt=marker, color=color)
+        elif name == "4_architecture":
+            for label, fmt in (("slimming widths", "o-"),
+                               ("uniform widths", "s--")):
+                _errorbar(axis, [_find(s, label=label, ratio=r)
+                                 for r in config["ratios"]],
+                          label + " (scratch)", fmt=fmt)
+        axis.set_xscale("log")
+        axis.set_xlabel("parameters")
+    axis.set_ylabel(f"test accuracy % ({config['test_examples']:,} images)")
+    axis.set_title(TITLES[name], fontsize=9)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(results_path, out_dir, notes_path=None):
+    """Write results.md, the plots and the results copy into `out_dir`."""
+    with open(results_path) as f:
+        results = json.load(f)
+    os.makedirs(out_dir, exist_ok=True)
+    copy = os.path.join(out_dir, "fashion_mnist_results.json")
+    if os.path.abspath(results_path) != os.path.abspath(copy):
+        shutil.copyfile(results_path, copy)
+    notes = {}
+    if notes_path and os.path.exists(notes_path):
+        notes = _read_notes(notes_path)
+    config = results["config"]
+    lines = [notes.get("header", "# Evidence: Fashion-MNIST"), ""]
+    lines += [f"Commit: `{results['commit']}`. Command: `{results['command']}`. "
+              f"Backend: {config['backend']}, CPU only (no GPU machine was "
+              "lent to this task). Training time of all runs: "
+              f"{results['wall_seconds_runs'] / 60:.1f} min. Every number "
+              "below is in [`fashion_mnist_results.json`]"
+              "(fashion_mnist_results.json).", ""]
+    if notes.get("setup"):
+        lines += [notes["setup"], ""]
+    missing = [n for n in TITLES if n not in results["experiments"]]
+    if missing:
+        lines += ["**Not in this results file (not finished):** "
+                  + ", ".join(TITLES[n] for n in missing) + ".", ""]
+    for name, experiment in results["experiments"].items():
+        image = f"fashion_mnist_exp{name[0]}.png"
+        plot(name, experiment, config, os.path.join(out_dir, image))
+        lines += [f"## {TITLES[name]}", "",
+                  f"Paper: {PAPER[name]}", "",
+                  table(experiment, name), "",
+                  f"Measured: {comparison(name, experiment, config)}", ""]
+        if notes.get(name):
+            lines += [notes[name], ""]
+        lines += [f"Training time of this experiment's runs: "
+                  f"{experiment['wall_seconds'] / 60:.1f} min (runs shared "
+                  "with other experiments counted in each). Alone: "
+                  f"`{results['command']} --experiments={name}`.", "",
+                  f"![{TITLES[name]}]({image})", ""]
+    if notes.get("limits"):
+        lines += ["## What this scale cannot show", "", notes["limits"], ""]
+    path = os.path.join(out_dir, "results.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def _read_notes(path):
+    """Sections of the notes file: `<!-- key -->` lines start each one."""
+    notes, key = {}, None
+    with open(path) as f:
+        for line in f:
+            stripped = line.strip()
+            if stripped.startswith("<!--") and stripped.endswith("-->"):
+                key = stripped[4:-3].strip()
+                notes[key] = ""
+            elif key is not None:
+                notes[key] += line
+    return {k: v.strip() for k, v in notes.items()}
+
+
+def define_flags(flag_values=flags.FLAGS):
+    flags.DEFINE_string("results", None, "The study's results.json.",
+                        flag_values=flag_values)
+    flags.DEFINE_string("out", "docs", "Output folder.", flag_values=flag_values)
+    flags.DEFINE_string("notes", "docs/fashion_mnist_notes.md", "Prose by "
+                        "section (<!-- key --> lines).", flag_values=flag_values)
+
+
+def main(_):
+    print(write(flags.FLAGS.results, flags.FLAGS.out, flags.FLAGS.notes))
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.mark_flag_as_required("results")
+    app.run(main)

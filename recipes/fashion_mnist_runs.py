@@ -1,0 +1,292 @@
+"""The pieces of the Fashion-MNIST study: network, training, run records.
+
+Each finished run of the study writes `MODEL_DIR/runs/<name>.json` (its
+record: accuracy, parameters, MACs, wall seconds, ...) and, when a later run
+starts from it, `MODEL_DIR/runs/<name>.keras`. A run whose JSON exists is
+not run again: its record (and model) are read back, so an interrupted study
+continues where it stopped.
+
+Only plain `model.fit` and keras_slim's public API are used, so the study
+runs on any Keras backend that keras_slim supports.
+"""
+
+import json
+import math
+import os
+import subprocess
+import time
+
+import keras
+import numpy as np
+
+import keras_slim
+
+L = keras.layers
+
+
+def build_convnet(widths, weight_decay=5e-5, bn_momentum=0.9):
+    """A small BatchNormalization ConvNet for 28 x 28 x 1 images.
+
+    Blocks of conv 3x3 (no bias) - BN - ReLU, a 2x2 max-pooling after every
+    second block, then global average pooling and a Dense classifier.
+    "valid" padding, so that a dead channel's constant output folds exactly
+    into the next layer (Ye et al. 2018's constant folding).
+
+    Args:
+        widths: output channels of each convolution.
+        weight_decay: L2 factor on kernels (5e-5 here is PyTorch's weight
+            decay 1e-4: Keras' L2 adds `l * sum(w**2)`).
+        bn_momentum: BatchNormalization's moving-average momentum (0.9:
+            the statistics settle within the few hundred steps run here).
+
+    Returns:
+        An uncompiled functional `keras.Model`.
+    """
+    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    x = inputs = keras.Input((28, 28, 1), name="image")
+    for i, width in enumerate(widths):
+        x = L.Conv2D(width, 3, use_bias=False, kernel_regularizer=regularizer,
+                     name=f"conv{i + 1}")(x)
+        x = L.BatchNormalization(momentum=bn_momentum, name=f"bn{i + 1}")(x)
+        x = L.ReLU(name=f"relu{i + 1}")(x)
+        if i % 2 == 1:
+            x = L.MaxPooling2D(name=f"pool{i + 1}")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    outputs = L.Dense(10, kernel_regularizer=regularizer, name="logits")(x)
+    return keras.Model(inputs, outputs, name="fashion_convnet")
+
+
+def compile_sgd(model, learning_rate, steps, decay=True):
+    """SGD, momentum 0.9, a cosine decay over `steps` unless `decay` is off."""
+    schedule = learning_rate
+    if decay:
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate,
+                                                          max(1, steps))
+    model.compile(
+        keras.optimizers.SGD(schedule, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def fit(model, data, epochs, learning_rate, seed, batch_size,
+        decay=True, callbacks=()):
+    """Train `model` in place on `data = (x, y)`; returns the History."""
+    x, y = data
+    keras.utils.set_random_seed(seed)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    compile_sgd(model, learning_rate, steps, decay)
+    if epochs == 0:
+        return None
+    return model.fit(x, y, batch_size=batch_size, epochs=epochs,
+                     callbacks=list(callbacks), verbose=0)
+
+
+def accuracy(model, data, batch_size=1000):
+    """Top-1 accuracy of `model` (inference mode) on `data = (x, y)`."""
+    x, y = data
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size], training=False)
+        predicted = np.argmax(keras.ops.convert_to_numpy(logits), axis=-1)
+        correct += int(np.sum(predicted == y[start:start + batch_size]))
+    return correct / len(x)
+
+
+def widths_of(model):
+    """Output channels of every convolution and Dense layer, by name."""
+    return {layer.name: int(layer.get_config().get("filters")
+                            or layer.get_config().get("units"))
+            for layer in model.layers
+            if isinstance(layer, (L.Conv2D, L.Dense))}
+
+
+def describe(model, data):
+    """The numbers every record carries: accuracy, params, MACs, widths."""
+    return {"accuracy": accuracy(model, data),
+            "params": int(keras_slim.count_params(model)),
+            "macs": int(keras_slim.count_macs(model)),
+            "widths": widths_of(model)}
+
+
+def kept_share(model, masks):
+    """Share of the masked kernels' weights that are non-zero in `model`."""
+    values = {v.path: keras.ops.convert_to_numpy(v) for v in model.weights}
+    total = sum(values[path].size for path in masks)
+    return sum(int(np.count_nonzero(values[path])) for path in masks) / total
+
+
+def checksum(model):
+    """Sum of |w| over every weight: tells two initialisations apart."""
+    return float(sum(np.abs(keras.ops.convert_to_numpy(v)).sum()
+                     for v in model.weights))
+
+
+def plan_equal_params(model, target, steps=14):
+    """`plan_uniform` whose slim model has the parameter count nearest `target`.
+
+    A bisection over the uniform ratio (more pruning, fewer parameters).
+
+    Returns:
+        `(plan, ratio)`.
+    """
+    low, high = 0.0, 0.95
+    best = None
+    for _ in range(steps):
+        ratio = (low + high) / 2
+        plan = keras_slim.plan_uniform(model, ratio, score="l1")
+        params = keras_slim.count_params(keras_slim.slim_model(model, plan))
+        if best is None or abs(params - target) < abs(best[2] - target):
+            best = (plan, ratio, params)
+        if params > target:
+            low = ratio
+        else:
+            high = ratio
+    return best[0], best[1]
+
+
+class Runs:
+    """Records of the study's runs under `model_dir/runs/`, resumable.
+
+    Args:
+        model_dir: the study's folder.
+        log: callable taking one line of progress text.
+        commit: the code's commit, stored in every record.
+    """
+
+    def __init__(self, model_dir, log=print, commit=None):
+        self.folder = os.path.join(model_dir, "runs")
+        self.commit = commit
+        os.makedirs(self.folder, exist_ok=True)
+        self.log = log
+        self.ran, self.skipped = [], []
+
+    def _paths(self, name):
+        base = os.path.join(self.folder, name)
+        return base + ".json", base + ".keras"
+
+    def _load(self, name, need_model):
+        record_path, model_path = self._paths(name)
+        if not os.path.exists(record_path):
+            return None
+        if need_model and not os.path.exists(model_path):
+            return None
+        with open(record_path) as f:
+            record = json.load(f)
+        model = (keras.models.load_model(model_path, compile=False)
+                 if need_model else None)
+        self.skipped.append(name)
+        return record, model
+
+    def run(self, name, train, keep_model=False):
+        """The record (and model) of run `name`, run now only if not done.
+
+        Args:
+            name: unique run name (a file name).
+            train: callable returning `(record, model)`; `record` a dict.
+            keep_model: save the model, for runs that later runs start from.
+
+        Returns:
+            `(record, model)`; `model` is `None` for a skipped run unless
+            `keep_model`.
+        """
+        found = self._load(name, keep_model)
+        if found is not None:
+            return found
+        start = time.perf_counter()
+        record, model = train()
+        record = dict(record, name=name, commit=self.commit,
+                      wall_seconds=round(time.perf_counter() - start, 2))
+        record_path, model_path = self._paths(name)
+        if keep_model:
+            model.save(model_path)
+        with open(record_path + ".tmp", "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+        os.replace(record_path + ".tmp", record_path)  # written last
+        self.ran.append(name)
+        self.log(f"{name}: accuracy {record['accuracy']:.4f}, "
+                 f"{record['params']:,} params, {record['wall_seconds']:.0f} s")
+        return record, model
+
+
+def aggregate(records, keys=("accuracy", "params", "macs", "wall_seconds")):
+    """Mean and sample standard deviation (ddof=1) of `keys` over records.
+
+    Returns:
+        dict key -> {"mean", "std", "n", "values"}; `std` is `None` for a
+        single record.
+    """
+    out = {}
+    for key in keys:
+        values = [r[key] for r in records if r.get(key) is not None]
+        if not values:
+            continue
+        out[key] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "n": len(values),
+            "values": values,
+        }
+    return out
+
+
+def summarize(rows, keys=("label", "method", "ratio", "learning_rate")):
+    """Rows grouped by their label (and method, ratio, learning rate) with
+    mean and standard deviation over seeds, in first-seen order."""
+    groups = {}
+    for row in rows:
+        key = tuple(row.get(k) for k in keys)
+        groups.setdefault(key, []).append(row)
+    out = []
+    for key, members in groups.items():
+        entry = {k: v for k, v in zip(keys, key) if v is not None}
+        entry.update(aggregate(members))
+        entry["seeds"] = [m["seed"] for m in members]
+        entry["runs"] = [m["name"] for m in members]
+        out.append(entry)
+    return out
+
+
+# Settings that change what a run of a given name computes (the others,
+# seeds, ratios, rho, learning rates of experiment 5, are in run names).
+RUN_SETTINGS = ("train_examples", "test_examples", "widths", "batch_size",
+                "epochs", "learning_rate", "finetune_epochs",
+                "finetune_learning_rate", "slimming_s", "scratch_b_cap",
+                "ista_epochs", "ista_learning_rate", "backend")
+
+
+def check_config(model_dir, config):
+    """Refuse to resume a study that ran with other settings in `model_dir`.
+
+    Writes `model_dir/config.json` on the first run.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "config.json")
+    settings = {k: config[k] for k in RUN_SETTINGS}
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        changed = [f"{k}: {before.get(k)} then {settings[k]}"
+                   for k in RUN_SETTINGS if before.get(k) != settings[k]]
+        if changed:
+            raise ValueError(
+                f"{model_dir} holds runs made with other settings "
+                f"({', '.join(changed)}); use another --model_dir.")
+        return
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=1)
+
+
+def git_commit():
+    """The repository's HEAD commit (with `+dirty` for local changes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
+                                capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain",
+                                "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
