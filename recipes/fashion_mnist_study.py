@@ -199,7 +199,7 @@ class Study:
         def train():
             slim = keras_slim.slim_model(source, plan)
             pruned = lib.accuracy(slim, self.test)
-            slim = keras_slim.add_gamma_regularizer(slim, None)
+            slim = keras_slim.remove_gamma_regularizer(slim)
             self._fit(slim, self.c["finetune_epochs"],
                       self.c["finetune_learning_rate"], seed)
             return self._record(slim, seed, pruned_accuracy=pruned,
@@ -211,7 +211,7 @@ class Study:
         """`architecture` re-initialised and trained from scratch."""
         def train():
             model = keras_slim.reinitialize(
-                keras_slim.add_gamma_regularizer(architecture, None),
+                keras_slim.remove_gamma_regularizer(architecture),
                 seed=seed + 1000)
             self._fit(model, epochs, self.c["learning_rate"], seed)
             return self._record(model, seed, epochs=epochs, **extra), model
