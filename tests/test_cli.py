@@ -19,6 +19,9 @@ from keras_slim.runtime import TFLiteModel
 
 from tests import zoo
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-slim"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [

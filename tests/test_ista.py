@@ -4,7 +4,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_slim.ista import GammaProx, ISTAGamma, attach_ista
 from keras_slim.penalties import penalty_weights
@@ -92,7 +91,10 @@ def test_one_step_is_the_proximal_step_of_plain_sgd(penalty):
             np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.tensorflow
 def test_custom_loop_with_schedules_matches_a_manual_reference():
+    import tensorflow as tf
+
     x, y = data(32)
     lr = keras.optimizers.schedules.ExponentialDecay(0.2, 1, 0.7)
     rho = keras.optimizers.schedules.PiecewiseConstantDecay([2], [1.0, 4.0])
