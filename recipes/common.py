@@ -17,7 +17,7 @@ import dataclasses
 import os
 
 import keras
-import tensorflow as tf
+from recipes.lazy_tensorflow import tf
 from absl import flags, logging
 
 from keras_slim.counting import count_macs, count_params
@@ -187,6 +187,11 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     Returns:
         A `Run`.
     """
+    if keras.backend.backend() != "tensorflow":  # keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.setup(flags_obj, info, preprocess, image_size,
+                                   datasets_override, log)
     keras.utils.set_random_seed(flags_obj.seed)
     set_precision(flags_obj)
     size = image_size or info.image_size
@@ -309,6 +314,12 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
     Returns:
         `(model, record)`.
     """
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.train(run, stage, model, directory, epochs,
+                                   learning_rate, momentum, nesterov, rho,
+                                   ista_layers, penalty)
     strategy = run.strategy
     model = in_scope(strategy, model)
     with strategy.scope():
@@ -346,6 +357,10 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
 
 def evaluate(run, model):
     """Accuracy of `model` on the evaluation set, under the strategy."""
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.evaluate(run, model)
     model = in_scope(run.strategy, model)
     trainer = Trainer(run.strategy, model, None, run.flags.batch_size, run.log)
     return trainer.evaluate(run.eval_fn, run.eval_steps)
@@ -400,6 +415,10 @@ def export(run, model, directory, accuracy=None):
     `accuracy` (the exported model's, from the stage that trained it) is
     copied into the record.
     """
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.export(run, model, directory, accuracy)
     record = {**describe(model), "accuracy": accuracy}
     if not run.chief:
         return None, record

@@ -5,8 +5,9 @@ runs pytest once per backend. Under TensorFlow everything runs. Under JAX and
 PyTorch only the modules of `ALL_BACKENDS` are collected (the others import
 TensorFlow, LiteRT or the recipes, and are never imported there), and in
 those modules a test marked `@pytest.mark.tensorflow` (it calls TensorFlow
-itself) is deselected. Every test id ends with the backend, e.g.
-`test_slim_matches_masked[residual-jax]`.
+itself) is deselected. A test marked `@pytest.mark.backend("jax")` runs
+under the backends it names only. Every test id ends with the backend,
+e.g. `test_slim_matches_masked[residual-jax]`.
 """
 
 import os
@@ -39,6 +40,7 @@ ALL_BACKENDS = frozenset({
     "test_slicers.py",
     "test_surgery.py",
     "test_backends.py",
+    "test_recipes_jax.py",
 })
 
 
@@ -51,12 +53,17 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def _runs_here(item):
+    if BACKEND != "tensorflow" and item.get_closest_marker("tensorflow"):
+        return False
+    only = item.get_closest_marker("backend")
+    return only is None or BACKEND in only.args
+
+
 def pytest_collection_modifyitems(config, items):
-    if BACKEND == "tensorflow":
-        return
     kept, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("tensorflow") else kept).append(item)
+        (kept if _runs_here(item) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
