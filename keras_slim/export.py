@@ -331,23 +331,23 @@ def export(model, path, format="tflite", quantize=None,
     if representative_data is not None:
         representative = as_input_list(model, representative_data)
     names = [name for name, _, _ in input_specs(model)]
-    progress = ProgressLine(3 if check else 2, verbose)
+    in_process = keras.backend.backend() == "tensorflow"
+    writing = 2 if in_process and format == "tflite" else 1
+    progress = ProgressLine(writing + 1 if check else writing, verbose)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    if keras.backend.backend() != "tensorflow":
+    if not in_process:
         from keras_slim.conversion_process import convert_in_tensorflow
 
         progress.step(f"converting `{model.name}` in a TensorFlow process")
         size = convert_in_tensorflow(model, path, format, quantize,
                                      representative, names)
-        progress.step("written by the TensorFlow process")
     elif format == "onnx":
         from keras_slim.onnx_export import write_onnx
 
         progress.step(f"writing the ONNX file of `{model.name}`")
         write_onnx(model, path)
         size = os.path.getsize(path)
-        progress.step("converted with tf2onnx")
     elif format == "saved_model":
         progress.step(f"writing the SavedModel of `{model.name}`")
         model.export(path, format="tf_saved_model", verbose=False)
