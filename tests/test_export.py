@@ -158,7 +158,7 @@ def test_nan_counts_as_a_difference():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"format": "onnx"}, "`format`"),
+        ({"format": "torchscript"}, "`format`"),
         ({"quantize": "float16"}, "`quantize`"),
         ({"format": "saved_model", "quantize": "dynamic"}, "`quantize`"),
         ({"quantize": "int8"}, "`representative_data`"),
