@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test test-slow fuzz demo bench clean
+.PHONY: test test-tensorflow test-jax test-torch test-slow fuzz demo bench clean
+# pytest once per Keras backend (Keras picks its backend once per process);
+# tests/conftest.py selects what runs off TensorFlow.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # `make fuzz`: a long random search of the property-based fuzzer
 # (tests/test_fuzz.py); FUZZ_EXAMPLES models, failures shrunk.
@@ -16,22 +19,30 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,jax,torch]"
 	touch $@
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[demo]"
 	touch $@
 
-test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+test: test-tensorflow test-jax test-torch
+
+test-tensorflow: $(VENV)/.installed-test
+	KERAS_BACKEND=tensorflow $(PYTEST) tests
+
+test-jax: $(VENV)/.installed-test
+	KERAS_BACKEND=jax $(PYTEST) tests
+
+test-torch: $(VENV)/.installed-test
+	KERAS_BACKEND=torch $(PYTEST) tests
 
 test-slow: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow tests
+	KERAS_BACKEND=tensorflow $(PYTEST) -m slow tests
 
 fuzz: $(VENV)/.installed-test
 	KERAS_SLIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) KERAS_SLIM_FUZZ_RANDOM=1 \
-		$(BIN)/python -m pytest -q -p no:cacheprovider -s tests/test_fuzz.py
+		KERAS_BACKEND=tensorflow $(PYTEST) -s tests/test_fuzz.py
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/python -m keras_slim.demo

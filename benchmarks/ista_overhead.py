@@ -13,6 +13,10 @@ alone are timed in a compiled function. Ratios are medians of ratios of
 neighbours in time (each round, each pair of steps), which cancels most of
 the load of other processes on a shared machine; the goal is <= 1.05.
 
+Runs on any Keras backend (`KERAS_BACKEND=jax python benchmarks/...`); the
+prox alone is compiled as the backend compiles a step (`tf.function`,
+`jax.jit`, eager PyTorch).
+
     python benchmarks/ista_overhead.py --rounds 6 --steps 6 --batch 128
 """
 
@@ -133,35 +137,44 @@ def step_level(plain, ista, x, y, pairs, batch, rho, attach=True):
     return times["plain"], times["ista"], ratios
 
 
+def _compiled(function):
+    """`function` compiled the way this backend compiles a train step:
+    `tf.function` on TensorFlow, `jax.jit` on JAX, eager on PyTorch."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
 def prox_only(model, rho, repeats=200):
     """Milliseconds one step of the GammaProx constraints of every
     BatchNormalization costs in a compiled function, minus the same
-    function assigning the gammas unchanged."""
-    import tensorflow as tf  # the benchmark runs on the TensorFlow backend
-
+    function returning the gammas unchanged."""
     handle = attach_ista(model, rho)
-    gammas = [layer.gamma for layer in handle.layers]
-
-    @tf.function
-    def prox():
-        for gamma in gammas:
-            gamma.assign(gamma.constraint(gamma))
-
-    @tf.function
-    def copy():
-        for gamma in gammas:
-            gamma.assign(gamma + 0.0)
+    constraints = [layer.gamma.constraint for layer in handle.layers]
+    values = [keras.ops.convert_to_tensor(layer.gamma.value)
+              for layer in handle.layers]
+    prox = _compiled(lambda gammas: [c(g) for c, g in zip(constraints, gammas)])
+    copy = _compiled(lambda gammas: [g + 0.0 for g in gammas])
 
     cost = {}
     for function in (prox, copy, prox, copy):
-        function()
+        keras.ops.convert_to_numpy(function(values)[-1])
         start = time.perf_counter()
         for _ in range(repeats):
-            function()
+            result = function(values)
+        keras.ops.convert_to_numpy(result[-1])  # wait for the last one
         elapsed = (time.perf_counter() - start) / repeats * 1000
         cost[function] = min(cost.get(function, elapsed), elapsed)
+    count = len(constraints)
     handle.detach()
-    return max(cost[prox] - cost[copy], 0.0), len(gammas)
+    return max(cost[prox] - cost[copy], 0.0), count
 
 
 def report(label, plain_times, ista_times, paired):
@@ -181,7 +194,8 @@ def run(rounds=6, steps=6, batch=128, warmup=2, rho=1e-3, pairs=20):
     y = rng.integers(0, 10, steps * batch)
     schedule = keras.optimizers.schedules.CosineDecay(0.1, 10_000)
     plain, ista = build(0, schedule), build(0, schedule)
-    print(f"ResNet-20: {plain.count_params():,} parameters, batch {batch}; "
+    print(f"Keras backend {keras.backend.backend()}; "
+          f"ResNet-20: {plain.count_params():,} parameters, batch {batch}; "
           f"fit: {rounds} rounds of {steps} steps ({warmup} dropped each); "
           f"single steps: {pairs} pairs")
     plain_steps, ista_steps, paired = fit_level(

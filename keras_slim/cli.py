@@ -7,7 +7,8 @@
         --target-latency 8ms [--threads 2] [--table T.json] -o OUT.keras
     keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
         [--representative-data X.npy]
-    keras-slim bench A.tflite B.tflite [--runs 50] [--threads 2]
+    keras-slim export MODEL.keras -o OUT.onnx
+    keras-slim bench A.tflite B.tflite C.onnx [--runs 50] [--threads 2]
 
 Models load with `safe_mode=True`; a model holding a Lambda layer (Python
 code that would run on loading) is refused unless `--unsafe` is given.
@@ -258,14 +259,15 @@ def run_export(args):
 
     fmt = args.format
     if fmt is None:
-        if not args.output.lower().endswith(".tflite"):
+        suffix = os.path.splitext(args.output.lower())[1]
+        if suffix not in (".tflite", ".onnx"):
             raise CommandError(
-                "Expected -o to end with .tflite (or pass --format "
+                "Expected -o to end with .tflite or .onnx (or pass --format "
                 f"saved_model for a SavedModel directory). Received: "
                 f"{args.output}"
             )
-        fmt = "tflite"
-    if fmt == "saved_model" and args.quantize:
+        fmt = suffix[1:]
+    if fmt != "tflite" and args.quantize:
         raise CommandError("--quantize applies to TFLite exports only.")
     if args.quantize == "int8" and not args.representative_data:
         raise CommandError(
@@ -294,8 +296,10 @@ def run_bench(args):
     for path in args.files:
         if not os.path.isfile(path):
             raise CommandError(f"No such file: {path}")
-        if not path.lower().endswith(".tflite"):
-            raise CommandError(f"Expected a .tflite file. Received: {path}")
+        if not path.lower().endswith((".tflite", ".onnx")):
+            raise CommandError(
+                f"Expected a .tflite or .onnx file. Received: {path}"
+            )
     for flag, value, low in (("--runs", args.runs, 1),
                              ("--warmup", args.warmup, 0),
                              ("--threads", args.threads or 1, 1)):
@@ -381,9 +385,11 @@ def build_parser():
                      help="also write a report page (.html or .md)")
     sub.set_defaults(run=run_prune)
 
-    sub = model_command("export", "write TFLite (or SavedModel), checked")
-    sub.add_argument("-o", "--output", required=True, metavar="OUT.tflite")
-    sub.add_argument("--format", choices=("tflite", "saved_model"))
+    sub = model_command("export",
+                        "write TFLite, ONNX or SavedModel, checked")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
+                     help="a .tflite or .onnx file (format from the suffix)")
+    sub.add_argument("--format", choices=("tflite", "onnx", "saved_model"))
     sub.add_argument("--quantize", choices=("dynamic", "int8"))
     sub.add_argument("--representative-data", metavar="X.npy",
                      help="example inputs (.npy, or .npz by input name)")
@@ -391,13 +397,15 @@ def build_parser():
                      help="skip the comparison with Keras")
     sub.set_defaults(run=run_export)
 
-    sub = commands.add_parser("bench", help="time TFLite files",
-                              description="time TFLite files, interleaved")
-    sub.add_argument("files", nargs="+", metavar="FILE.tflite")
+    sub = commands.add_parser(
+        "bench", help="time TFLite and ONNX files",
+        description="time TFLite (LiteRT) and ONNX (ONNX Runtime) files, "
+                    "interleaved")
+    sub.add_argument("files", nargs="+", metavar="FILE.tflite|FILE.onnx")
     sub.add_argument("--runs", type=int, default=50)
     sub.add_argument("--warmup", type=int, default=5)
     sub.add_argument("--threads", type=int,
-                     help="interpreter threads (default: LiteRT's)")
+                     help="interpreter threads (default: the runtime's)")
     sub.set_defaults(run=run_bench)
     return parser
 

@@ -1,4 +1,4 @@
-"""Export to TFLite (LiteRT) or SavedModel, checked against Keras.
+"""Export to TFLite (LiteRT), ONNX or SavedModel, checked against Keras.
 
 TensorFlow-specific: the core of keras_slim imports only Keras and NumPy.
 
@@ -8,7 +8,11 @@ by `tf.lite.TFLiteConverter.from_saved_model`, the route Keras' own
 `format="litert"` export takes; BatchNormalization is folded into the
 convolutions on the way. The TFLite file is then loaded in the LiteRT
 interpreter (`ai_edge_litert`; `tf.lite.Interpreter` is deprecated) and run
-on a few inputs against Keras.
+on a few inputs against Keras. ONNX files are written by Keras'
+`format="onnx"` export (tf2onnx) and checked in ONNX Runtime
+(`onnx_export.py`). Under the JAX or PyTorch backend the conversion runs in
+a TensorFlow-backend child process (`conversion_process.py`); the check
+still runs here, against the model as this backend computes it.
 """
 
 import dataclasses
@@ -22,7 +26,7 @@ import numpy as np
 from keras_slim.graph import check_model, graph_of
 from keras_slim.runtime import ProgressLine, TFLiteModel, quiet_native_output
 
-FORMATS = ("tflite", "saved_model")
+FORMATS = ("tflite", "saved_model", "onnx")
 QUANTIZATIONS = (None, "dynamic", "int8")
 
 # Largest |exported - keras| / max |keras| accepted, per output.
@@ -46,8 +50,8 @@ class ExportResult:
     """What `export` wrote and how well it agrees with Keras.
 
     Attributes:
-        path: the file (TFLite) or directory (SavedModel) written.
-        format: "tflite" or "saved_model".
+        path: the file (TFLite, ONNX) or directory (SavedModel) written.
+        format: "tflite", "saved_model" or "onnx".
         quantize: None, "dynamic" or "int8".
         size_bytes: size on disk (summed over a SavedModel's files).
         max_difference: largest |exported - keras| over the checked inputs
@@ -258,12 +262,13 @@ def _agreement(reference, exported):
 
 def export(model, path, format="tflite", quantize=None,
            representative_data=None, check=True, verbose=False):
-    """Write `model` as a TFLite file or a SavedModel and check it.
+    """Write `model` as a TFLite file, an ONNX file or a SavedModel and
+    check it.
 
     After writing, the export runs on a few inputs (the first examples of
     `representative_data`, or random normal ones) next to Keras:
 
-    - float TFLite and SavedModel: the largest difference must be within
+    - float TFLite, ONNX and SavedModel: the largest difference must be within
       `FLOAT_TOLERANCE` (1e-4) of each output's largest magnitude;
     - `quantize="dynamic"` (int8 weights, float activations): within
       `DYNAMIC_TOLERANCE` (10%) of it;
@@ -274,8 +279,10 @@ def export(model, path, format="tflite", quantize=None,
 
     Args:
         model: a `keras.Model` (functional or Sequential). Not modified.
-        path: the `.tflite` file or the SavedModel directory to write.
-        format: "tflite" or "saved_model".
+        path: the `.tflite` or `.onnx` file, or the SavedModel directory,
+            to write.
+        format: "tflite", "saved_model" or "onnx" (ONNX Runtime runs the
+            check).
         quantize: None (float32), "dynamic" or "int8" (TFLite only).
         representative_data: example inputs: an array, a list of arrays (one
             per model input) or a dict input name -> array. Required for
@@ -305,15 +312,15 @@ def export(model, path, format="tflite", quantize=None,
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"Expected `path` to be a file path. Received: path={path!r}")
     path = os.fspath(path)
-    if format == "saved_model" and quantize is not None:
+    if format != "tflite" and quantize is not None:
         raise ValueError(
             "`quantize` applies to format='tflite' only. Received: "
-            f"format='saved_model', quantize={quantize!r}"
+            f"format={format!r}, quantize={quantize!r}"
         )
-    if format == "tflite" and os.path.isdir(path):
+    if format != "saved_model" and os.path.isdir(path):
         raise ValueError(
-            f"Expected `path` to be a file for format='tflite'; {path!r} is "
-            "a directory."
+            f"Expected `path` to be a file for format={format!r}; {path!r} "
+            "is a directory."
         )
     if quantize == "int8" and representative_data is None:
         raise ValueError(
@@ -324,14 +331,29 @@ def export(model, path, format="tflite", quantize=None,
     if representative_data is not None:
         representative = as_input_list(model, representative_data)
     names = [name for name, _, _ in input_specs(model)]
-    progress = ProgressLine(3 if check else 2, verbose)
+    in_process = keras.backend.backend() == "tensorflow"
+    writing = 2 if in_process and format == "tflite" else 1
+    progress = ProgressLine(writing + 1 if check else writing, verbose)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    progress.step(f"writing the SavedModel of `{model.name}`")
-    if format == "saved_model":
+    if not in_process:
+        from keras_slim.conversion_process import convert_in_tensorflow
+
+        progress.step(f"converting `{model.name}` in a TensorFlow process")
+        size = convert_in_tensorflow(model, path, format, quantize,
+                                     representative, names)
+    elif format == "onnx":
+        from keras_slim.onnx_export import write_onnx
+
+        progress.step(f"writing the ONNX file of `{model.name}`")
+        write_onnx(model, path)
+        size = os.path.getsize(path)
+    elif format == "saved_model":
+        progress.step(f"writing the SavedModel of `{model.name}`")
         model.export(path, format="tf_saved_model", verbose=False)
         size = _saved_model_size(path)
     else:
+        progress.step(f"writing the SavedModel of `{model.name}`")
         with tempfile.TemporaryDirectory() as tmp:
             model.export(tmp, format="tf_saved_model", verbose=False)
             kind = {None: "float32", "dynamic": "dynamic-range",
@@ -365,6 +387,10 @@ def _check(model, result, representative, names):
         outputs = loaded.serve(packed_inputs(model, inputs))
         exported = [np.asarray(o, dtype="float64")
                     for o in keras.tree.flatten(outputs)]
+    elif result.format == "onnx":
+        from keras_slim.onnx_export import ONNXModel
+
+        exported = ONNXModel(result.path)(inputs)
     else:
         exported = TFLiteModel(result.path)(inputs, names)
     result.checked = len(inputs[0])

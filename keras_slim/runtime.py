@@ -1,7 +1,8 @@
-"""Running exported TFLite files: the LiteRT interpreter, timing, progress.
+"""Running exported files: the LiteRT interpreter, timing of TFLite and ONNX
+files, progress.
 
-TensorFlow-specific (LiteRT, `ai_edge_litert`); the core of keras_slim
-imports only Keras and NumPy.
+Needs LiteRT (`ai_edge_litert`) for TFLite, ONNX Runtime for ONNX; the core
+of keras_slim imports only Keras and NumPy.
 """
 
 import contextlib
@@ -212,20 +213,55 @@ def _check_count(value, argument, minimum):
         )
 
 
+def _is_onnx(path):
+    return isinstance(path, (str, os.PathLike)) and \
+        os.fspath(path).lower().endswith(".onnx")
+
+
+def _tflite_invoker(path, num_threads, rng):
+    interpreter = _interpreter(path, num_threads)
+    with quiet_native_output():
+        interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        shape = detail["shape_signature"]
+        if any(d < 0 for d in shape[1:]):
+            raise ValueError(
+                f"Input `{detail['name']}` of {path!r} has an unknown "
+                f"size {tuple(shape)}; cannot time it."
+            )
+        values = rng.standard_normal(detail["shape"])
+        interpreter.set_tensor(detail["index"], quantize(values, detail))
+    return interpreter.invoke
+
+
+def _onnx_invoker(path, num_threads, rng):
+    from keras_slim.onnx_export import random_feed, session
+
+    onnx_session = session(path, num_threads)
+    try:
+        feed = random_feed(onnx_session, rng)
+    except ValueError as error:
+        raise ValueError(f"{path!r}: {error}") from None
+    return lambda: onnx_session.run(None, feed)
+
+
 def time_tflite(paths, runs=50, warmup=5, num_threads=None, seed=0,
                 verbose=False):
-    """Latency of TFLite files, timed in one run, interleaved.
+    """Latency of TFLite (LiteRT) and ONNX (ONNX Runtime) files, timed in
+    one run, interleaved.
 
-    Each file gets the same random inputs (batch 1). After `warmup` untimed
+    A path ending in `.onnx` runs in ONNX Runtime, anything else (or
+    flatbuffer bytes) in LiteRT, so the two runtimes compare side by side.
+    Each file gets random inputs (batch 1). After `warmup` untimed
     invokes of each, the files take turns, one invoke each per round, the
     order reversed every other round, so that a change in the machine's
     load hits them all alike.
 
     Args:
-        paths: `.tflite` paths (or flatbuffer bytes).
+        paths: `.tflite` or `.onnx` paths (or TFLite flatbuffer bytes).
         runs: timed invokes per file.
         warmup: untimed invokes per file first.
-        num_threads: interpreter threads (`None`: LiteRT's default).
+        num_threads: interpreter threads (`None`: the runtime's default).
         seed: seed of the random inputs.
         verbose: show a progress line.
 
@@ -240,36 +276,26 @@ def time_tflite(paths, runs=50, warmup=5, num_threads=None, seed=0,
     _check_count(warmup, "warmup", 0)
     if isinstance(paths, (str, bytes, os.PathLike)) or not len(paths):
         raise ValueError(
-            "Expected `paths` to be a non-empty list of TFLite files. "
-            f"Received: paths={paths!r}"
+            "Expected `paths` to be a non-empty list of TFLite or ONNX "
+            f"files. Received: paths={paths!r}"
         )
     rng = np.random.default_rng(seed)
-    interpreters = []
-    for path in paths:
-        interpreter = _interpreter(path, num_threads)
-        with quiet_native_output():
-            interpreter.allocate_tensors()
-        for detail in interpreter.get_input_details():
-            shape = detail["shape_signature"]
-            if any(d < 0 for d in shape[1:]):
-                raise ValueError(
-                    f"Input `{detail['name']}` of {path!r} has an unknown "
-                    f"size {tuple(shape)}; cannot time it."
-                )
-            values = rng.standard_normal(detail["shape"])
-            interpreter.set_tensor(detail["index"], quantize(values, detail))
-        interpreters.append(interpreter)
+    invokers = [
+        (_onnx_invoker if _is_onnx(path) else _tflite_invoker)(
+            path, num_threads, rng)
+        for path in paths
+    ]
     progress = ProgressLine(1, verbose)
     for _ in range(warmup):
-        for interpreter in interpreters:
-            interpreter.invoke()
-    times = [[] for _ in interpreters]
-    order = list(range(len(interpreters)))
+        for invoke in invokers:
+            invoke()
+    times = [[] for _ in invokers]
+    order = list(range(len(invokers)))
     step = max(1, runs // 20)
     for round_ in range(runs):
         for i in order if round_ % 2 == 0 else order[::-1]:
             start = time.perf_counter()
-            interpreters[i].invoke()
+            invokers[i]()
             times[i].append(time.perf_counter() - start)
         if (round_ + 1) % step == 0:
             progress.update(f"timing {len(paths)} model(s): "
@@ -280,7 +306,8 @@ def time_tflite(paths, runs=50, warmup=5, num_threads=None, seed=0,
     for path, samples in zip(paths, times):
         ms = np.asarray(samples) * 1000.0
         results.append(Latency(
-            path=path if isinstance(path, str) else "<bytes>",
+            path=os.fspath(path) if isinstance(path, (str, os.PathLike))
+            else "<bytes>",
             median_ms=float(statistics.median(ms)),
             p10_ms=float(np.percentile(ms, 10)),
             p90_ms=float(np.percentile(ms, 90)),
@@ -288,3 +315,7 @@ def time_tflite(paths, runs=50, warmup=5, num_threads=None, seed=0,
             threads=num_threads,
         ))
     return results
+
+
+# Both runtimes: the name says what `keras-slim bench` does.
+time_files = time_tflite

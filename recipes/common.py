@@ -162,6 +162,11 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
         A `Run`.
     """
     hooks = hooks or Hooks()
+    if keras.backend.backend() != "tensorflow":  # keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.setup(flags_obj, info, preprocess, image_size,
+                                   datasets_override, log, hooks)
     keras.utils.set_random_seed(flags_obj.seed)
     set_precision(flags_obj)
     size = image_size or info.image_size
@@ -288,6 +293,12 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
     Returns:
         `(model, record)`.
     """
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.train(run, stage, model, directory, epochs,
+                                   learning_rate, momentum, nesterov, rho,
+                                   ista_layers, penalty)
     strategy = run.strategy
     model = in_scope(strategy, model)
     with strategy.scope():
@@ -333,6 +344,10 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
 
 def evaluate(run, model):
     """Accuracy of `model` on the evaluation set, under the strategy."""
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.evaluate(run, model)
     model = in_scope(run.strategy, model)
     trainer = Trainer(run.strategy, model, None, run.batch_size, run.log)
     return trainer.evaluate(run.eval_fn, run.eval_steps)

@@ -35,6 +35,10 @@ def export(run, model, directory, accuracy=None):
     """
     from keras_slim.export import export as export_model
 
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        from recipes import data_parallel
+
+        return data_parallel.export(run, model, directory, accuracy)
     record = {**describe(model), "accuracy": accuracy}
     if not run.chief:
         return None, record

@@ -23,7 +23,7 @@ recipes never download: the dataset must be prepared in `data_dir` first.
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
+from recipes.lazy_tensorflow import tf
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ anything is built.
 import os
 
 import keras
-import tensorflow as tf
+from recipes.lazy_tensorflow import tf
 from absl import logging
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",

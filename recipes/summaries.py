@@ -10,7 +10,7 @@ chief writes; other workers get a writer that does nothing. See them with
 
 import os
 
-import tensorflow as tf
+from recipes.lazy_tensorflow import tf
 
 # The record entries written as scalars when a stage ends (training stages
 # wrote `loss` and the gamma statistics after every epoch already).

@@ -23,7 +23,7 @@ import shutil
 import time
 
 import keras
-import tensorflow as tf
+from recipes.lazy_tensorflow import tf
 
 from recipes.summaries import eta, format_seconds
 

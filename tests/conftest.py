@@ -1,9 +1,78 @@
+"""Which tests run on which Keras backend, and the backend in every test id.
+
+Keras picks its backend once per process (`KERAS_BACKEND`), so `make test`
+runs pytest once per backend. Under TensorFlow everything runs. Under JAX and
+PyTorch only the modules of `ALL_BACKENDS` are collected (the others import
+TensorFlow, LiteRT or the recipes, and are never imported there), and in
+those modules a test marked `@pytest.mark.tensorflow` (it calls TensorFlow
+itself) is deselected. A test marked `@pytest.mark.backend("jax")` runs
+under the backends it names only. Every test id ends with the backend,
+e.g. `test_slim_matches_masked[residual-jax]`.
+"""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+# Test modules that need nothing but Keras and NumPy (plus scikit-learn's
+# bundled digits): graph, surgery, plans, criteria, counting, sparsity
+# training, rescaling, masks, protocols and .keras saving.
+ALL_BACKENDS = frozenset({
+    "test_core_imports.py",
+    "test_counting.py",
+    "test_graph.py",
+    "test_guidance.py",
+    "test_ista.py",
+    "test_magnitude.py",
+    "test_penalties.py",
+    "test_plan.py",
+    "test_protocols.py",
+    "test_pruning.py",
+    "test_regularizers.py",
+    "test_rescaling.py",
+    "test_saving.py",
+    "test_selection.py",
+    "test_slicers.py",
+    "test_surgery.py",
+    "test_backends.py",
+    "test_recipes_jax.py",
+})
+
+
+def pytest_ignore_collect(collection_path, config):
+    if BACKEND == "tensorflow" or collection_path.is_dir():
+        return None
+    name = collection_path.name
+    if name.startswith("test_") and name.endswith(".py"):
+        return name not in ALL_BACKENDS
+    return None
+
+
+def _runs_here(item):
+    if BACKEND != "tensorflow" and item.get_closest_marker("tensorflow"):
+        return False
+    only = item.get_closest_marker("backend")
+    return only is None or BACKEND in only.args
+
+
+def pytest_collection_modifyitems(config, items):
+    kept, dropped = [], []
+    for item in items:
+        (kept if _runs_here(item) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", autouse=True, params=[BACKEND], ids=[BACKEND])
+def keras_backend(request):
+    """The Keras backend of this run; its name ends every test id."""
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,9 @@ from keras_slim.runtime import TFLiteModel
 
 from tests import zoo
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-slim"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [
@@ -193,7 +196,11 @@ def test_error_messages_in_a_subprocess(files, tmp_path):
           "-o", "{model}"], ["differ"], 1),
         (["prune", "{model}", "--method", "uniform", "--ratio", "half",
           "-o", "{tmp}/x.keras"], ["--ratio", "half"], 2),
-        (["export", "{model}", "-o", "{tmp}/x.onnx"], [".tflite"], 1),
+        (["export", "{model}", "-o", "{tmp}/x.bin"], [".tflite", ".onnx"], 1),
+        (["export", "{model}", "-o", "{tmp}/x.onnx", "--quantize", "dynamic"],
+         ["--quantize"], 1),
+        (["bench", "{tmp}/x.npy"], [".tflite or .onnx"], 1),
+        (["bench", "{fake_onnx}"], ["not an ONNX model"], 1),
         (["export", "{model}", "-o", "{tmp}/x", "--format", "saved_model",
           "--quantize", "dynamic"], ["--quantize"], 1),
         (["export", "{model}", "-o", "{tmp}/x.tflite", "--quantize",
@@ -218,9 +225,11 @@ def test_error_messages(files, tmp_path, capsys, args, snippets, code):
     bad.write_text("not a model")
     fake = tmp_path / "fake.tflite"
     fake.write_bytes(b"\x00" * 64)
+    fake_onnx = tmp_path / "fake.onnx"
+    fake_onnx.write_bytes(b"\x00" * 64)
     np.save(tmp_path / "x.npy", np.zeros(3))
     fill = {"model": files["model_path"], "tmp": tmp_path, "bad": bad,
-            "fake_tflite": fake}
+            "fake_tflite": fake, "fake_onnx": fake_onnx}
     argv = [a.format(**fill) for a in args]
     try:
         status = cli.main(argv)

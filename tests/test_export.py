@@ -13,6 +13,9 @@ from keras_slim.runtime import TFLiteModel, time_tflite
 
 from tests import zoo
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 # The module, not the `export` function keras_slim re-exports by that name.
 export_lib = importlib.import_module("keras_slim.export")
 
@@ -155,7 +158,7 @@ def test_nan_counts_as_a_difference():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"format": "onnx"}, "`format`"),
+        ({"format": "torchscript"}, "`format`"),
         ({"quantize": "float16"}, "`quantize`"),
         ({"format": "saved_model", "quantize": "dynamic"}, "`quantize`"),
         ({"quantize": "int8"}, "`representative_data`"),

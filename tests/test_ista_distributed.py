@@ -13,6 +13,9 @@ import textwrap
 import numpy as np
 import pytest
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 SCENARIO = textwrap.dedent(
     """
     import json

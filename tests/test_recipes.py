@@ -22,6 +22,9 @@ from absl import flags
 from recipes import common, inputs, models
 from recipes.stages import StageRunner
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--dataset=synthetic", "--epochs=1", "--finetune_epochs=1",
          "--steps_per_epoch=2", "--batch_size=8", "--synthetic_examples=16",

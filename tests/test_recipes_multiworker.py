@@ -25,6 +25,9 @@ import time
 import numpy as np
 import pytest
 
+# Needs TensorFlow: deselected under the JAX and PyTorch backends.
+pytestmark = pytest.mark.tensorflow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 420
 TRAIN_EXAMPLES, TEST_EXAMPLES = 256, 64

@@ -35,6 +35,7 @@ def test_slim_model_trains():
     slim.compile("adam", "mse")
     x = rng.normal(size=(16, 12, 12, 3)).astype("float32")
     y = rng.normal(size=(16, 5)).astype("float32")
-    before = slim.evaluate(x, y, verbose=0)
-    slim.fit(x, y, epochs=5, verbose=0)
-    assert slim.evaluate(x, y, verbose=0) < before
+    # The training loss (inference-mode loss also moves with the BN moving
+    # statistics, which 5 epochs barely update).
+    losses = slim.fit(x, y, epochs=5, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
