@@ -24,6 +24,9 @@ BACKEND = keras.backend.backend()
 # training, rescaling, masks, protocols and .keras saving.
 ALL_BACKENDS = frozenset({
     "test_core_imports.py",
+    "test_exactness_regressions.py",
+    "test_folding.py",
+    "test_verification.py",
     "test_counting.py",
     "test_graph.py",
     "test_guidance.py",

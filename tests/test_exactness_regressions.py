@@ -333,7 +333,7 @@ def test_subclass_that_keeps_the_computation_is_cut_like_its_parent():
     rng = _prepare(model)
     _kill(model.get_layer("bn1"), [0, 2])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
 
 
@@ -413,7 +413,7 @@ def test_zero_padding_fold_of_a_nonzero_constant_warns_naming_the_layer():
 def test_zero_padding_with_zero_constants_is_exact_and_silent():
     model, rng = _zero_padding_stem(kill_beta=True)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
 
 
@@ -441,7 +441,7 @@ def test_same_padding_one_by_one_fold_is_exact_and_silent():
     rng = _prepare(model)
     _kill(model.get_layer("bn1"), [0, 2])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
 
 
@@ -505,7 +505,7 @@ def _offset_into(padding):
 def test_zero_channel_made_nonzero_by_an_offset_folds_exactly_when_valid():
     model, rng = _offset_into("valid")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
 
 
