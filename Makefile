@@ -45,7 +45,7 @@ fuzz: $(VENV)/.installed-test
 		KERAS_BACKEND=tensorflow $(PYTEST) -s tests/test_fuzz.py
 
 demo: $(VENV)/.installed-demo
-	$(BIN)/python -m keras_slim.demo
+	$(BIN)/python -m examples.demo
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/slim_speed.py

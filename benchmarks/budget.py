@@ -31,18 +31,18 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
-from keras_slim.allocation import importance_kept  # noqa: E402
-from keras_slim.budget import plan_for_budget  # noqa: E402
-from keras_slim.graph import ChannelGraph  # noqa: E402
-from keras_slim.latency_table import (  # noqa: E402
+from keras_slim.planners.allocation import importance_kept  # noqa: E402
+from keras_slim.planners.budget import plan_for_budget  # noqa: E402
+from keras_slim.core.graph import ChannelGraph  # noqa: E402
+from keras_slim.planners.latency_table import (  # noqa: E402
     LatencyTable,
     LiteRTRuntime,
     build_latency_table,
     scan_widths,
     suggest_round_to,
 )
-from keras_slim.report import plot_budget  # noqa: E402
-from keras_slim.widths import WidthCounter  # noqa: E402
+from keras_slim.tools.report import plot_budget  # noqa: E402
+from keras_slim.core.widths import WidthCounter  # noqa: E402
 
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",
                "MobileNetV2": "block_6_expand"}

@@ -10,7 +10,7 @@ from the same plan and prints, in one run:
 - the largest output error of each against the sparse model (relative to
   the largest output magnitude), which is what the carrier buys.
 
-Models: the demo's digits ConvNet (`keras_slim.demo.build_model`, "valid"
+Models: the demo's digits ConvNet (`examples.demo.build_model`, "valid"
 padding), the same ConvNet with "same" padding, and ResNet-20 for CIFAR
 (`recipes.models.resnet20`). Each gets random BatchNormalization statistics
 and a dead share of every prunable group (gamma zero, beta kept, as after
@@ -29,9 +29,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
-from keras_slim.demo import build_model  # noqa: E402
-from keras_slim.export import export  # noqa: E402
-from keras_slim.runtime import time_tflite  # noqa: E402
+from examples.demo import build_model  # noqa: E402
+from keras_slim.deploy.export import export  # noqa: E402
+from keras_slim.deploy.runtime import time_tflite  # noqa: E402
 from recipes.models import resnet20  # noqa: E402
 
 L = keras.layers

@@ -24,9 +24,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
-from keras_slim.export import export  # noqa: E402
-from keras_slim.runtime import time_tflite  # noqa: E402
-from keras_slim.selection import plan_global_gamma  # noqa: E402
+from keras_slim.deploy.export import export  # noqa: E402
+from keras_slim.deploy.runtime import time_tflite  # noqa: E402
+from keras_slim.planners.selection import plan_global_gamma  # noqa: E402
 
 
 def spread_gammas(model, rng):

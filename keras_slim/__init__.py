@@ -1,46 +1,137 @@
-"""keras_slim: structured (channel) pruning for Keras 3."""
+"""keras_slim: structured (channel) pruning for Keras 3.
 
-from keras_slim.budget import BudgetResult, plan_for_budget
-from keras_slim.counting import count_macs, count_params
-from keras_slim.criteria import plan_zero_gamma
-from keras_slim.export import ExportResult, export
-from keras_slim.graph import ChannelGroup, channel_groups
-from keras_slim.guidance import plan_guided, stage_ratios, stages
-from keras_slim.ista import GammaProx, ISTAGamma, ISTAPenalty, attach_ista
-from keras_slim.latency_table import (
+The top level holds the verbs a user types most. Namespaces in Keras' shape
+hold the rest: `keras_slim.regularizers`, `keras_slim.callbacks`,
+`keras_slim.constraints`, `keras_slim.rules` (the extension surface) and
+`keras_slim.protocols` (the research protocols). The code lives in
+subpackages; see docs/architecture.md.
+"""
+
+import sys as _sys
+import types as _types
+
+from keras_slim import callbacks, constraints, protocols, regularizers, rules
+from keras_slim.core.counting import count_macs, count_params
+from keras_slim.core.graph import ChannelGroup, channel_groups
+from keras_slim.core.plan import PruningPlan
+from keras_slim.core.slicers import register_rule
+from keras_slim.core.surgery import applied_plan, slim_model
+from keras_slim.deploy.export import ExportResult, export
+from keras_slim.deploy.loading import load_model
+from keras_slim.planners.budget import BudgetResult, plan_for_budget
+from keras_slim.planners.criteria import plan_zero_gamma
+from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
+from keras_slim.planners.latency_table import (
     LatencyTable,
     LiteRTRuntime,
     Runtime,
     build_latency_table,
 )
-from keras_slim.loading import load_model
-from keras_slim.magnitude import MagnitudeMask, apply_masks, magnitude_masks
-from keras_slim.penalties import penalty_weights
-from keras_slim.plan import PruningPlan
+from keras_slim.planners.pruning import prune
+from keras_slim.planners.selection import (
+    merged_layers,
+    plan_global_gamma,
+    plan_l1_norm,
+    plan_uniform,
+)
 from keras_slim.protocols import (
+    MagnitudeMask,
     WeightSnapshot,
+    apply_masks,
+    magnitude_masks,
     reinitialize,
     rewind,
     scratch_budget,
     slim_in_passes,
     snapshot_weights,
 )
-from keras_slim.pruning import prune
-from keras_slim.regularizers import (
+from keras_slim.sparsity.ista import (
+    GammaProx,
+    ISTAGamma,
+    ISTAPenalty,
+    attach_ista,
+)
+from keras_slim.sparsity.penalties import penalty_weights
+from keras_slim.sparsity.regularizers import (
     GammaL1,
     add_gamma_regularizer,
     remove_gamma_regularizer,
 )
-from keras_slim.report import Report, report
-from keras_slim.rescaling import rescale_gammas
-from keras_slim.selection import (
-    merged_layers,
-    plan_global_gamma,
-    plan_l1_norm,
-    plan_uniform,
-)
-from keras_slim.slicers import register_rule
-from keras_slim.summary import summarize
-from keras_slim.surgery import applied_plan, slim_model
+from keras_slim.sparsity.rescaling import rescale_gammas
+from keras_slim.tools.report import Report, report
+from keras_slim.tools.summary import summarize
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BudgetResult",
+    "ChannelGroup",
+    "ExportResult",
+    "GammaL1",
+    "GammaProx",
+    "ISTAGamma",
+    "ISTAPenalty",
+    "LatencyTable",
+    "LiteRTRuntime",
+    "MagnitudeMask",
+    "PruningPlan",
+    "Report",
+    "Runtime",
+    "WeightSnapshot",
+    "add_gamma_regularizer",
+    "applied_plan",
+    "apply_masks",
+    "attach_ista",
+    "build_latency_table",
+    "callbacks",
+    "channel_groups",
+    "constraints",
+    "count_macs",
+    "count_params",
+    "export",
+    "load_model",
+    "magnitude_masks",
+    "merged_layers",
+    "penalty_weights",
+    "plan_for_budget",
+    "plan_global_gamma",
+    "plan_guided",
+    "plan_l1_norm",
+    "plan_uniform",
+    "plan_zero_gamma",
+    "protocols",
+    "prune",
+    "register_rule",
+    "regularizers",
+    "reinitialize",
+    "remove_gamma_regularizer",
+    "report",
+    "rescale_gammas",
+    "rewind",
+    "rules",
+    "scratch_budget",
+    "slim_in_passes",
+    "slim_model",
+    "snapshot_weights",
+    "stage_ratios",
+    "stages",
+    "summarize",
+]
+
+
+class _Package(_types.ModuleType):
+    """Keeps the verbs `export` and `report` bound after an old-path import.
+
+    Importing the deprecated module `keras_slim.export` makes the import
+    system set the attribute `keras_slim.export` to that module; the function
+    of the same name must stay.
+    """
+
+    def __setattr__(self, name, value):
+        if (name in ("export", "report") and isinstance(value, _types.ModuleType)
+                and callable(self.__dict__.get(name))):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

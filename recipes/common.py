@@ -20,9 +20,9 @@ import sys
 import keras
 from absl import flags
 
-from keras_slim import copying
-from keras_slim.counting import count_params
-from keras_slim.ista import attach_ista
+from keras_slim.core import copying
+from keras_slim.core.counting import count_params
+from keras_slim.sparsity.ista import attach_ista
 from recipes import inputs, summaries
 from recipes.exporting import describe, export
 from recipes.hooks import Hooks
@@ -367,8 +367,8 @@ def slim(run, model, plan_function, after=None):
         `(slim_model, record)` with params, macs, accuracy (before any
         fine-tuning), the plan and the width of every layer.
     """
-    from keras_slim.regularizers import remove_gamma_regularizer
-    from keras_slim.surgery import slim_model
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
+    from keras_slim.core.surgery import slim_model
 
     plan = plan_function(model)
     slimmed = remove_gamma_regularizer(slim_model(model, plan))

@@ -25,9 +25,9 @@ import os
 import keras
 import numpy as np
 
-from keras_slim import copying
-from keras_slim.counting import count_macs, count_params
-from keras_slim.ista import ISTAGamma
+from keras_slim.core import copying
+from keras_slim.core.counting import count_macs, count_params
+from keras_slim.sparsity.ista import ISTAGamma
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
 
@@ -211,7 +211,7 @@ def evaluate(run, model):
 
 def export(run, model, directory, accuracy=None):
     """The model as a TFLite file, checked against this backend's outputs
-    (`keras_slim.export` converts in a TensorFlow-backend process); needs
+    (`keras_slim.deploy.export` converts in a TensorFlow-backend process); needs
     TensorFlow installed, else the record says it was skipped."""
     from recipes.exporting import describe, float32_copy
 
@@ -221,7 +221,7 @@ def export(run, model, directory, accuracy=None):
         record["tflite"] = None
         record["skipped"] = "TensorFlow is not installed: no TFLite file"
         return None, record
-    from keras_slim.export import export as export_model
+    from keras_slim.deploy.export import export as export_model
 
     result = export_model(model, os.path.join(directory, "model.tflite"))
     record.update(tflite="model.tflite", tflite_bytes=result.size_bytes,

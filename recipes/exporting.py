@@ -1,11 +1,11 @@
 """The export stage: a SavedModel and a TFLite file, each checked against
-Keras by `keras_slim.export` (the library's one export path)."""
+Keras by `keras_slim.deploy.export` (the library's one export path)."""
 
 import os
 
 
-from keras_slim import copying
-from keras_slim.counting import count_macs, count_params
+from keras_slim.core import copying
+from keras_slim.core.counting import count_macs, count_params
 
 
 def describe(model):
@@ -27,13 +27,13 @@ def float32_copy(model):
 
 def export(run, model, directory, accuracy=None):
     """Write the model as a SavedModel and a TFLite file (chief only), with
-    `keras_slim.export`, which checks each against Keras on 16 inputs (1e-4
+    `keras_slim.deploy.export`, which checks each against Keras on 16 inputs (1e-4
     of the output range) and raises if they differ.
 
     `accuracy` (the exported model's, from the stage that trained it) is
     copied into the record.
     """
-    from keras_slim.export import export as export_model
+    from keras_slim.deploy.export import export as export_model
 
     if run.strategy is None:  # not tf.distribute: keras.distribution
         from recipes import data_parallel

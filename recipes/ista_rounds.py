@@ -23,9 +23,9 @@ import keras
 import numpy as np
 from absl import flags
 
-from keras_slim.criteria import plan_zero_gamma
-from keras_slim.penalties import memory_costs
-from keras_slim.regularizers import select_batchnorms
+from keras_slim.planners.criteria import plan_zero_gamma
+from keras_slim.sparsity.penalties import memory_costs
+from keras_slim.sparsity.regularizers import select_batchnorms
 from recipes import common
 
 

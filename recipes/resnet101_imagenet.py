@@ -33,8 +33,8 @@ import os
 import keras
 from absl import app, flags
 
-from keras_slim.criteria import plan_zero_gamma
-from keras_slim.rescaling import rescale_gammas
+from keras_slim.planners.criteria import plan_zero_gamma
+from keras_slim.sparsity.rescaling import rescale_gammas
 from recipes import common, inputs, ista_rounds, models
 
 NAME = "resnet101_imagenet"

@@ -7,7 +7,7 @@ one loop of their own under every strategy, the Model Garden way:
 loss averaged over the global batch (`tf.nn.compute_average_loss`), the
 regularization losses (GammaL1, weight decay) scaled per replica
 (`tf.nn.scale_regularization_loss`), and `optimizer.apply_gradients`.
-ISTA runs inside `apply_gradients`: `keras_slim.ista.attach_ista` gives the
+ISTA runs inside `apply_gradients`: `keras_slim.sparsity.ista.attach_ista` gives the
 gammas a constraint the optimizer applies after each update.
 
 Resuming: a `tf.train.Checkpoint` of the model, the optimizer and the epoch

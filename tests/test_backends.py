@@ -1,6 +1,6 @@
 """One `.keras` file, any backend: a model trained with ISTA and slimmed on
 this test run's backend exports to TFLite and ONNX, with the CLI (a
-TensorFlow-backend process) and with `keras_slim.export` (a child process
+TensorFlow-backend process) and with `keras_slim.deploy.export` (a child process
 off TensorFlow), and both files agree with this backend's outputs.
 
 Needs TensorFlow, LiteRT, tf2onnx and ONNX Runtime installed, but not the
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim import cli
-from keras_slim.conversion_process import child_environment
-from keras_slim.export import FLOAT_TOLERANCE, export
-from keras_slim.onnx_export import ONNXModel
-from keras_slim.runtime import TFLiteModel, time_files
+from keras_slim.tools import cli
+from keras_slim.deploy.conversion_process import child_environment
+from keras_slim.deploy.export import FLOAT_TOLERANCE, export
+from keras_slim.deploy.onnx_export import ONNXModel
+from keras_slim.deploy.runtime import TFLiteModel, time_files
 from tests import zoo
 
 L = keras.layers
@@ -75,7 +75,7 @@ def test_keras_file_from_this_backend_exports_with_the_cli(tmp_path,
     for suffix in ("tflite", "onnx"):
         out = tmp_path / f"slim.{suffix}"
         done = subprocess.run(
-            [sys.executable, "-m", "keras_slim.cli", "export", str(saved),
+            [sys.executable, "-m", "keras_slim.tools.cli", "export", str(saved),
              "-o", str(out)],
             env=child_environment(), capture_output=True, text=True,
             check=False)

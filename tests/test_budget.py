@@ -9,11 +9,11 @@ import pytest
 
 import keras_slim
 import zoo
-from keras_slim import latency_table as table_lib
-from keras_slim.allocation import allowed_widths, importance_kept
-from keras_slim.budget import parse_latency, plan_for_budget
-from keras_slim.graph import ChannelGraph
-from keras_slim.widths import WidthCounter, plan_widths
+from keras_slim.planners import latency_table as table_lib
+from keras_slim.planners.allocation import allowed_widths, importance_kept
+from keras_slim.planners.budget import parse_latency, plan_for_budget
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.widths import WidthCounter, plan_widths
 
 
 class FakeRuntime(table_lib.Runtime):
@@ -87,7 +87,7 @@ def test_mac_budget_is_met_and_tight(method):
         # and a ratio that much smaller no longer fits.
         channels = sum(g.width for g in keras_slim.channel_groups(model)
                        if g.prunable)
-        looser = keras_slim.pruning.plan_for(
+        looser = keras_slim.planners.pruning.plan_for(
             model, method, ratio=result.ratio - 0.25 / channels)
         assert WidthCounter(model).macs(plan_widths(looser)) > 0.5 * dense
 
@@ -294,7 +294,7 @@ class _CliRuntime(FakeRuntime):
 
 def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
                                                          monkeypatch):
-    from keras_slim import cli
+    from keras_slim.tools import cli
 
     model = _model()
     path = tmp_path / "model.keras"
@@ -323,7 +323,7 @@ def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
 
 
 def test_cli_budget_errors(tmp_path, capsys):
-    from keras_slim import cli
+    from keras_slim.tools import cli
 
     path = tmp_path / "model.keras"
     _model().save(path)
@@ -339,7 +339,7 @@ def test_cli_budget_errors(tmp_path, capsys):
 
 
 def test_plot_budget_draws_the_candidates(tmp_path):
-    from keras_slim.report import plot_budget
+    from keras_slim.tools.report import plot_budget
 
     model = _model()
     result = plan_for_budget(model, latency=0.6, runtime=FakeRuntime())

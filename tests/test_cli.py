@@ -1,7 +1,7 @@
 """The `keras-slim` console script, driven in a subprocess as a user would.
 
 Uses the installed `keras-slim` script next to the running Python when
-there is one, else `python -m keras_slim.cli`.
+there is one, else `python -m keras_slim.tools.cli`.
 """
 
 import os
@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim import cli
-from keras_slim.pruning import prune
-from keras_slim.runtime import TFLiteModel
+from keras_slim.tools import cli
+from keras_slim.planners.pruning import prune
+from keras_slim.deploy.runtime import TFLiteModel
 
 from tests import zoo
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.tensorflow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = pathlib.Path(sys.executable).parent / "keras-slim"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [
-    sys.executable, "-m", "keras_slim.cli"
+    sys.executable, "-m", "keras_slim.tools.cli"
 ]
 ZEROED = 2  # channels of each group whose gammas are set to zero
 

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from keras_slim import demo
-from keras_slim.data import load_digits
+from examples import demo
+from examples.digits import load_digits
 
 
 def test_digits_are_stratified_images():

@@ -310,7 +310,7 @@ def test_subclass_overriding_call_is_a_barrier_with_a_warning():
 
 
 def test_registering_a_rule_for_the_exact_subclass_lifts_the_barrier():
-    keras_slim.register_rule(ScaledDense)(type(keras_slim.slicers.rule_for(
+    keras_slim.register_rule(ScaledDense)(type(keras_slim.core.slicers.rule_for(
         L.Dense(1))))
     try:
         inputs = keras.Input((6,))
@@ -320,7 +320,7 @@ def test_registering_a_rule_for_the_exact_subclass_lifts_the_barrier():
         groups = {g.name: g for g in keras_slim.channel_groups(model)}
         assert groups["d1"].prunable
     finally:
-        keras_slim.slicers._RULES.pop(ScaledDense)
+        keras_slim.core.slicers._RULES.pop(ScaledDense)
 
 
 def test_subclass_that_keeps_the_computation_is_cut_like_its_parent():

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.data import load_digits
-from keras_slim.export import export
-from keras_slim.runtime import TFLiteModel, time_tflite
+from examples.digits import load_digits
+from keras_slim.deploy.export import export
+from keras_slim.deploy.runtime import TFLiteModel, time_tflite
 
 from tests import zoo
 
@@ -17,7 +17,7 @@ from tests import zoo
 pytestmark = pytest.mark.tensorflow
 
 # The module, not the `export` function keras_slim re-exports by that name.
-export_lib = importlib.import_module("keras_slim.export")
+export_lib = importlib.import_module("keras_slim.deploy.export")
 
 L = keras.layers
 

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import keras_slim
-from keras_slim import rules
+from keras_slim.core import rules
 from tests import fuzz_models, zoo
 
 EXAMPLES = int(os.environ.get("KERAS_SLIM_FUZZ_EXAMPLES", "150"))
@@ -68,7 +68,7 @@ def _slim(model, seed, kill_beta):
 
 
 def _zero_padding_layers(model):
-    graph = keras_slim.graph.ChannelGraph(model)
+    graph = keras_slim.core.graph.ChannelGraph(model)
     return {c.layer.name for c in graph.calls if rules.zero_border(c.layer)}
 
 

@@ -35,7 +35,7 @@ def test_residual_add_ties_all_branches():
 
 
 def test_concatenate_maps_offsets():
-    graph = keras_slim.graph.ChannelGraph(zoo.concat())
+    graph = keras_slim.core.graph.ChannelGraph(zoo.concat())
     groups = graph.group_by_name
     assert {"c0_conv", "c1_conv", "c2_conv"} <= set(groups)
     # c3 reads [c2 | c0 | c1]: c0's channels sit at offset 5.
@@ -60,7 +60,7 @@ def test_depthwise_multiplier_expands_channels():
 
 
 def test_flatten_expands_each_channel_to_positions():
-    graph = keras_slim.graph.ChannelGraph(zoo.flatten_dense())
+    graph = keras_slim.core.graph.ChannelGraph(zoo.flatten_dense())
     group = graph.group_by_name["f2_conv"]
     call = next(c for c in graph.calls if c.layer.name == "fc1")
     layout = graph.layouts[call.inputs[0]]

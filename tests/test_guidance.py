@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim import guidance
-from keras_slim.plan import PruningPlan
-from keras_slim.surgery import slim_model
+from keras_slim.planners import guidance
+from keras_slim.core.plan import PruningPlan
+from keras_slim.core.surgery import slim_model
 
 L = keras.layers
 
@@ -62,7 +62,7 @@ def test_guided_gives_each_stage_its_average_share():
 
 
 def test_guided_from_network_slimming_keeps_stage_shares():
-    from keras_slim.selection import plan_global_gamma
+    from keras_slim.planners.selection import plan_global_gamma
 
     model = vgg_model()
     rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.ista import GammaProx, ISTAGamma, attach_ista
-from keras_slim.penalties import penalty_weights
+from keras_slim.sparsity.ista import GammaProx, ISTAGamma, attach_ista
+from keras_slim.sparsity.penalties import penalty_weights
 
 L = keras.layers
 LR = 0.1

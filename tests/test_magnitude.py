@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim import magnitude
+from keras_slim.protocols import magnitude
 
 L = keras.layers
 

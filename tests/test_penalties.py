@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.penalties import memory_costs, penalty_weights
+from keras_slim.sparsity.penalties import memory_costs, penalty_weights
 from tests import zoo
 
 L = keras.layers

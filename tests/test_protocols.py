@@ -2,11 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim import protocols
-from keras_slim import selection
-from keras_slim.counting import count_macs
-from keras_slim.magnitude import MagnitudeMask
-from keras_slim.surgery import slim_model
+from keras_slim.protocols import rethinking as protocols
+from keras_slim.planners import selection
+from keras_slim.core.counting import count_macs
+from keras_slim.protocols.magnitude import MagnitudeMask
+from keras_slim.core.surgery import slim_model
 
 L = keras.layers
 
@@ -210,7 +210,7 @@ def test_slim_in_passes():
 def test_rethinking_protocols_on_digits():
     from sklearn.datasets import load_digits
 
-    from keras_slim.pruning import prune
+    from keras_slim.planners.pruning import prune
 
     digits = load_digits()
     x = (digits.images[..., None] / 16.0).astype("float32")

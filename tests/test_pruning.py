@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim import pruning
-from keras_slim import selection
-from keras_slim.criteria import plan_zero_gamma
-from keras_slim.surgery import slim_model
+from keras_slim.planners import pruning
+from keras_slim.planners import selection
+from keras_slim.planners.criteria import plan_zero_gamma
+from keras_slim.core.surgery import slim_model
 
 L = keras.layers
 

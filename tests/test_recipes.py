@@ -165,7 +165,7 @@ def test_recipe_runs_every_stage_on_two_replicas(mirrored, recipe):
     export = os.path.join(out_dir, recipe, "export")
     assert os.path.getsize(os.path.join(export, "model.tflite")) > 0
     assert os.path.isfile(os.path.join(export, "saved_model", "saved_model.pb"))
-    # keras_slim.export checked both against Keras (1e-4 of the range).
+    # keras_slim.deploy.export checked both against Keras (1e-4 of the range).
     record = _stage(summary, "export")
     assert record["tflite_relative_difference"] <= 1e-4
     assert record["saved_model_relative_difference"] <= 1e-4

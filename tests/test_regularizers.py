@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim.regularizers import GammaL1, add_gamma_regularizer
+from keras_slim.sparsity.regularizers import GammaL1, add_gamma_regularizer
 from tests import zoo
 
 L = keras.layers

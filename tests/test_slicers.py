@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 import keras_slim
-from keras_slim import slicers
+from keras_slim.core import slicers
 from tests import zoo
 
 L = keras.layers

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import keras_slim
-from keras_slim import cli
-from keras_slim.ista import GammaProx, ISTAGamma, attach_ista
+from keras_slim.tools import cli
+from keras_slim.sparsity.ista import GammaProx, ISTAGamma, attach_ista
 from tests.test_ista import built, data, gammas, small_model
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim import graph as graph_lib
+from keras_slim.core import graph as graph_lib
 from tests import zoo
 
 

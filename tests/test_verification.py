@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim import slicers
+from keras_slim.core import slicers
 from tests import zoo
 
 L = keras.layers

@@ -23,7 +23,7 @@ def load_digits(test_size=0.25, seed=0):
 
     Example:
 
-    >>> (x_train, y_train), (x_test, y_test) = keras_slim.data.load_digits()
+    >>> (x_train, y_train), (x_test, y_test) = examples.digits.load_digits()
     >>> x_train.shape
     (1347, 8, 8, 1)
     """

@@ -13,13 +13,13 @@ Guided pruning (Section 5) lives in `guidance.py`.
 import keras
 import numpy as np
 
-from keras_slim import copying
-from keras_slim.counting import count_macs
-from keras_slim.graph import check_model, leaf_layers
-from keras_slim.magnitude import MagnitudeMask
-from keras_slim.plan import PruningPlan
-from keras_slim.pruning import plan_for
-from keras_slim.surgery import slim_model
+from keras_slim.core import copying
+from keras_slim.core.counting import count_macs
+from keras_slim.core.graph import check_model, leaf_layers
+from keras_slim.protocols.magnitude import MagnitudeMask
+from keras_slim.core.plan import PruningPlan
+from keras_slim.planners.pruning import plan_for
+from keras_slim.core.surgery import slim_model
 
 
 def _reseed(config, draw):

@@ -10,7 +10,7 @@ On scikit-learn's bundled handwritten digits (8 x 8, no download):
 5. print one table (params, MACs, test accuracy, TFLite size and latency,
    dense against slim) and write a report page with plots.
 
-    python -m keras_slim.demo [--out demo_output] [--quick]
+    python -m examples.demo [--out demo_output] [--quick]
 """
 
 import argparse
@@ -24,16 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_slim import copying  # noqa: E402
-from keras_slim.counting import count_macs, count_params  # noqa: E402
-from keras_slim.criteria import plan_zero_gamma  # noqa: E402
-from keras_slim.data import load_digits  # noqa: E402
-from keras_slim.export import export  # noqa: E402
-from keras_slim.ista import ISTAGamma  # noqa: E402
-from keras_slim.report import report  # noqa: E402
-from keras_slim.runtime import time_tflite  # noqa: E402
-from keras_slim.summary import format_table, human  # noqa: E402
-from keras_slim.surgery import slim_model  # noqa: E402
+from keras_slim.core import copying  # noqa: E402
+from keras_slim.core.counting import count_macs, count_params  # noqa: E402
+from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
+from examples.digits import load_digits  # noqa: E402
+from keras_slim.deploy.export import export  # noqa: E402
+from keras_slim.sparsity.ista import ISTAGamma  # noqa: E402
+from keras_slim.tools.report import report  # noqa: E402
+from keras_slim.deploy.runtime import time_tflite  # noqa: E402
+from keras_slim.tools.summary import format_table, human  # noqa: E402
+from keras_slim.core.surgery import slim_model  # noqa: E402
 
 L = keras.layers
 
@@ -206,7 +206,7 @@ def run(config=None, data=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m keras_slim.demo", description=__doc__.splitlines()[0]
+        prog="python -m examples.demo", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", default="demo_output",
                         help="folder for the models, TFLite files and report")

@@ -1,0 +1,1 @@
+"""Worked examples of keras_slim (not part of the installed library)."""

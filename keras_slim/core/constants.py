@@ -1,0 +1,225 @@
+"""Which channels carry a constant, and what constant, in inference mode.
+
+A BatchNormalization channel with gamma = 0 outputs its beta whatever its
+input. That constant flows through activations, pooling, depthwise
+convolutions and merges until a layer mixes channels (a convolution, a Dense),
+where it becomes a fixed contribution that can be folded into a bias. This
+module propagates such constants through a `ChannelGraph`: for every tensor an
+array over its last axis holding the constant value of each position, or NaN
+where the value depends on the input.
+
+Values are taken at an interior position: with "same" padding a constant
+feature map is not constant at its borders, which is the approximation of
+Ye et al. (2018). `propagate` can also say which constants are only
+interior values (`inexact`): those a zero padding or a "same"-padded
+depthwise convolution has touched, with the names of those layers.
+"""
+
+import keras
+import numpy as np
+
+from keras_slim.core import rules
+from keras_slim.core import slicers
+
+
+def to_numpy(variable):
+    return keras.ops.convert_to_numpy(keras.ops.copy(variable))
+
+
+def layer_weights(layer):
+    """`{variable name: numpy array}` of a layer's own weights."""
+    values = layer.get_weights()
+    return {v.name: value for v, value in zip(layer.weights, values)}
+
+
+def batchnorm_constant(layer, weights, values, dead):
+    """Output constants of a BatchNormalization layer.
+
+    Args:
+        layer: the layer.
+        weights: its `{name: array}`.
+        values: constants of its input positions (NaN where unknown).
+        dead: boolean mask of positions whose gamma is taken as zero, which
+            output beta whatever their input.
+    """
+    width = values.shape[0]
+    gamma = weights.get("gamma", np.ones(width))
+    beta = weights.get("beta", np.zeros(width))
+    mean = weights["moving_mean"]
+    variance = weights["moving_variance"]
+    scale = gamma / np.sqrt(variance + layer.epsilon)
+    out = (values - mean) * scale + beta
+    if dead is not None:
+        out = np.where(dead, beta, out)
+    return out
+
+
+def _depthwise_constant(layer, weights, values):
+    """Interior output of a depthwise (or one-channel-a-group) convolution:
+    kernels are `(*taps, C, m)` or `(*taps, 1, C * m)`, output `c * m + j`."""
+    kernel = weights["kernel"]
+    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
+    summed = summed.reshape(values.shape[0], -1)  # (C, m)
+    out = (values[:, None] * summed).ravel()
+    if "bias" in weights:
+        out = out + weights["bias"]
+    return rules.apply_activation(layer, out)
+
+
+def _evaluate(call, arrays):
+    """Run the layer or op of `call` on one-pixel constant inputs."""
+    feeds = {}
+    for tensor, array in zip(call.node.input_tensors, arrays):
+        rank = len(tensor.shape)
+        shape = (1,) * (rank - 1) + (array.shape[0],)
+        feeds[id(tensor)] = np.nan_to_num(array).reshape(shape).astype(
+            tensor.dtype if tensor.dtype else "float32"
+        )
+    args, kwargs = call.node.arguments.fill_in(feeds)
+    out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
+    out = out.reshape(-1, out.shape[-1])
+    uniform = np.all(np.isclose(out, out[:1]), axis=0)
+    return np.where(uniform, out[0], np.nan).astype(np.float64)
+
+
+def propagate(graph, weights, dead_fn, inexact=None):
+    """Constants of every tensor of `graph`.
+
+    Args:
+        graph: a `ChannelGraph`.
+        weights: callable `layer -> {name: array}`.
+        dead_fn: callable `layer -> bool mask over the input positions of a
+            BatchNormalization layer` (positions whose gamma counts as zero),
+            or `None`.
+        inexact: a dict to fill, or `None`: tensor key -> `(mask, names)`,
+            the positions whose constant holds in the interior of the
+            feature map only and the layers that made it so.
+
+    Returns:
+        dict tensor key -> float64 array over the last axis, NaN = unknown.
+    """
+    values = {}
+    for tensor_key in _input_keys(graph):
+        values[tensor_key] = np.full(graph.layouts[tensor_key].size, np.nan)
+        if inexact is not None:
+            inexact[tensor_key] = (np.zeros(values[tensor_key].shape, bool), set())
+    for call in graph.calls:
+        ins = [values[k] for k in call.inputs]
+        outs = _call_constants(graph, call, ins, weights, dead_fn)
+        for key, value in zip(call.outputs, outs):
+            values[key] = value
+        if inexact is not None:
+            marks = _inexact(graph, call, [inexact[k] for k in call.inputs],
+                             ins, outs, dead_fn)
+            inexact.update(zip(call.outputs, marks))
+    return values
+
+
+def _inexact(graph, call, ins, in_values, outs, dead_fn):
+    """Which output constants hold in the interior only (see `propagate`)."""
+    kind = call.role.kind
+    clean = [(np.zeros(out.shape, bool), set()) for out in outs]
+    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+        return clean
+    names = set().union(*(n for _, n in ins))
+    if kind == slicers.CONCAT:
+        return [(np.concatenate([m for m, _ in ins]), names)]
+    if kind == slicers.FLATTEN:
+        return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
+                 names)]
+    if kind == slicers.MERGE:
+        width = outs[0].shape[0]
+        mask = np.any([np.broadcast_to(m, (width,)) for m, _ in ins], axis=0)
+    else:  # CHANNELWISE
+        mask = np.repeat(ins[0][0], call.role.expand)
+        if isinstance(call.layer, keras.layers.BatchNormalization) and dead_fn:
+            dead = dead_fn(call.layer)
+            if dead is not None:
+                mask = mask & ~dead  # beta, whatever came in
+        if rules.zero_border(call.layer):
+            touched = np.repeat(
+                ~np.isnan(in_values[0]) & (in_values[0] != 0), call.role.expand
+            )
+            if np.any(touched):
+                mask = mask | touched
+                names = names | {call.layer.name}
+    mask = mask & ~np.isnan(outs[0])
+    return [(mask, names if np.any(mask) else set())]
+
+
+def producer_inputs(graph, values):
+    """The input constants of each layer that mixes channels, agreed over
+    its calls.
+
+    A shared layer has one bias: a constant can only be folded into it when
+    every call sees the same constant at that position. Positions where the
+    calls disagree are NaN (not foldable).
+
+    Returns:
+        dict id(layer) -> float64 array over the layer's input positions.
+    """
+    agreed = {}
+    for call in graph.calls:
+        if call.role.kind != slicers.PRODUCER:
+            continue
+        value = values[call.inputs[0]]
+        previous = agreed.get(id(call.layer))
+        if previous is None:
+            agreed[id(call.layer)] = value
+        elif previous.shape == value.shape:
+            same = np.isclose(previous, value, rtol=1e-6, atol=0)
+            agreed[id(call.layer)] = np.where(same, previous, np.nan)
+        else:
+            agreed[id(call.layer)] = np.full(previous.shape, np.nan)
+    return agreed
+
+
+def _input_keys(graph):
+    produced = {k for call in graph.calls for k in call.outputs}
+    return [k for k in graph.layouts if k not in produced]
+
+
+def _unknown(graph, call):
+    return [np.full(graph.layouts[k].size, np.nan) for k in call.outputs]
+
+
+def _call_constants(graph, call, ins, weights, dead_fn):
+    kind = call.role.kind
+    if kind in (slicers.PRODUCER, slicers.BARRIER):
+        return _unknown(graph, call)
+    if kind == slicers.CONCAT:
+        return [np.concatenate(ins)]
+    if kind == slicers.FLATTEN:
+        tile = graph.layouts[call.outputs[0]].tile
+        tile //= max(graph.layouts[call.inputs[0]].tile, 1)
+        return [np.tile(ins[0], tile)]
+    mode = slicers.rule_for(call.layer).constants
+    if kind == slicers.CHANNELWISE:
+        values = ins[0]
+        if mode == "batchnorm":
+            dead = dead_fn(call.layer) if dead_fn else None
+            return [batchnorm_constant(call.layer, weights(call.layer), values, dead)]
+        if np.all(np.isnan(values)) or mode == "unknown":
+            return _unknown(graph, call)
+        if mode == "identity":
+            return [values]
+        if mode == "depthwise":
+            return [_depthwise_constant(call.layer, weights(call.layer), values)]
+        out = _evaluate(call, ins)
+        expand = call.role.expand
+        unknown = np.repeat(np.isnan(values), expand)
+        return [np.where(unknown, np.nan, out)]
+    # MERGE: known where every input is known; a product is zero wherever
+    # one factor is a known zero.
+    width = graph.layouts[call.outputs[0]].size
+    full = [np.broadcast_to(v, (width,)) for v in ins]
+    unknown = np.any([np.isnan(v) for v in full], axis=0)
+    if np.all(unknown) and mode != "multiply":
+        return _unknown(graph, call)
+    out = np.full(width, np.nan)
+    if not np.all(unknown):
+        out = np.where(unknown, np.nan, _evaluate(call, ins))
+    if mode == "multiply":
+        zero = np.any([v == 0 for v in full], axis=0)
+        out = np.where(zero, 0.0, out)
+    return [out]

@@ -1,0 +1,511 @@
+"""The channel graph: which channels of a functional model are tied together.
+
+`channel_groups(model)` reads a functional or Sequential Keras model (nested
+models, shared layers and several inputs and outputs included) and returns its
+coupled channel groups: sets of layer outputs whose channels can only be cut
+together. It touches no weights.
+"""
+
+import dataclasses
+import math
+import warnings
+
+import keras
+
+from keras_slim.core import layout as layout_lib
+from keras_slim.core import slicers
+from keras_slim.core.layout import Layout, Segment
+
+
+_WARNED = set()  # (id(model), layer name) already warned about
+
+
+@dataclasses.dataclass
+class ChannelGroup:
+    """Channels that must be cut together.
+
+    Attributes:
+        name: the group's name, that of its first producer layer (or of the
+            input or barrier it comes from). Plans are keyed by it.
+        width: number of channels.
+        producers: names of the layers that create these channels
+            (convolutions, Dense, the pointwise part of SeparableConv).
+        batchnorms: names of the BatchNormalization layers that scale them.
+        consumers: names of the layers that read them and mix them into new
+            channels; their input side is cut.
+        members: names of the other layers these channels pass through
+            (activations, pooling, depthwise convolutions, merges, ...).
+        frozen: why the group cannot be cut (a model input or output, a
+            barrier layer), or `None` when it can.
+    """
+
+    name: str
+    width: int
+    producers: list
+    batchnorms: list
+    consumers: list
+    members: list
+    frozen: object = None
+    root: int = dataclasses.field(default=-1, repr=False)
+    bn_positions: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def prunable(self):
+        return self.frozen is None
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of a leaf layer (or op) in the flattened graph."""
+
+    layer: object
+    node: object
+    inputs: list
+    outputs: list
+    input_shape: tuple
+    input_width: object
+    tensor_count: int
+    role: object = None
+
+
+def is_graph_model(obj):
+    """Whether `obj` is a Keras model whose graph can be read."""
+    if isinstance(obj, keras.Sequential):
+        return getattr(obj, "_functional", None) is not None
+    return isinstance(obj, keras.Model) and hasattr(obj, "_nodes_by_depth")
+
+
+def graph_of(model):
+    """The functional graph behind a functional or Sequential model."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    return model
+
+
+def check_model(model, argument="model"):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Expected `{argument}` to be a keras.Model. "
+            f"Received: {argument}={model!r} of type {type(model).__name__}"
+        )
+    if isinstance(model, keras.Sequential) and not is_graph_model(model):
+        raise ValueError(
+            f"The Sequential model `{model.name}` is not built. Give it an "
+            "input shape (keras.Input(...) as first layer) before pruning."
+        )
+    if not is_graph_model(model):
+        raise TypeError(
+            f"`{argument}` must be a functional or Sequential Keras model, "
+            f"whose graph of layers can be read. Received the subclassed "
+            f"model `{model.name}` ({type(model).__name__}); rebuild it with "
+            "the functional API (keras.Model(inputs, outputs))."
+        )
+
+
+def leaf_layers(model):
+    """Every layer of `model` that is not itself a model, nested models
+    read through, each once, in `model.layers` order."""
+    seen = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for inner in leaf_layers(layer):
+                if id(inner) not in seen:
+                    seen.add(id(inner))
+                    yield inner
+        elif id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def ordered_nodes(model):
+    """Non-input nodes of a functional model in execution order."""
+    by_depth = model._nodes_by_depth
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+class ChannelGraph:
+    """The flattened graph of a model with the channel layout of each tensor.
+
+    Attributes:
+        model: the model read.
+        calls: every call of a leaf layer or op, in execution order.
+        shapes: tensor key -> static shape.
+        layouts: tensor key -> `Layout`.
+        spaces: the union-find over channel spaces.
+        groups: the list of `ChannelGroup`.
+        layer_input: id(layer) -> `Layout` of its input (shared layers tied).
+        layer_output: id(layer) -> the space a producer creates.
+        barriers: (layer name, reason) of each barrier met.
+        output_keys: keys of the model's output tensors.
+    """
+
+    def __init__(self, model):
+        check_model(model)
+        self.model = model
+        self.calls = []
+        self.shapes = {}
+        self.layouts = {}
+        self.spaces = layout_lib.UnionFind()
+        self.layer_input = {}
+        self.layer_output = {}
+        self.barriers = []
+        self._alias = {}
+        self._scope_names = {(): ""}
+        graph = graph_of(model)
+        input_keys = []
+        for tensor in graph.inputs:
+            key = ((), id(tensor))
+            input_keys.append(key)
+            self.shapes[key] = tuple(tensor.shape)
+            width = _last_dim(tensor.shape) or 0
+            name = tensor._keras_history.operation.name
+            space = self.spaces.new(width, name, frozen=f"model input `{name}`")
+            self.layouts[key] = Layout((Segment(space, width),))
+        self.output_keys = self._walk(graph, (), input_keys)
+        for key in self.output_keys:
+            self._freeze(self.layouts[key], "model output")
+        self._check_unique_names()
+        self._warn_barriers()
+        self.groups = self._collect_groups()
+        self.group_by_name = {g.name: g for g in self.groups}
+        self._layer_by_name = {c.layer.name: c.layer for c in self.calls}
+        self._call_counts = {}
+        for call in self.calls:
+            key = id(call.layer)
+            self._call_counts[key] = self._call_counts.get(key, 0) + 1
+        self._group_by_root = {g.root: g for g in self.groups}
+
+    # -- reading the graph ---------------------------------------------------
+
+    def _key(self, scope, tensor):
+        key = (scope, id(tensor))
+        return self._alias.get(key, key)
+
+    def _walk(self, model, scope, input_keys):
+        for tensor, key in zip(model.inputs, input_keys):
+            if scope:
+                self._alias[(scope, id(tensor))] = key
+        for node in ordered_nodes(model):
+            inputs = [self._key(scope, t) for t in node.input_tensors]
+            if any(k not in self.layouts for k in inputs):
+                continue  # not reachable from the model's inputs
+            op = node.operation
+            if is_graph_model(op):
+                inner_scope = scope + (id(node),)
+                outer = self._scope_names[scope]
+                self._scope_names[inner_scope] = (
+                    f"{outer}/{op.name}" if outer else op.name
+                )
+                outputs = self._walk(graph_of(op), inner_scope, inputs)
+                for tensor, key in zip(node.output_tensors, outputs):
+                    self._alias[(scope, id(tensor))] = key
+                continue
+            outputs = []
+            for tensor in node.output_tensors:
+                key = (scope, id(tensor))
+                self.shapes[key] = tuple(tensor.shape)
+                outputs.append(key)
+            first = self.shapes[inputs[0]] if inputs else ()
+            call = Call(
+                layer=op,
+                node=node,
+                inputs=inputs,
+                outputs=outputs,
+                input_shape=first,
+                input_width=_last_dim(first),
+                tensor_count=len(inputs),
+            )
+            self._process(call)
+            self.calls.append(call)
+        return [self._key(scope, t) for t in model.outputs]
+
+    def _process(self, call):
+        rule = slicers.rule_for(call.layer)
+        try:
+            role = rule.role(call.layer, call)
+        except Exception as error:  # a rule that cannot read this layer
+            role = slicers.Role(slicers.BARRIER, reason=str(error), warn=True)
+        call.role = role
+        handler = {
+            slicers.PRODUCER: self._producer,
+            slicers.CHANNELWISE: self._channelwise,
+            slicers.MERGE: self._merge,
+            slicers.CONCAT: self._concat,
+            slicers.FLATTEN: self._flatten,
+        }.get(role.kind)
+        if handler is None or not call.inputs or not handler(call):
+            if role.kind != slicers.BARRIER:
+                call.role = slicers.Role(
+                    slicers.BARRIER,
+                    reason=f"cannot follow the channels of {role.kind} "
+                    f"layer `{call.layer.name}`",
+                )
+            self._barrier(call)
+
+    def _out_width(self, call):
+        if len(call.outputs) != 1:
+            return None
+        return _last_dim(self.shapes[call.outputs[0]])
+
+    def _tie_layer_input(self, call, layout):
+        previous = self.layer_input.get(id(call.layer))
+        if previous is None:
+            self.layer_input[id(call.layer)] = layout
+        elif not self._unify(previous, layout):
+            reason = f"shared layer `{call.layer.name}` sees different layouts"
+            self._freeze(previous, reason)
+            self._freeze(layout, reason)
+
+    def _producer(self, call):
+        width = self._out_width(call)
+        if call.tensor_count != 1 or width is None:
+            return False
+        self._tie_layer_input(call, self.layouts[call.inputs[0]])
+        space = self.layer_output.get(id(call.layer))
+        if space is None:
+            frozen = call.role.frozen_output
+            if frozen:
+                frozen = f"`{call.layer.name}`: {frozen}"
+            space = self.spaces.new(width, call.layer.name, frozen=frozen or None)
+            self.layer_output[id(call.layer)] = space
+        self.layouts[call.outputs[0]] = Layout((Segment(space, width),))
+        return True
+
+    def _channelwise(self, call):
+        if call.tensor_count != 1:
+            return False
+        layout = self.layouts[call.inputs[0]]
+        out = layout.expanded(call.role.expand)
+        if out.size != self._out_width(call):
+            return False
+        self._tie_layer_input(call, layout)
+        self.layouts[call.outputs[0]] = out
+        return True
+
+    def _merge(self, call):
+        width = self._out_width(call)
+        if width is None:
+            return False
+        layouts = [self.layouts[k] for k in call.inputs]
+        full = [lay for lay in layouts if lay.size == width]
+        if not full:
+            return False
+        for lay in layouts:
+            if lay.size != width:
+                if lay.size != 1:
+                    return False
+                # A one-channel input broadcast over all channels.
+                self._freeze(lay, f"broadcast in `{call.layer.name}`")
+        for lay in full[1:]:
+            if not full[0].compatible(lay):
+                return False
+        for lay in full[1:]:
+            self._unify(full[0], lay)
+        self.layouts[call.outputs[0]] = full[0]
+        return True
+
+    def _concat(self, call):
+        out = layout_lib.concatenate([self.layouts[k] for k in call.inputs])
+        if out is None or out.size != self._out_width(call):
+            return False
+        self.layouts[call.outputs[0]] = out
+        return True
+
+    def _flatten(self, call):
+        layout = self.layouts[call.inputs[0]]
+        spatial = call.input_shape[1:-1]
+        if layout.tile != 1 or any(d is None for d in spatial):
+            return False
+        out = layout.tiled(int(math.prod(spatial)))
+        if out.size != self._out_width(call):
+            return False
+        self.layouts[call.outputs[0]] = out
+        return True
+
+    def _barrier(self, call):
+        reason = call.role.reason or "barrier"
+        for key in call.inputs:
+            self._freeze(self.layouts[key], f"`{call.layer.name}`: {reason}")
+        for key in call.outputs:
+            width = _last_dim(self.shapes[key]) or 0
+            space = self.spaces.new(
+                width, call.layer.name, frozen=f"`{call.layer.name}`: {reason}"
+            )
+            self.layouts[key] = Layout((Segment(space, width),))
+        self.barriers.append((call.layer.name, reason, call.role.warn))
+
+    def _unify(self, a, b):
+        if not a.compatible(b):
+            return False
+        for sa, sb in zip(a.segments, b.segments):
+            self.spaces.union(sa.space, sb.space)
+        return True
+
+    def _freeze(self, layout, reason):
+        for seg in layout.segments:
+            self.spaces.freeze(seg.space, reason)
+
+    def _check_unique_names(self):
+        """Plans, penalties and scores name layers: two different layers
+        with one name (two unshared nested models built by one function)
+        would be confused, so they are refused."""
+        seen = {}
+        for call in self.calls:
+            scope = call.outputs[0][0] if call.outputs else ()
+            where = self._scope_names[scope]
+            where = f"nested model `{where}`" if where else "the top level"
+            first = seen.setdefault(call.layer.name, (call.layer, where))
+            if first[0] is not call.layer:
+                raise ValueError(
+                    f"Two different layers are named `{call.layer.name}` in "
+                    f"model `{self.model.name}`: one in {first[1]}, one in "
+                    f"{where}. keras_slim identifies layers by name; give "
+                    "the layers of each nested model unique names (for "
+                    "example a prefix per copy)."
+                )
+
+    def _warn_barriers(self):
+        unknown = {}
+        for name, reason, warn in self.barriers:
+            if warn and (id(self.model), name) not in _WARNED:
+                _WARNED.add((id(self.model), name))
+                layer_type = next(
+                    type(c.layer).__name__ for c in self.calls
+                    if c.layer.name == name
+                )
+                unknown.setdefault((layer_type, reason), []).append(name)
+        for (layer_type, reason), names in unknown.items():
+            shown = ", ".join(f"`{n}`" for n in names[:3])
+            if len(names) > 3:
+                shown += f" and {len(names) - 3} more"
+            why = "" if reason == "unknown layer type" else f", {reason}"
+            warnings.warn(
+                f"keras_slim does not know how channels flow through "
+                f"{layer_type} (layer {shown}{why}); the channels it touches "
+                "are kept whole. Register a rule for this exact class with "
+                "keras_slim.register_rule to prune through it.",
+                stacklevel=3,
+            )
+
+    # -- groups -------------------------------------------------------------
+
+    def _collect_groups(self):
+        find = self.spaces.find
+        roots = sorted({find(s) for s in range(len(self.spaces.parent))})
+        info = {r: {"producers": [], "batchnorms": [], "consumers": [],
+                    "members": [], "bn_positions": {}} for r in roots}
+
+        def add(root, key, name):
+            if name not in info[root][key]:
+                info[root][key].append(name)
+
+        for call in self.calls:
+            kind = call.role.kind
+            name = call.layer.name
+            if kind == slicers.BARRIER:
+                continue
+            in_roots = {
+                find(seg.space)
+                for key in call.inputs
+                for seg in self.layouts[key].segments
+            }
+            if kind == slicers.PRODUCER:
+                add(find(self.layer_output[id(call.layer)]), "producers", name)
+                for root in in_roots:
+                    add(root, "consumers", name)
+                continue
+            is_bn = isinstance(call.layer, keras.layers.BatchNormalization)
+            for root in in_roots:
+                add(root, "batchnorms" if is_bn else "members", name)
+                if is_bn and name not in info[root]["bn_positions"]:
+                    layout = self.layer_input[id(call.layer)]
+                    info[root]["bn_positions"][name] = layout.channel_positions(
+                        root, find
+                    )
+        groups = []
+        names = set()
+        for root in roots:
+            entry = info[root]
+            if entry["producers"]:
+                name = entry["producers"][0]
+            else:
+                name = f"{self.spaces.origin[root]}:out"
+            while name in names:
+                name += "'"
+            names.add(name)
+            groups.append(
+                ChannelGroup(
+                    name=name,
+                    width=self.spaces.width[root],
+                    producers=entry["producers"],
+                    batchnorms=entry["batchnorms"],
+                    consumers=entry["consumers"],
+                    members=entry["members"],
+                    frozen=self.spaces.frozen_reason(root),
+                    root=root,
+                    bn_positions=entry["bn_positions"],
+                )
+            )
+        return groups
+
+    def group_of_space(self, space):
+        return self._group_by_root[self.spaces.find(space)]
+
+    def layer(self, name):
+        """The leaf layer (or op) called `name` in the flattened graph."""
+        return self._layer_by_name[name]
+
+    def call_count(self, layer):
+        """How many times `layer` is called in the flattened graph."""
+        return self._call_counts.get(id(layer), 0)
+
+    def group_of_root(self, root):
+        return self._group_by_root[root]
+
+    def kept_positions(self, layout, kept):
+        """Kept positions of a layout, or `None` when nothing is cut.
+
+        Args:
+            layout: a `Layout`.
+            kept: dict group name -> sorted kept channel indices.
+        """
+        def channels(space):
+            return kept.get(self.group_of_space(space).name)
+
+        if all(channels(seg.space) is None for seg in layout.segments):
+            return None
+        return layout.positions(channels)
+
+
+def _last_dim(shape):
+    shape = tuple(shape)
+    if len(shape) < 2:
+        return 1 if len(shape) == 1 else None
+    return shape[-1]
+
+
+def channel_groups(model):
+    """The coupled channel groups of a functional or Sequential model.
+
+    Args:
+        model: a functional or Sequential `keras.Model` (nested models,
+            shared layers, several inputs and outputs are fine).
+
+    Returns:
+        A list of `ChannelGroup`, one per set of channels that can only be
+        cut together, in the order their producers run. Groups that touch a
+        model input, a model output or a layer keras_slim does not know are
+        `frozen` (kept whole).
+
+    Raises:
+        TypeError: `model` is not a Keras model or is a subclassed model.
+
+    Example:
+
+    >>> groups = keras_slim.channel_groups(model)
+    >>> [(g.name, g.width) for g in groups if g.prunable]
+    """
+    return ChannelGraph(model).groups

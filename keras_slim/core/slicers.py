@@ -1,0 +1,186 @@
+"""How each layer type takes part in the channel graph and how it is cut.
+
+One small rule per layer family, kept in a registry keyed by class. The
+lookup walks the class hierarchy, so a subclass of `Conv2D` is cut like a
+`Conv2D`. A rule answers three questions, each a small method:
+
+- `role(layer, call)`: what the layer does to channels (`Role`).
+- `slice(layer, weights, pos)`: the config updates and the weights of the
+  thinner layer, given the kept positions on its input (`pos["in"]`), its
+  input after a depthwise expansion (`pos["mid"]`) and its output
+  (`pos["out"]`).
+- `fold(layer, weights, removed, values)`: for a layer that mixes channels,
+  the change of each output channel when constant input positions are cut.
+
+Adding a layer type means writing one rule and calling `register_rule`.
+Rules are stateless; nothing here imports TensorFlow.
+"""
+
+import dataclasses
+
+import numpy as np
+
+PRODUCER = "producer"  # mixes input channels, creates a new channel space
+CHANNELWISE = "channelwise"  # channel c in -> channel c out (maybe expanded)
+MERGE = "merge"  # elementwise over several inputs: ties them
+CONCAT = "concat"  # concatenation along channels
+FLATTEN = "flatten"  # spatial positions folded into the channel axis
+BARRIER = "barrier"  # anything else: the channels it touches stay whole
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    kind: str
+    expand: int = 1
+    reason: str = ""
+    warn: bool = False  # barrier of an unknown layer type: tell the user
+    # a producer whose own output channels cannot be cut (a softmax
+    # activation renormalises across them): why, or "" when they can
+    frozen_output: str = ""
+
+
+_RULES = {}
+
+
+def register_rule(*classes):
+    """Class decorator registering a rule for one or more layer classes."""
+
+    def decorate(rule_cls):
+        for cls in classes:
+            if cls is not None:
+                _RULES[cls] = rule_cls()
+        return rule_cls
+
+    return decorate
+
+
+# Methods through which a subclass changes what its parent computes.
+COMPUTE_METHODS = ("call", "convolution_op", "build")
+
+
+def rule_for(operation):
+    """The rule of the nearest registered class in `operation`'s MRO.
+
+    A subclass is cut like its registered parent only when it computes like
+    it: one that overrides a method of `COMPUTE_METHODS` (a weight-
+    standardised Conv2D overriding `convolution_op`, a Dense with its own
+    `call`) is a barrier, with a warning, unless a rule is registered for
+    that exact class.
+    """
+    mro = type(operation).__mro__
+    for depth, cls in enumerate(mro):
+        rule = _RULES.get(cls)
+        if rule is None:
+            continue
+        overridden = sorted({
+            name
+            for sub in mro[:depth]
+            for name in COMPUTE_METHODS
+            if name in vars(sub)
+        })
+        if overridden:
+            return _SubclassBarrier(rule, cls, overridden)
+        return rule
+    return _UNKNOWN
+
+
+def take(array, axis, index):
+    """`np.take` that leaves the array alone when `index` is `None`."""
+    if index is None:
+        return array
+    return np.take(array, index, axis=axis)
+
+
+class Rule:
+    """Base rule: weights named in `axes` are cut along the given axes."""
+
+    # {weight name: {axis: "in" | "mid" | "out"}}
+    axes = {}
+    # config keys set to the kept width: {key: "in" | "out"}
+    widths = {}
+    # how constants pass through a channelwise layer: "identity" or "eval"
+    constants = "eval"
+    # whether `carry` may move input weights (a layer linear in its input
+    # whose kernels are cut by `axes` on "in": convolutions, Dense)
+    carries = False
+
+    def role(self, layer, call):
+        return Role(BARRIER, reason="unknown layer type", warn=True)
+
+    def slice(self, layer, weights, pos):
+        config = {
+            key: int(len(pos[which]))
+            for key, which in self.widths.items()
+            if pos[which] is not None
+        }
+        out = {}
+        for name, value in weights.items():
+            for axis, which in self.axes.get(name, {}).items():
+                value = take(value, axis, pos[which])
+            out[name] = value
+        return config, out
+
+    def macs(self, layer, in_shape, out_shape):
+        """Multiply-accumulates of one call for one example (default 0)."""
+        return 0
+
+    def fold(self, layer, weights, removed, values):
+        """Per-output-channel change when constant inputs are cut.
+
+        Args:
+            layer: the original layer.
+            weights: `{name: array}` of the original layer.
+            removed: positions of its input being cut.
+            values: the constant value at each of those positions.
+
+        Returns:
+            An array over the layer's (original) output channels, or `None`
+            when the layer cannot absorb a constant exactly.
+        """
+        return None
+
+    def carry(self, layer, weights, removed, carriers, scales):
+        """Weights that read input position `carriers[i]` absorb
+        `scales[i]` times those that read `removed[i]` (exact folding).
+
+        Returns:
+            The new `{name: array}`, or `None` when the layer cannot carry.
+        """
+        if not self.carries:
+            return None
+        out = dict(weights)
+        for name, axes in self.axes.items():
+            for axis, which in axes.items():
+                if which != "in" or name not in out:
+                    continue
+                value = np.moveaxis(out[name], axis, 0).astype(np.float64)
+                moved = value[removed] * np.reshape(
+                    scales, (-1,) + (1,) * (value.ndim - 1))
+                np.add.at(value, carriers, moved)
+                out[name] = np.moveaxis(value, 0, axis).astype(
+                    out[name].dtype)
+        return out
+
+
+_UNKNOWN = Rule()
+
+
+class _SubclassBarrier(Rule):
+    """A subclass of a registered layer that computes in its own way."""
+
+    def __init__(self, parent_rule, parent, overridden):
+        self.parent_rule = parent_rule
+        self.reason = (
+            f"subclass of {parent.__name__} overriding "
+            + ", ".join(f"`{name}`" for name in overridden)
+        )
+
+    def role(self, layer, call):
+        return Role(BARRIER, reason=self.reason, warn=True)
+
+    def macs(self, layer, in_shape, out_shape):
+        return self.parent_rule.macs(layer, in_shape, out_shape)
+
+
+# The built-in rules register themselves on import.
+from keras_slim.core import rules  # noqa: E402,F401  pylint: disable=wrong-import-position

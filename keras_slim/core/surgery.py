@@ -1,0 +1,421 @@
+"""`slim_model`: rebuild a thinner model from a plan, weights copied.
+
+Three steps, each on its own: read the channel graph (`graph.py`), fold the
+constant outputs of cut channels into the layers that read them
+(`constants.py` and the rules' `fold`), and rebuild the graph with each layer
+cut by its rule (`slicers.py`). The original model is never modified.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_slim.core import constants as constants_lib
+from keras_slim.core import copying
+from keras_slim.core import folding
+from keras_slim.core import rules
+from keras_slim.core import slicers
+from keras_slim.core.graph import ChannelGraph, graph_of, is_graph_model, ordered_nodes
+from keras_slim.core.plan import PruningPlan
+
+
+DEFAULT_FOLD = "bias"
+
+
+def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
+               verify_tolerance=1e-4):
+    """A new, thinner model that keeps the channels `plan` keeps.
+
+    Every layer keeps its name and config except its widths; kernels, biases,
+    BatchNormalization parameters and statistics, depthwise kernels and the
+    Dense rows after a Flatten are sliced and copied. A cut channel whose
+    value is a known constant (a BatchNormalization channel whose gamma is
+    zero, or one the plan cuts, outputs its beta) is folded into the layers
+    that read it.
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Not modified.
+        plan: a `PruningPlan` for this model.
+        fold: how the constants of cut channels are folded:
+            - `"bias"` (default): into the bias of the layers that read
+              them, into the moving mean of the BatchNormalization that
+              follows a bias-free convolution, or into a new bias. Exact
+              when no zero border lies between the constant and the layer
+              that reads it ("valid" padding, 1 x 1 kernels, Dense); with
+              "same" padding or a `ZeroPadding` layer exact except at the
+              borders (Ye et al., 2018).
+            - `"exact"`: as `"bias"` where that is exact; elsewhere one cut
+              constant channel of the group stays as a *carrier* (its gamma
+              set to zero, so it outputs its constant) and the weights that
+              read the other cut constant channels are added, scaled by
+              value / carrier value, to the weights that read it, so the
+              borders are exact too, at the cost of one channel per group
+              (`keras_slim.applied_plan` names the carriers). Where the maps
+              of the cut channels stop being alike (a depthwise convolution
+              with "same" padding, a separable consumer), it falls back to
+              the bias with a warning naming the layer.
+            - `"none"`: dropped, as Network Slimming's reference code does.
+        fold_constants: `False` is the same as `fold="none"`.
+        verify: run the original with the cut channels set to the constants
+            the slim model assumes and the slim model on the same random
+            inputs, and raise `ValueError` naming the first layer whose
+            output differs (see `keras_slim.verify_slim`).
+        verify_tolerance: the largest difference `verify` accepts, relative
+            to the largest magnitude of the layer's output.
+
+    Returns:
+        A new `keras.Model` (Sequential if `model` is Sequential).
+
+    Raises:
+        TypeError: `model` is not a functional or Sequential model, or `plan`
+            is not a `PruningPlan`.
+        ValueError: the plan does not fit the model (naming the group), an
+            unknown `fold`, or `verify` found a layer whose output differs.
+    """
+    fold = _fold_mode(fold, fold_constants)
+    if not isinstance(plan, PruningPlan):
+        raise TypeError(
+            "Expected `plan` to be a keras_slim.PruningPlan. "
+            f"Received: plan={plan!r}"
+        )
+    graph = ChannelGraph(model)
+    plan.validate(graph.groups)
+    kept = {
+        name: idx for name, idx in plan.kept.items()
+        if idx.size != graph.group_by_name[name].width
+    }
+    layers = _unique_layers(graph)
+    weights = {id(layer): constants_lib.layer_weights(layer) for layer in layers}
+    carried = None
+    dead_fn = _dead_fn(graph, kept)
+    if fold == "exact" and kept:
+        carried = folding.add_carriers(graph, kept, weights, dead_fn)
+        kept = carried.kept
+    positions = {id(layer): _positions(graph, call, kept)
+                 for layer, call in layers.items()}
+    configs = {id(layer): {} for layer in layers}
+    shifted = set()
+    if fold != "none" and kept:
+        shifted = _fold(graph, kept, weights, positions, configs, carried)
+    new_layers = {}
+    for layer, call in layers.items():
+        rule = slicers.rule_for(layer)
+        pos = positions[id(layer)]
+        layer_weights = weights[id(layer)]
+        if call.role.kind != slicers.BARRIER and any(
+            p is not None for p in pos.values()
+        ):
+            config_update, layer_weights = rule.slice(layer, layer_weights, pos)
+            configs[id(layer)].update(config_update)
+        new_layers[id(layer)] = (_clone_layer(layer, configs[id(layer)]),
+                                 layer_weights)
+    built = {}
+    slim = _rebuild(model, new_layers, built)
+    for layer in layers:
+        new_layer, layer_weights = new_layers[id(layer)]
+        _assign(new_layer, layer, layer_weights)
+    if verify:
+        from keras_slim.core import verification
+
+        verification.check(graph, slim, kept, fold, verify_tolerance, dead_fn,
+                           values=carried.values if carried else None,
+                           shifted=shifted)
+    return slim
+
+
+def applied_plan(model, plan, fold=None):
+    """The plan `slim_model(model, plan, fold=fold)` actually applies.
+
+    With `fold="exact"` it keeps, besides `plan`'s channels, the carrier
+    channels exact folding needs (at most one per group and pattern);
+    otherwise it is `plan`. Count, report or save this plan to describe the
+    slim model's widths.
+
+    Returns:
+        A `PruningPlan` with the widths of every group it names.
+    """
+    fold = _fold_mode(fold, True)
+    graph = ChannelGraph(model)
+    plan.validate(graph.groups)
+    kept = {
+        name: idx for name, idx in plan.kept.items()
+        if idx.size != graph.group_by_name[name].width
+    }
+    if fold == "exact" and kept:
+        weights = {id(call.layer): constants_lib.layer_weights(call.layer)
+                   for call in graph.calls
+                   if isinstance(call.layer, keras.layers.Layer)}
+        added = folding.add_carriers(graph, kept, weights,
+                                     _dead_fn(graph, kept), warn=False).added
+        kept = dict(plan.kept)
+        for name, channels in added.items():
+            kept[name] = np.union1d(kept[name], channels)
+        return PruningPlan(kept).complete(graph.groups)
+    return plan.complete(graph.groups)
+
+
+def _fold_mode(fold, fold_constants):
+    if fold is None:
+        return DEFAULT_FOLD if fold_constants else "none"
+    if fold not in folding.FOLDS:
+        raise ValueError(
+            f"Expected `fold` in {folding.FOLDS}. Received: fold={fold!r}"
+        )
+    if not fold_constants and fold != "none":
+        raise ValueError(
+            f"`fold_constants=False` means fold='none', but fold={fold!r} "
+            "was given; pass only `fold`."
+        )
+    return fold
+
+
+def _unique_layers(graph):
+    """Leaf layers (not stateless ops) with their first call."""
+    layers = {}
+    for call in graph.calls:
+        if isinstance(call.layer, keras.layers.Layer):
+            layers.setdefault(call.layer, call)
+    return layers
+
+
+def _positions(graph, call, kept):
+    if call.role.kind == slicers.BARRIER:
+        return {"in": None, "mid": None, "out": None}
+    layer_in = graph.layer_input.get(id(call.layer))
+    if layer_in is None:
+        layer_in = graph.layouts[call.inputs[0]]
+    out = None
+    if len(call.outputs) == 1:
+        out = graph.kept_positions(graph.layouts[call.outputs[0]], kept)
+    return {
+        "in": graph.kept_positions(layer_in, kept),
+        "mid": graph.kept_positions(layer_in.expanded(call.role.expand), kept),
+        "out": out,
+    }
+
+
+def _dead_fn(graph, kept):
+    """BatchNormalization positions that output beta: gamma is exactly zero,
+    or the plan cuts the channel (its expected value is beta)."""
+
+    def dead(layer):
+        layout = graph.layer_input[id(layer)]
+        mask = np.zeros(layout.size, bool)
+        positions = graph.kept_positions(layout, kept)
+        if positions is not None:
+            mask[:] = True
+            mask[positions] = False
+        gamma = layer.gamma if layer.scale else None
+        if gamma is not None:
+            mask |= constants_lib.to_numpy(gamma) == 0
+        return mask
+
+    return dead
+
+
+def _fold(graph, kept, weights, positions, configs, carried=None):
+    inexact = {}
+    values = constants_lib.propagate(
+        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept), inexact
+    )
+    if carried is not None:
+        values = carried.values
+    agreed = constants_lib.producer_inputs(graph, values)
+    approximate = {}  # consumer name -> layers whose zero padding matters
+    readers = {}
+    for call in graph.calls:
+        for key in call.inputs:
+            readers.setdefault(key, []).append(call)
+    shifted = set()  # layers whose change went into the next BN's mean
+    done = set()
+    for call in graph.calls:
+        layer = call.layer
+        if call.role.kind != slicers.PRODUCER or id(layer) in done:
+            continue
+        done.add(id(layer))
+        pos_in = positions[id(layer)]["in"]
+        if pos_in is None:
+            continue
+        value = agreed[id(layer)]
+        removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
+        rule = slicers.rule_for(layer)
+        move = carried.moves.get(id(layer)) if carried else None
+        if move is not None:
+            sources, targets, scales = move
+            weights[id(layer)] = rule.carry(layer, weights[id(layer)],
+                                            sources, targets, scales)
+            removed = np.setdiff1d(removed, sources)
+        removed_values = value[removed]
+        known = ~np.isnan(removed_values) & (removed_values != 0)
+        first = values[call.inputs[0]][removed]
+        if np.any(np.isnan(removed_values) & ~np.isnan(first)):
+            warnings.warn(
+                f"Layer `{layer.name}` is called several times and its calls "
+                "see different constants on channels cut from its input; "
+                "one bias cannot absorb them all, so they are dropped and "
+                "its output shifts.",
+                stacklevel=3,
+            )
+        if not np.any(known):
+            continue
+        mask, culprits = inexact[call.inputs[0]]
+        culprits = set(culprits) if np.any(mask[removed[known]]) else set()
+        if rules.zero_border(layer):
+            culprits.add(layer.name)
+        delta = rule.fold(layer, weights[id(layer)], removed[known],
+                          removed_values[known])
+        if delta is None:
+            warnings.warn(
+                f"Layer `{layer.name}` ({type(layer).__name__}) cannot absorb "
+                "the constant output of the channels cut from its input; "
+                "they are dropped, so its output shifts.",
+                stacklevel=3,
+            )
+            continue
+        if culprits:
+            approximate[layer.name] = culprits
+        if _absorb(graph, call, readers, delta, weights, configs):
+            shifted.add(layer.name)
+    if approximate:
+        _warn_approximate(approximate, exact_offered=carried is None)
+    return shifted
+
+
+def _warn_approximate(approximate, exact_offered=True):
+    consumers = sorted(approximate)
+    culprits = sorted(set().union(*approximate.values()))
+    shown = ", ".join(f"`{name}`" for name in consumers[:5])
+    if len(consumers) > 5:
+        shown += f" and {len(consumers) - 5} more"
+    padding = ", ".join(f"`{name}`" for name in culprits[:5])
+    if len(culprits) > 5:
+        padding += f" and {len(culprits) - 5} more"
+    warnings.warn(
+        "slim_model: approximate fold. The constant output of cut channels "
+        f"is folded into {shown} exactly in the interior of the feature "
+        "maps but not at their borders, which the zero padding of "
+        f"{padding} fills with 0 instead of the constant. Outputs differ "
+        "near the borders; fine-tune, or use valid padding (or cut channels "
+        "whose BatchNormalization beta is zero too) for an exact fold"
+        + (", or pass fold=\"exact\"." if exact_offered else "."),
+        stacklevel=3,
+    )
+
+
+def _absorb(graph, call, readers, delta, weights, configs):
+    """Add `delta` to the output of a producer: bias, next BN, or new bias.
+    Returns whether the next BN's moving mean took it."""
+    layer = call.layer
+    own = weights[id(layer)]
+    if "bias" in own:
+        own["bias"] = own["bias"] + delta.astype(own["bias"].dtype)
+        return
+    following = readers.get(call.outputs[0], [])
+    if (
+        not rules.has_activation(layer)  # the BN sees act(x), not x
+        and graph.call_count(layer) == 1
+        and len(following) == 1
+        and isinstance(following[0].layer, keras.layers.BatchNormalization)
+        and following[0].role.kind == slicers.CHANNELWISE
+        and graph.call_count(following[0].layer) == 1
+    ):
+        bn = weights[id(following[0].layer)]
+        bn["moving_mean"] = bn["moving_mean"] - delta.astype(
+            bn["moving_mean"].dtype
+        )
+        return True
+    kernel_dtype = next(iter(own.values())).dtype
+    own["bias"] = delta.astype(kernel_dtype)
+    configs[id(layer)]["use_bias"] = True
+
+
+def _clone_layer(layer, update):
+    config = layer.get_config()
+    config.update(update)
+    try:
+        return layer.__class__.from_config(config)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot rebuild layer `{layer.name}` ({type(layer).__name__}) "
+            f"from its config: {error}. Custom layers need a get_config() "
+            "that from_config() accepts."
+        ) from None
+
+
+def _rebuild(model, new_layers, built, input_shapes=None):
+    """Rebuild `model` with new leaf layers; nested models rebuilt once.
+
+    `input_shapes` are the (possibly narrower) shapes a nested model is now
+    called with; the top-level model keeps its own.
+    """
+    if id(model) in built:
+        return built[id(model)]
+    graph = graph_of(model)
+    if input_shapes is None:
+        input_shapes = [tuple(t.shape) for t in graph.inputs]
+    if isinstance(model, keras.Sequential):
+        first = graph.inputs[0]
+        layers = [
+            keras.layers.InputLayer(
+                batch_shape=input_shapes[0],
+                dtype=first.dtype,
+                name=first._keras_history.operation.name,
+            )
+        ]
+        for layer in model.layers:
+            if is_graph_model(layer):
+                raise ValueError(
+                    f"Sequential model `{model.name}` contains the model "
+                    f"`{layer.name}`; keras_slim rebuilds nested models inside "
+                    "functional models only."
+                )
+            else:
+                layers.append(new_layers[id(layer)][0])
+        new = keras.Sequential(layers, name=model.name, trainable=model.trainable)
+        built[id(model)] = new
+        return new
+    tensors = {}
+    for tensor, shape in zip(graph.inputs, input_shapes):
+        tensors[id(tensor)] = keras.Input(
+            batch_shape=shape,
+            dtype=tensor.dtype,
+            sparse=getattr(tensor, "sparse", False),
+            name=tensor._keras_history.operation.name,
+        )
+    for node in ordered_nodes(graph):
+        if any(id(t) not in tensors for t in node.input_tensors):
+            continue
+        op = node.operation
+        if is_graph_model(op):
+            shapes = [tuple(tensors[id(t)].shape) for t in node.input_tensors]
+            new_op = _rebuild(op, new_layers, built, shapes)
+        elif isinstance(op, keras.layers.Layer):
+            new_op = new_layers[id(op)][0]
+        else:
+            new_op = op  # a stateless op such as `x + 3.0`
+        args, kwargs = node.arguments.fill_in(tensors)
+        outputs = new_op(*args, **kwargs)
+        for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
+            tensors[id(tensor)] = value
+
+    def convert(tensor):
+        return tensors[id(tensor)]
+
+    inputs = keras.tree.map_structure(convert, graph._inputs_struct)
+    outputs = keras.tree.map_structure(convert, graph._outputs_struct)
+    new = keras.Model(inputs, outputs, name=model.name, trainable=model.trainable)
+    built[id(model)] = new
+    return new
+
+
+def _assign(new_layer, layer, values):
+    """Set the weights of `new_layer` from `{name: array}`."""
+    names = [v.name for v in new_layer.weights]
+    if len(set(names)) != len(names) or not all(n in values for n in names):
+        # Layers with nested sublayers: copy positionally when shapes agree.
+        originals = layer.get_weights()
+        new_layer.set_weights(originals)
+        copying.refresh_state(new_layer)
+        return
+    copying.assign_layer(new_layer, values)

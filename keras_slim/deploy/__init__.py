@@ -1,0 +1,3 @@
+"""Deployment: export (TFLite, SavedModel, ONNX), runtimes and safe loading."""
+
+__all__ = []

@@ -1,0 +1,85 @@
+"""Converting under the TensorFlow backend from a JAX or PyTorch process.
+
+Keras picks its backend once per process, and TFLite, SavedModel and ONNX
+conversion (tf2onnx) need TensorFlow's. A `.keras` file holds no trace of
+the backend that trained it, so a model built on JAX or PyTorch is saved to
+a temporary `.keras` file and `keras-slim export --no-check` converts it in
+a child process with `KERAS_BACKEND=tensorflow`. The caller then checks the
+file against its own model (`export._check`), so the parity check compares
+the export with the backend that trained the model.
+
+Custom layers must be importable in the child (registered with
+`keras.saving.register_keras_serializable` in a module it imports); the
+error says so when loading fails there.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import keras_slim
+
+
+def _package_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(keras_slim.__file__)))
+
+
+def child_environment():
+    """This process's environment with the TensorFlow backend and this
+    keras_slim first on the path."""
+    env = dict(os.environ)
+    env["KERAS_BACKEND"] = "tensorflow"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _package_root() + (os.pathsep + path if path else "")
+    return env
+
+
+def convert_in_tensorflow(model, path, format, quantize, representative,
+                          names):
+    """Write `model` to `path` in a TensorFlow-backend child process.
+
+    Args:
+        model: the Keras model (any backend). Not modified.
+        path: the file or directory to write.
+        format: "tflite", "saved_model" or "onnx".
+        quantize: None, "dynamic" or "int8".
+        representative: a list of arrays (one per input, in the order of
+            `names`) or None.
+        names: the model's input names.
+
+    Returns:
+        The size in bytes of what was written.
+
+    Raises:
+        RuntimeError: the child failed (its last error line is quoted).
+    """
+    command = [sys.executable, "-m", "keras_slim.tools.cli", "export"]
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = os.path.join(tmp, "model.keras")
+        model.save(saved)
+        command += [saved, "-o", os.path.abspath(path), "--format", format,
+                    "--no-check", "--unsafe"]
+        if quantize is not None:
+            command += ["--quantize", quantize]
+        if representative is not None:
+            data = os.path.join(tmp, "representative.npz")
+            np.savez(data, **dict(zip(names, representative)))
+            command += ["--representative-data", data]
+        done = subprocess.run(command, env=child_environment(), text=True,
+                              capture_output=True, check=False)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {done.returncode}"
+        raise RuntimeError(
+            "The conversion under the TensorFlow backend failed: "
+            f"{reason}. (Custom layers must be registered in a module the "
+            "child process imports.)"
+        )
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f))
+                   for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)

@@ -1,0 +1,157 @@
+"""Criteria: plans from the state of a trained model.
+
+Each criterion scores channels with NumPy and returns a `PruningPlan`; none
+cuts a layer.
+"""
+
+import math
+
+import numpy as np
+
+from keras_slim.core import constants as constants_lib
+from keras_slim.core import slicers
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.plan import PruningPlan
+
+
+def _check_tol(tol):
+    if not isinstance(tol, (int, float)) or math.isnan(tol) or tol < 0:
+        raise ValueError(
+            f"Expected `tol` to be a non-negative number. Received: tol={tol!r}"
+        )
+
+
+def _check_min_channels(min_channels):
+    if not isinstance(min_channels, int) or min_channels < 1:
+        raise ValueError(
+            "Expected `min_channels` to be an integer >= 1. "
+            f"Received: min_channels={min_channels!r}"
+        )
+
+
+def _group_gammas(graph, group):
+    """|gamma| of each BatchNormalization scaling `group`, as `(width, k)`
+    arrays over the positions of each channel; `None` when one of them has
+    no gamma (`scale=False`)."""
+    found = []
+    for name, matrix in group.bn_positions.items():
+        bn = graph.layer(name)
+        if not bn.scale:
+            return None
+        found.append(np.abs(constants_lib.to_numpy(bn.gamma))[matrix])
+    return found
+
+
+def bn_gamma_scores(graph, group):
+    """Per channel of `group`, the largest |gamma| over the BatchNormalization
+    layers that scale it (over every position a channel occupies)."""
+    gammas = _group_gammas(graph, group)
+    if gammas is None:
+        return np.full(group.width, np.inf)
+    score = np.zeros(group.width)
+    for gamma in gammas:
+        score = np.maximum(score, gamma.max(axis=1))
+    return score
+
+
+def constant_channels(graph, dead_fn):
+    """For each group, the channels that reach every consumer as a constant
+    that consumer can absorb.
+
+    Returns:
+        dict group name -> boolean array over the group's channels.
+    """
+    weights_cache = {}
+
+    def weights(layer):
+        if id(layer) not in weights_cache:
+            weights_cache[id(layer)] = constants_lib.layer_weights(layer)
+        return weights_cache[id(layer)]
+
+    values = constants_lib.propagate(graph, weights, dead_fn)
+    agreed = constants_lib.producer_inputs(graph, values)
+    find = graph.spaces.find
+    result = {g.name: np.ones(g.width, bool) for g in graph.groups}
+    readers = set()
+    for call in graph.calls:
+        if call.role.kind not in (slicers.PRODUCER, slicers.BARRIER):
+            continue
+        absorbs = type(slicers.rule_for(call.layer)).fold is not slicers.Rule.fold
+        for key in call.inputs:
+            lay = graph.layouts[key]
+            value = agreed.get(id(call.layer), values[key])
+            for root in {find(s.space) for s in lay.segments}:
+                group = graph.group_of_root(root)
+                matrix = lay.channel_positions(root, find)
+                known = ~np.isnan(value[matrix])
+                if not absorbs:
+                    known &= value[matrix] == 0
+                result[group.name] &= np.all(known, axis=1)
+                readers.add(group.name)
+    for key in graph.output_keys:
+        for seg in graph.layouts[key].segments:
+            result[graph.group_of_space(seg.space).name][:] = False
+    for name in result:
+        if name not in readers:
+            # Read by nothing that mixes channels: no evidence either way.
+            result[name][:] = False
+    return result
+
+
+def _dead_in_every_batchnorm(graph, group, tol):
+    gammas = _group_gammas(graph, group)
+    if gammas is None:
+        return np.zeros(group.width, bool)
+    dead = np.ones(group.width, bool)
+    for gamma in gammas:
+        dead &= np.all(gamma <= tol, axis=1)
+    return dead
+
+
+def plan_zero_gamma(model, tol=0.0, min_channels=1):
+    """Keep every channel except those whose BatchNormalization gamma is zero.
+
+    A channel goes when its gamma is within `tol` of zero in every
+    BatchNormalization that scales it within its group (every branch of a
+    residual sum included), so that it reaches every layer that reads it as
+    a constant (the activation of beta), which `slim_model` folds into that
+    layer. Channels of a group with a path not scaled by a
+    BatchNormalization are kept. This is how ISTA-trained models (Ye et al.,
+    2018) are pruned.
+
+    Args:
+        model: a functional or Sequential `keras.Model`.
+        tol: a gamma with `|gamma| <= tol` counts as zero.
+        min_channels: every group keeps at least this many channels (those
+            with the largest |gamma|).
+
+    Returns:
+        A `PruningPlan` naming each prunable group that loses channels.
+    """
+    _check_tol(tol)
+    _check_min_channels(min_channels)
+    graph = ChannelGraph(model)
+
+    def dead(layer):
+        if not layer.scale:
+            return None
+        return np.abs(constants_lib.to_numpy(layer.gamma)) <= tol
+
+    removable = constant_channels(graph, dead)
+    kept, widths = {}, {}
+    for group in graph.groups:
+        if not group.prunable or not group.batchnorms:
+            continue
+        gone = removable[group.name] & _dead_in_every_batchnorm(graph, group, tol)
+        if not np.any(gone):
+            continue
+        keep = np.flatnonzero(~gone)
+        if keep.size < min_channels:
+            score = bn_gamma_scores(graph, group)
+            order = np.argsort(-score, kind="stable")
+            keep = np.sort(order[: min(min_channels, group.width)])
+        if keep.size == group.width:
+            continue
+        kept[group.name] = keep
+        widths[group.name] = group.width
+    return PruningPlan(kept, widths)

@@ -1,0 +1,423 @@
+"""Measured latency: runtimes that time models, and a per-layer lookup table.
+
+Latency is measured on the runtime that will serve the model, never
+modelled from MACs. Timing every candidate of a search end to end would
+take minutes each, so `build_latency_table` times each layer that counts
+MACs alone, at a handful of input and output widths, once; a search then
+reads the table (`LatencyTable.predict`) and only the final plan is timed
+end to end. Layers with the same configuration and shapes (the repeated
+blocks of a ResNet stage) share one entry. The table is plain JSON, saved
+and loaded with `save` / `load`, and reused for as many searches as wanted.
+
+A runtime is any object with `time(models) -> list of milliseconds` and
+`info() -> dict` (`Runtime`); `LiteRTRuntime` is the default, and tests
+pass a fake one so that nothing is timed. TensorFlow and LiteRT are
+imported only when a `LiteRTRuntime` is made.
+"""
+
+import hashlib
+import importlib.util
+import json
+
+import keras
+import numpy as np
+
+from keras_slim.core import slicers
+from keras_slim.core.widths import WidthCounter
+
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+class Runtime:
+    """What a runtime offers a budget search: timing Keras models.
+
+    Args:
+        threads: threads the runtime may use (`None`: its default).
+        batch: batch size of the timed inputs.
+    """
+
+    name = "runtime"
+
+    def __init__(self, threads=None, batch=1):
+        for argument, value in (("threads", threads), ("batch", batch)):
+            if value is None and argument == "threads":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    value < 1:
+                raise ValueError(
+                    f"Expected `{argument}` to be an integer >= 1. "
+                    f"Received: {argument}={value!r}"
+                )
+        self.threads, self.batch = threads, batch
+
+    def time(self, models):
+        """Median milliseconds per call of each model, timed in one run."""
+        raise NotImplementedError
+
+    def info(self):
+        return {"name": self.name, "threads": self.threads,
+                "batch": self.batch}
+
+
+def check_litert():
+    """Raise an ImportError naming the fix when LiteRT is not installed."""
+    missing = [m for m in ("ai_edge_litert", "tensorflow")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            "A latency budget is measured on a runtime, and LiteRT is not "
+            f"installed (missing {', '.join(missing)}): pip install "
+            "ai-edge-litert tensorflow, or pass `runtime=` (a "
+            "keras_slim.planners.latency_table.Runtime)."
+        )
+
+
+class LiteRTRuntime(Runtime):
+    """Times models in the LiteRT interpreter (float32, XNNPACK).
+
+    Each model is converted to TFLite from a frozen concrete function
+    (weights as constants, batch fixed), then all are timed interleaved by
+    `runtime.time_tflite`.
+
+    Args:
+        threads: interpreter threads (`None`: LiteRT's default).
+        batch: batch size.
+        runs: timed invokes per model.
+        warmup: untimed invokes first.
+        statistic: "median" of the timed invokes, or "p10", their 10th
+            percentile, steadier on a machine other work keeps busy (it
+            estimates the latency without interruptions).
+    """
+
+    name = "litert"
+
+    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
+                 statistic="median"):
+        super().__init__(threads, batch)
+        if statistic not in ("median", "p10"):
+            raise ValueError(
+                'Expected `statistic` to be "median" or "p10". '
+                f"Received: statistic={statistic!r}"
+            )
+        check_litert()
+        self.runs, self.warmup, self.statistic = runs, warmup, statistic
+
+    def convert(self, model):
+        import tensorflow as tf
+        from tensorflow.python.framework import convert_to_constants
+
+        from keras_slim.deploy.runtime import quiet_native_output
+
+        specs = [tf.TensorSpec((self.batch,) + tuple(t.shape[1:]), t.dtype)
+                 for t in model.inputs]
+
+        def call(*inputs):
+            return model(list(inputs) if len(inputs) > 1 else inputs[0],
+                         training=False)
+
+        function = tf.function(call, input_signature=specs)
+        frozen = convert_to_constants.convert_variables_to_constants_v2(
+            function.get_concrete_function()
+        )
+        with quiet_native_output():
+            return tf.lite.TFLiteConverter.from_concrete_functions(
+                [frozen]
+            ).convert()
+
+    def time(self, models):
+        from keras_slim.deploy.runtime import time_tflite
+
+        files = [self.convert(m) for m in models]
+        results = time_tflite(files, runs=self.runs, warmup=self.warmup,
+                              num_threads=self.threads)
+        return [r.median_ms if self.statistic == "median" else r.p10_ms
+                for r in results]
+
+
+RUNTIMES = {"litert": LiteRTRuntime}
+
+
+def runtime_from_info(info):
+    """The runtime a table was measured on, made again from `info`."""
+    cls = RUNTIMES.get(info.get("name"))
+    if cls is None:
+        raise ValueError(
+            f"The latency table was measured on runtime {info.get('name')!r}, "
+            f"which keras_slim does not know ({', '.join(RUNTIMES)}); pass "
+            "`runtime=`."
+        )
+    return cls(threads=info.get("threads"), batch=info.get("batch", 1))
+
+
+# -- the table ----------------------------------------------------------------
+
+
+def _grid(full, variable, fractions):
+    if not variable:
+        return [int(full)]
+    sizes = set()
+    for fraction in fractions:
+        size = full * fraction
+        size = int(round(size / 8) * 8) if full >= 32 else int(round(size))
+        sizes.add(min(full, max(1, size)))
+    sizes.add(int(full))
+    return sorted(sizes)
+
+
+def _interp(x, xs, ys):
+    """Piecewise linear in x; below the first point proportional to x."""
+    if x <= xs[0]:
+        return ys[0] * x / xs[0]
+    return float(np.interp(x, xs, ys))
+
+
+def _signature(call, in_shape, out_shape):
+    config = dict(call.layer.get_config())
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None)
+    text = json.dumps([type(call.layer).__name__, config, list(in_shape[1:]),
+                       list(out_shape[1:]), call.role.kind, call.role.expand],
+                      sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def unit_model(call, k_in, k_out, batch=1):
+    """One layer alone at input width `k_in` and output width `k_out`."""
+    layer = call.layer
+    rule = slicers.rule_for(layer)
+    config = dict(layer.get_config())
+    config.pop("name", None)
+    for key, which in rule.widths.items():
+        config[key] = int(k_in if which == "in" else k_out)
+    if call.role.kind == slicers.CHANNELWISE and \
+            getattr(layer, "groups", 1) > 1:
+        config.update(groups=int(k_in), filters=int(k_out))
+    shape = tuple(call.input_shape[1:-1]) + (int(k_in),)
+    inputs = keras.Input(shape, batch_size=batch)
+    return keras.Model(inputs, type(layer).from_config(config)(inputs))
+
+
+class LatencyTable:
+    """Measured milliseconds of each layer at a few widths.
+
+    Attributes:
+        runtime: the runtime's `info()` (name, threads, batch).
+        dense_ms: the whole model timed end to end.
+        layers_ms: the table's sum at full widths. Predictions are the
+            table's sum at the plan's widths times `dense_ms / layers_ms`:
+            what the table leaves out (merges, pooling, memory moves, the
+            threads' synchronisation) is taken to shrink with the layers.
+        calls: per counted call: layer name, entry key, full sizes.
+        entries: key -> {"in": sizes, "out": sizes or None, "ms": grid},
+            each timing less the cost of an empty call on the runtime.
+    """
+
+    def __init__(self, runtime, dense_ms, calls, entries):
+        self.runtime = dict(runtime)
+        self.dense_ms = float(dense_ms)
+        self.calls = [dict(c) for c in calls]
+        self.entries = {k: dict(v) for k, v in entries.items()}
+        self.counter = None
+        self.layers_ms = float(sum(
+            self._entry_ms(c["key"], c["in"], c["out"]) for c in self.calls
+        ))
+        self._scale = self.dense_ms / self.layers_ms if self.layers_ms else 1.0
+
+    def _entry_ms(self, key, k_in, k_out):
+        entry = self.entries[key]
+        if entry["out"] is None:
+            return _interp(k_in, entry["in"], entry["ms"])
+        rows = [_interp(k_out, entry["out"], row) for row in entry["ms"]]
+        return _interp(k_in, entry["in"], rows)
+
+    def bind(self, counter):
+        """Attach the model's `WidthCounter` (checking the table fits)."""
+        calls = counter.counted_calls
+        names = [c.layer.name for c in calls]
+        if names != [c["layer"] for c in self.calls] or any(
+            counter.call_sizes(i, {}) != (c["in"], c["out"] if c["out"]
+                                          is not None else c["in"] *
+                                          calls[i].role.expand)
+            for i, c in enumerate(self.calls)
+        ):
+            raise ValueError(
+                "The latency table was built for another model (its layers "
+                "or widths differ); build one for this model with "
+                "build_latency_table."
+            )
+        self.counter = counter
+        return self
+
+    def call_ms(self, index, widths):
+        k_in, k_out = self.counter.call_sizes(index, widths)
+        call = self.calls[index]
+        return self._scale * self._entry_ms(
+            call["key"], k_in, None if call["out"] is None else k_out)
+
+    def predict(self, widths):
+        """Predicted milliseconds when each group keeps `widths[name]`."""
+        if self.counter is None:
+            raise ValueError("Call `bind(WidthCounter(model))` first.")
+        return sum(self.call_ms(i, widths) for i in range(len(self.calls)))
+
+    def to_dict(self):
+        return {"version": 1, "runtime": self.runtime,
+                "dense_ms": self.dense_ms, "layers_ms": self.layers_ms,
+                "calls": self.calls, "entries": self.entries}
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict) or data.get("version") != 1:
+            raise ValueError("Not a keras_slim latency table (version 1).")
+        return cls(data["runtime"], data["dense_ms"], data["calls"],
+                   data["entries"])
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(self.to_dict(), file, indent=1)
+
+    @classmethod
+    def load(cls, path):
+        with open(path, encoding="utf-8") as file:
+            return cls.from_dict(json.load(file))
+
+
+def build_latency_table(model, runtime=None, fractions=FRACTIONS,
+                        verbose=True):
+    """Time every layer that counts MACs at a few widths, once.
+
+    Args:
+        model: a functional or Sequential `keras.Model` with a fixed input
+            size.
+        runtime: a `Runtime` (default `LiteRTRuntime()`).
+        fractions: the widths timed, as fractions of the full width
+            (rounded to multiples of 8 for layers of 32 channels or more).
+        verbose: a progress line while timing.
+
+    Returns:
+        A `LatencyTable`, bound to the model.
+    """
+    from keras_slim.deploy.runtime import ProgressLine
+
+    runtime = runtime or LiteRTRuntime()
+    counter = WidthCounter(model)
+    calls, jobs = [], {}
+    for index, call in enumerate(counter.counted_calls):
+        _, _, in_shape, out_shape, in_layout, out_layout = \
+            counter._mac_calls[index]
+        full_in, full_out = in_shape[-1], out_shape[-1]
+        key = _signature(call, in_shape, out_shape)
+
+        def variable(layout):
+            return layout is not None and any(
+                counter.graph.group_of_space(s.space).prunable
+                for s in layout.segments
+            )
+
+        channelwise = call.role.kind == slicers.CHANNELWISE
+        calls.append({"layer": call.layer.name, "key": key, "in": full_in,
+                      "out": None if channelwise else full_out})
+        if key not in jobs:
+            jobs[key] = (call, _grid(full_in, variable(in_layout), fractions),
+                         None if channelwise else
+                         _grid(full_out, variable(out_layout), fractions))
+    progress = ProgressLine(len(jobs) + 2, verbose)
+    # What any call costs whatever its layer does (the invoke itself):
+    # timed on a one-value model and taken off every layer's timing, so
+    # that the table's shares are those of the work.
+    progress.step("timing the cost of an empty call")
+    tiny = keras.Input((1,), batch_size=runtime.batch)
+    overhead = float(runtime.time(
+        [keras.Model(tiny, keras.layers.ReLU()(tiny))])[0])
+    entries = {}
+    for key, (call, ins, outs) in jobs.items():
+        progress.step(f"timing `{call.layer.name}` "
+                      f"({type(call.layer).__name__}) at "
+                      f"{len(ins) * len(outs or [1])} widths")
+        if outs is None:
+            models = [unit_model(call, k, k * call.role.expand,
+                                 runtime.batch) for k in ins]
+            times = [max(float(t) - overhead, 0.0)
+                     for t in runtime.time(models)]
+        else:
+            models = [unit_model(call, a, b, runtime.batch)
+                      for a in ins for b in outs]
+            flat = [max(float(t) - overhead, 0.0)
+                    for t in runtime.time(models)]
+            times = [flat[i * len(outs):(i + 1) * len(outs)]
+                     for i in range(len(ins))]
+        entries[key] = {"layer": type(call.layer).__name__, "in": ins,
+                        "out": outs, "ms": times}
+    progress.step("timing the whole model")
+    dense_ms = float(runtime.time([model])[0])
+    progress.done(f"latency table: {len(entries)} layer shapes, dense "
+                  f"model {dense_ms:.2f} ms on {runtime.name}")
+    return LatencyTable(runtime.info(), dense_ms, calls, entries).bind(counter)
+
+
+# -- steps ------------------------------------------------------------------
+
+
+def scan_widths(model, layer, widths, runtime=None):
+    """Time one layer of `model` alone at each output width in `widths`.
+
+    Latency falls in steps as widths cross the runtime's vector sizes; a
+    fine scan of one layer shows where.
+
+    Args:
+        model: the model.
+        layer: name of a convolution or Dense layer of it.
+        widths: output widths to time (its input keeps its full width).
+        runtime: a `Runtime` (default `LiteRTRuntime()`).
+
+    Returns:
+        A list of (width, milliseconds).
+    """
+    runtime = runtime or LiteRTRuntime()
+    counter = WidthCounter(model)
+    calls = [c for c in counter.counted_calls if c.layer.name == layer]
+    if not calls or calls[0].role.kind != slicers.PRODUCER:
+        raise ValueError(
+            f"Expected `layer` to name a convolution or Dense layer of the "
+            f"model. Received: layer={layer!r}"
+        )
+    call = calls[0]
+    models = [unit_model(call, call.input_shape[-1], w, runtime.batch)
+              for w in widths]
+    return list(zip([int(w) for w in widths],
+                    [float(t) for t in runtime.time(models)]))
+
+
+def suggest_round_to(points, candidates=(32, 16, 8, 4, 2)):
+    """The `round_to` a width scan suggests: the step size `r` for which
+    going from a multiple of `r` to one channel more costs most, relative to
+    the typical change between neighbouring widths.
+
+    Args:
+        points: (width, ms) pairs at consecutive widths (`scan_widths`).
+
+    Returns:
+        `(round_to, strength)`: the smallest candidate whose steps are
+        nearly (3/4) as strong as the strongest (1 when no step stands out:
+        strength below 2), and how many times the typical change its steps
+        are.
+    """
+    table = dict(points)
+    diffs = {w: table[w + 1] - table[w] for w in table if w + 1 in table}
+    if not diffs:
+        return 1, 0.0
+    typical = float(np.median(np.abs(list(diffs.values())))) or 1e-9
+    values = {}
+    for r in candidates:
+        jumps = [d for w, d in diffs.items() if w % r == 0]
+        if len(jumps) >= 2:
+            values[r] = float(np.mean(jumps)) / typical
+    if not values:
+        return 1, 0.0
+    strongest = max(values.values())
+    if strongest < 2:
+        return 1, max(strongest, 0.0)
+    # Steps every r also show at every multiple of r: take the smallest r
+    # whose steps are nearly as strong as the strongest.
+    best = min(r for r, v in values.items() if v >= 0.75 * strongest)
+    return best, values[best]

@@ -1,0 +1,84 @@
+"""Per-channel scores of a channel group: |gamma|, filter L1 norm, random.
+
+Higher scores are kept first. Plain NumPy over the model's weights.
+"""
+
+import numpy as np
+
+from keras_slim.core import constants as constants_lib
+from keras_slim.core import slicers
+from keras_slim.planners.criteria import bn_gamma_scores
+
+SCORES = ("gamma", "l1", "random")
+
+
+def gamma_scores(graph, group):
+    """Per channel, the largest |gamma| over the group's BatchNormalizations,
+    or `None` when a BatchNormalization has no gamma (`scale=False`) or the
+    group has none."""
+    if not group.batchnorms:
+        return None
+    score = bn_gamma_scores(graph, group)
+    if np.any(np.isinf(score)):
+        return None
+    if np.any(np.isnan(score)):
+        raise ValueError(
+            f"The BatchNormalization gammas of group `{group.name}` contain "
+            "NaN; the model's weights are broken."
+        )
+    return score
+
+
+def filter_norms(layer, width):
+    """L1 norm of each output filter of a producer layer."""
+    rule = slicers.rule_for(layer)
+    weights = constants_lib.layer_weights(layer)
+    total = np.zeros(width)
+    found = False
+    for name, axes in rule.axes.items():
+        value = weights.get(name)
+        out_axes = [a for a, which in axes.items() if which == "out"]
+        if value is None or value.ndim < 2 or not out_axes:
+            continue
+        moved = np.moveaxis(np.abs(value), out_axes[0], -1)
+        total = total + moved.reshape(-1, moved.shape[-1]).sum(axis=0)
+        found = True
+    if not found or total.shape[0] != width:
+        raise ValueError(
+            f"Cannot compute the L1 norm of the filters of layer "
+            f"`{layer.name}` ({type(layer).__name__}); pass it in `skip`."
+        )
+    return total
+
+
+def l1_scores(graph, group):
+    """Per channel, the L1 norm of its filter summed over the producers."""
+    score = np.zeros(group.width)
+    for name in group.producers:
+        score = score + filter_norms(graph.layer(name), group.width)
+    return score
+
+
+def score_groups(graph, groups, score, seed=None):
+    """dict group name -> per-channel scores, for the groups that have one.
+
+    `score` is "gamma" (groups without a scaled BatchNormalization are left
+    out), "l1" or "random" (a generator seeded by `seed`).
+    """
+    if score not in SCORES:
+        raise ValueError(
+            f"Expected `score` to be one of {', '.join(SCORES)}. "
+            f"Received: score={score!r}"
+        )
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for group in groups:
+        if score == "gamma":
+            value = gamma_scores(graph, group)
+        elif score == "l1":
+            value = l1_scores(graph, group)
+        else:
+            value = rng.random(group.width)
+        if value is not None:
+            scores[group.name] = value
+    return scores

@@ -1,0 +1,3 @@
+"""Tools on top of the library: the `keras-slim` CLI, reports, summaries."""
+
+__all__ = []
