@@ -27,7 +27,7 @@ from keras_slim.planners.latency_table import (
     Runtime,
     build_latency_table,
 )
-from keras_slim.planners.pruning import prune
+from keras_slim.tools.pruning import prune
 from keras_slim.planners.selection import (
     merged_layers,
     plan_global_gamma,

@@ -2,7 +2,8 @@
 
 A rule says what a layer does to channels (`Role`) and how it is cut
 (`Rule.slice`); `register_rule` files it under layer classes, and
-`registered` does so for one block of code only.
+`registered` does so for one block of code only. This is the one place
+to import them from.
 """
 
 from keras_slim._forward import forward as _forward
@@ -16,6 +17,7 @@ from keras_slim.core.slicers import (
     Role,
     Rule,
     register_rule,
+    registered,
     rule_for,
     take,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "Role",
     "Rule",
     "register_rule",
+    "registered",
     "rule_for",
     "take",
 ]

@@ -87,7 +87,7 @@ def test_mac_budget_is_met_and_tight(method):
         # and a ratio that much smaller no longer fits.
         channels = sum(g.width for g in keras_slim.channel_groups(model)
                        if g.prunable)
-        looser = keras_slim.planners.pruning.plan_for(
+        looser = keras_slim.planners.methods.plan_for(
             model, method, ratio=result.ratio - 0.25 / channels)
         assert WidthCounter(model).macs(plan_widths(looser)) > 0.5 * dense
 

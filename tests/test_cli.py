@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_slim.tools import cli
-from keras_slim.planners.pruning import prune
+from keras_slim.tools.pruning import prune
 from keras_slim.deploy.runtime import TFLiteModel
 
 from tests import zoo

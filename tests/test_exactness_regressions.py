@@ -310,17 +310,14 @@ def test_subclass_overriding_call_is_a_barrier_with_a_warning():
 
 
 def test_registering_a_rule_for_the_exact_subclass_lifts_the_barrier():
-    keras_slim.register_rule(ScaledDense)(type(keras_slim.core.slicers.rule_for(
-        L.Dense(1))))
-    try:
+    dense_rule = keras_slim.rules.rule_for(L.Dense(1))
+    with keras_slim.rules.registered(ScaledDense, type(dense_rule)):
         inputs = keras.Input((6,))
         x = L.Dense(8, name="d1")(inputs)
         x = ScaledDense(5, name="scaled")(x)
         model = keras.Model(inputs, x)
         groups = {g.name: g for g in keras_slim.channel_groups(model)}
         assert groups["d1"].prunable
-    finally:
-        keras_slim.core.slicers._RULES.pop(ScaledDense)
 
 
 def test_subclass_that_keeps_the_computation_is_cut_like_its_parent():

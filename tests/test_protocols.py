@@ -210,7 +210,7 @@ def test_slim_in_passes():
 def test_rethinking_protocols_on_digits():
     from sklearn.datasets import load_digits
 
-    from keras_slim.planners.pruning import prune
+    from keras_slim.tools.pruning import prune
 
     digits = load_digits()
     x = (digits.images[..., None] / 16.0).astype("float32")

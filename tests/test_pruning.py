@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.planners import pruning
+from keras_slim.tools import pruning
 from keras_slim.planners import selection
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.core.surgery import slim_model

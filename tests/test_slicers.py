@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 import keras_slim
 from keras_slim.core import slicers
@@ -40,18 +41,18 @@ def test_subclass_uses_parent_rule():
     assert slicers.rule_for(WideConv(2, 1)) is slicers.rule_for(L.Conv2D(2, 1))
 
 
+class _ScaleRule(slicers.Rule):
+    axes = {"scale": {0: "in"}}
+
+    def role(self, layer, call):
+        return slicers.Role(slicers.CHANNELWISE)
+
+
 def test_registering_one_rule_lets_pruning_through(recwarn):
     model = _model()
     groups = {g.name: g for g in keras_slim.channel_groups(model)}
     assert groups["wide"].frozen  # unknown layer: a barrier
-    try:
-        @keras_slim.register_rule(ChannelScale)
-        class _ScaleRule(slicers.Rule):
-            axes = {"scale": {0: "in"}}
-
-            def role(self, layer, call):
-                return slicers.Role(slicers.CHANNELWISE)
-
+    with keras_slim.rules.registered(ChannelScale, _ScaleRule):
         groups = {g.name: g for g in keras_slim.channel_groups(model)}
         assert groups["wide"].prunable
         model.get_layer("scale").scale.assign(np.arange(1, 9, dtype="float32"))
@@ -63,5 +64,34 @@ def test_registering_one_rule_lets_pruning_through(recwarn):
         zoo.assert_close(zoo.outputs(model, inputs), zoo.outputs(slim, inputs))
         kept = keras.ops.convert_to_numpy(slim.get_layer("scale").scale)
         assert kept.shape == (4,) and np.all(np.isin(kept, np.arange(1, 9)))
-    finally:
-        slicers._RULES.pop(ChannelScale, None)
+    # Out of the block the layer is unknown again.
+    groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert groups["wide"].frozen
+
+
+def test_registered_restores_the_rule_it_replaced():
+    dense_rule = slicers.rule_for(L.Dense(1))
+    with keras_slim.rules.registered(L.Dense, _ScaleRule()) as rule:
+        assert slicers.rule_for(L.Dense(1)) is rule
+        assert isinstance(rule, _ScaleRule)
+    assert slicers.rule_for(L.Dense(1)) is dense_rule
+    with pytest.raises(TypeError, match="`rule`"):
+        with keras_slim.rules.registered(L.Dense, object()):
+            pass
+    with pytest.raises(TypeError, match="`cls`"):
+        with keras_slim.rules.registered("Dense", _ScaleRule):
+            pass
+
+
+def test_registering_a_class_twice_warns():
+    with keras_slim.rules.registered(ChannelScale, _ScaleRule):
+        with pytest.warns(UserWarning, match="ChannelScale already has a rule"):
+            keras_slim.register_rule(ChannelScale)(_ScaleRule)
+    # The block restores the state before it: no rule for ChannelScale.
+    assert type(slicers.rule_for(ChannelScale())) is slicers.Rule
+
+
+def test_extension_surface_is_one_namespace():
+    for name in ("Rule", "Role", "CHANNELWISE", "register_rule", "registered"):
+        assert getattr(keras_slim.rules, name) is getattr(slicers, name)
+    assert keras_slim.register_rule is keras_slim.rules.register_rule

@@ -30,9 +30,8 @@ class _WrongRule(slicers.Rule):
 
 @pytest.fixture
 def wrong_rule():
-    keras_slim.register_rule(ChannelRoll)(_WrongRule)
-    yield
-    slicers._RULES.pop(ChannelRoll)
+    with keras_slim.rules.registered(ChannelRoll, _WrongRule):
+        yield
 
 
 def rolled():

@@ -16,7 +16,9 @@ Adding a layer type means writing one rule and calling `register_rule`.
 Rules are stateless; nothing here imports TensorFlow.
 """
 
+import contextlib
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -43,15 +45,63 @@ _RULES = {}
 
 
 def register_rule(*classes):
-    """Class decorator registering a rule for one or more layer classes."""
+    """Class decorator registering a rule for one or more layer classes.
+
+    Registering a class that already has a rule replaces that rule and
+    warns; to replace a rule for one block of code, use `registered`.
+    """
 
     def decorate(rule_cls):
         for cls in classes:
-            if cls is not None:
-                _RULES[cls] = rule_cls()
+            if cls is None:
+                continue
+            if cls in _RULES:
+                warnings.warn(
+                    f"register_rule: {cls.__name__} already has a rule "
+                    f"({type(_RULES[cls]).__name__}); replacing it with "
+                    f"{rule_cls.__name__}.", stacklevel=2)
+            _RULES[cls] = rule_cls()
         return rule_cls
 
     return decorate
+
+
+@contextlib.contextmanager
+def registered(cls, rule):
+    """Registers `rule` for the layer class `cls` inside a `with` block only.
+
+    On leaving the block the class gets back the rule it had before (or
+    none). Nothing is warned: the replacement is meant.
+
+    Args:
+        cls: a layer class.
+        rule: a `Rule` subclass or instance.
+
+    Raises:
+        TypeError: `cls` is not a class, or `rule` is not a `Rule`.
+
+    Example:
+
+    >>> with keras_slim.rules.registered(MyScale, MyScaleRule):
+    ...     slim = keras_slim.prune(model, ratio=0.5)
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"Expected `cls` to be a layer class. Received: "
+                        f"cls={cls!r}")
+    instance = rule() if isinstance(rule, type) else rule
+    if not isinstance(instance, Rule):
+        raise TypeError(f"Expected `rule` to be a keras_slim Rule (class or "
+                        f"instance). Received: rule={rule!r}")
+    missing = object()
+    before = _RULES.get(cls, missing)
+    _RULES[cls] = instance
+    try:
+        yield instance
+    finally:
+        if before is missing:
+            _RULES.pop(cls, None)
+        else:
+            _RULES[cls] = before
 
 
 # Methods through which a subclass changes what its parent computes.
@@ -181,6 +231,3 @@ class _SubclassBarrier(Rule):
     def macs(self, layer, in_shape, out_shape):
         return self.parent_rule.macs(layer, in_shape, out_shape)
 
-
-# The built-in rules register themselves on import.
-from keras_slim.core import rules  # noqa: E402,F401  pylint: disable=wrong-import-position

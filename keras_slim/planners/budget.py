@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from keras_slim.planners import allocation
-from keras_slim.planners import pruning
+from keras_slim.planners import methods
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.widths import WidthCounter, plan_widths
 
@@ -329,7 +329,7 @@ class _Search:
         return ratio, plan, figures
 
     def _plan(self, ratio):
-        return pruning.plan_for(self.model, self.method, ratio=ratio,
+        return methods.plan_for(self.model, self.method, ratio=ratio,
                                 **self.kwargs)
 
     def _bisect(self):

@@ -18,7 +18,7 @@ from keras_slim.core.counting import count_macs
 from keras_slim.core.graph import check_model, leaf_layers
 from keras_slim.protocols.magnitude import MagnitudeMask
 from keras_slim.core.plan import PruningPlan
-from keras_slim.planners.pruning import plan_for
+from keras_slim.planners.methods import plan_for
 from keras_slim.core.surgery import slim_model
 
 

@@ -185,7 +185,7 @@ def _budget_plan(args, model):
 
 
 def run_prune(args):
-    from keras_slim.planners import pruning
+    from keras_slim.planners import methods
     from keras_slim.tools import summary
     from keras_slim.sparsity.regularizers import remove_gamma_regularizer
     from keras_slim.core.surgery import slim_model
@@ -216,7 +216,7 @@ def run_prune(args):
     if kwargs is None:
         plan = _budget_plan(args, model)
     else:
-        plan = pruning.plan_for(model, args.method, **kwargs)
+        plan = methods.plan_for(model, args.method, **kwargs)
     # The slim model is fine-tuned without the sparsity penalty.
     slim = remove_gamma_regularizer(slim_model(model, plan))
     print(f"{args.method or 'global_gamma'}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"

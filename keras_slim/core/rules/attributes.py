@@ -1,0 +1,100 @@
+"""What the built-in rules read off a layer: its activation, padding,
+data format and channel axis."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_slim.core.slicers import (
+    BARRIER,
+    Role,
+)
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
+
+
+# Built-in activations applied value by value. Anything else (softmax,
+# log_softmax, sparsemax, glu, a custom function) mixes channels or may.
+_ELEMENTWISE_ACTIVATIONS = (
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+    "silu", "swish", "mish", "sigmoid", "hard_sigmoid", "hard_silu",
+    "hard_swish", "log_sigmoid", "sparse_sigmoid", "tanh", "hard_tanh",
+    "tanh_shrink", "softplus", "softsign", "sparse_plus", "squareplus",
+    "exponential", "hard_shrink", "soft_shrink", "threshold",
+)
+
+
+def _builtin(name):
+    try:
+        return keras.activations.get(name)
+    except (ValueError, TypeError):  # pragma: no cover - older Keras
+        return None
+
+
+_ELEMENTWISE = {id(f) for f in map(_builtin, _ELEMENTWISE_ACTIVATIONS) if f}
+_MIXING = {id(f) for f in map(_builtin, ("softmax", "log_softmax", "sparsemax",
+                                         "glu")) if f}
+_LINEAR = _builtin("linear")
+
+
+def activation_mixes(layer):
+    """Why the layer's built-in `activation` mixes channels, or "".
+
+    A layer without an `activation` attribute, or with an elementwise
+    built-in one, mixes nothing.
+    """
+    function = getattr(layer, "activation", None)
+    if function is None or id(function) in _ELEMENTWISE:
+        return ""
+    name = getattr(function, "__name__", repr(function))
+    return f"activation `{name}` is not applied channel by channel"
+
+
+def _activation_barrier(layer):
+    """A barrier for an `Activation`/depthwise layer whose activation mixes
+    channels; a custom function is flagged so the user is told."""
+    custom = id(getattr(layer, "activation", None)) not in _MIXING
+    return Role(BARRIER, reason=activation_mixes(layer), warn=custom)
+
+
+def has_activation(layer):
+    """Whether the layer applies a non-identity built-in `activation`."""
+    function = getattr(layer, "activation", None)
+    return function is not None and function is not _LINEAR
+
+
+def apply_activation(layer, values):
+    """The layer's `activation` applied to a 1-D array of constants."""
+    if not has_activation(layer):
+        return values
+    tensor = keras.ops.convert_to_tensor(np.asarray(values, "float32")[None])
+    return keras.ops.convert_to_numpy(layer.activation(tensor))[0].astype(
+        np.float64
+    )
+
+
+def zero_border(layer):
+    """Whether `layer` pads its input with zeros: a constant map stops being
+    constant at its borders (ZeroPadding, "same" or "causal" padding of a
+    kernel wider than one tap)."""
+    if isinstance(layer, _ZERO_PADDING):
+        return bool(np.any(np.asarray(layer.padding)))
+    padding = getattr(layer, "padding", None)
+    kernel = getattr(layer, "kernel_size", None)
+    if padding not in ("same", "causal") or kernel is None:
+        return False
+    return math.prod(kernel) > 1
+
+
+def _last_axis(axis, rank):
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return len(axes) == 1 and axes[0] in (-1, rank - 1)
+
+def _layers(*names):
+    return [getattr(keras.layers, n) for n in names if hasattr(keras.layers, n)]
+
+
+_ZERO_PADDING = tuple(_layers("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"))

@@ -1,0 +1,165 @@
+"""The package layout is the architecture: imports point down only.
+
+Parses the imports of every keras_slim module (no import is executed) and
+checks the arrows of docs/architecture.md:
+
+- `core` imports nothing of keras_slim outside `core`;
+- planners never cut: no planner imports `core.surgery` (one lazy,
+  documented exception below);
+- `sparsity` knows nothing of `deploy` or `tools`;
+- nothing in keras_slim imports `recipes` or `examples`;
+- module-level imports among keras_slim modules form no cycle.
+"""
+
+import ast
+import pathlib
+
+import keras_slim
+
+ROOT = pathlib.Path(keras_slim.__file__).parent
+
+# (importer, imported) pairs allowed against the rules above, with why.
+EXCEPTIONS = {
+    # `plan_for_budget(latency=...)` confirms its plan by timing the slim
+    # model against the dense one; the import is lazy, inside `_slim`.
+    ("keras_slim.planners.budget", "keras_slim.core.surgery"),
+}
+
+
+def _module_name(path):
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module, node):
+    """The absolute module an `ImportFrom` names (relative ones resolved)."""
+    if not node.level:
+        return node.module or ""
+    package = module.split(".")
+    is_package = (ROOT.parent / pathlib.Path(*package) / "__init__.py").exists()
+    base = package if is_package else package[:-1]
+    base = base[:len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(path):
+    """[(imported module, module_level)] of the file at `path`.
+
+    `from a import b` counts as importing `a.b` when that is a module, else
+    `a`.
+    """
+    module = _module_name(path)
+    tree = ast.parse(path.read_text())
+    top = set(map(id, tree.body))
+    found = []
+    for node in ast.walk(tree):
+        at_top = id(node) in top
+        if isinstance(node, ast.Import):
+            found += [(alias.name, at_top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, node)
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.append((candidate if candidate in MODULES else base,
+                              at_top))
+    return found
+
+
+PATHS = sorted(ROOT.rglob("*.py"))
+MODULES = {_module_name(path) for path in PATHS}
+IMPORTS = {_module_name(path): _imports(path) for path in PATHS}
+
+
+def _internal(name):
+    return name == "keras_slim" or name.startswith("keras_slim.")
+
+
+def _violations(importers, forbidden):
+    bad = []
+    for module, imports in IMPORTS.items():
+        if not any(module == p or module.startswith(p + ".") for p in importers):
+            continue
+        for imported, _ in imports:
+            if forbidden(imported) and (module, imported) not in EXCEPTIONS:
+                bad.append((module, imported))
+    return bad
+
+
+def test_every_subpackage_is_parsed():
+    for package in ("core", "planners", "sparsity", "protocols", "deploy",
+                    "tools"):
+        assert f"keras_slim.{package}" in MODULES
+    assert "keras_slim.core.graph" in MODULES
+    assert ("keras_slim.core.slicers", True) in IMPORTS["keras_slim.core.graph"]
+
+
+def test_core_imports_nothing_of_keras_slim_outside_core():
+    assert _violations(
+        ["keras_slim.core"],
+        lambda name: _internal(name) and not (
+            name == "keras_slim.core" or name.startswith("keras_slim.core."))
+    ) == []
+
+
+def test_planners_never_cut():
+    assert _violations(
+        ["keras_slim.planners"],
+        lambda name: name.startswith("keras_slim.core.surgery")) == []
+
+
+def test_sparsity_knows_nothing_of_deploy_or_tools():
+    assert _violations(
+        ["keras_slim.sparsity"],
+        lambda name: name.startswith(("keras_slim.deploy", "keras_slim.tools"))
+    ) == []
+
+
+def test_nothing_in_the_library_imports_recipes_or_examples():
+    assert _violations(
+        ["keras_slim"],
+        lambda name: name.split(".")[0] in ("recipes", "examples")) == []
+
+
+def _cycle():
+    """A cycle of module-level imports among keras_slim modules, or None."""
+    edges = {
+        module: sorted({name for name, top in imports
+                        if top and name in MODULES and name != module})
+        for module, imports in IMPORTS.items()
+    }
+    state = {}  # module -> 1 on the stack, 2 done
+
+    def visit(module, stack):
+        state[module] = 1
+        stack.append(module)
+        for child in edges[module]:
+            if state.get(child) == 1:
+                return stack[stack.index(child):] + [child]
+            if child not in state:
+                found = visit(child, stack)
+                if found:
+                    return found
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(edges):
+        if module not in state:
+            found = visit(module, [])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle():
+    assert _cycle() is None, " -> ".join(_cycle())
+
+
+def test_the_cycle_finder_finds_a_cycle(monkeypatch):
+    # The check above could pass by never looking: plant a cycle.
+    monkeypatch.setitem(IMPORTS, "keras_slim.core.slicers",
+                        IMPORTS["keras_slim.core.slicers"]
+                        + [("keras_slim.core.graph", True)])
+    assert _cycle() is not None
