@@ -29,7 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_slim.sparsity.ista import ISTAGamma, attach_ista  # noqa: E402
+from keras_slim.sparsity.ista import attach_ista  # noqa: E402
+from keras_slim.sparsity.ista_callback import ISTAGamma  # noqa: E402
 
 L = keras.layers
 

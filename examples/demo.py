@@ -29,7 +29,7 @@ from keras_slim.core.counting import count_macs, count_params  # noqa: E402
 from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
 from examples.digits import load_digits  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
-from keras_slim.sparsity.ista import ISTAGamma  # noqa: E402
+from keras_slim.sparsity.ista_callback import ISTAGamma  # noqa: E402
 from keras_slim.tools.report import report  # noqa: E402
 from keras_slim.deploy.runtime import time_tflite  # noqa: E402
 from keras_slim.tools.summary import format_table, human  # noqa: E402

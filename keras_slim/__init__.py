@@ -45,12 +45,8 @@ from keras_slim.protocols import (
     slim_in_passes,
     snapshot_weights,
 )
-from keras_slim.sparsity.ista import (
-    GammaProx,
-    ISTAGamma,
-    ISTAPenalty,
-    attach_ista,
-)
+from keras_slim.sparsity.ista import GammaProx, ISTAPenalty, attach_ista
+from keras_slim.sparsity.ista_callback import ISTAGamma
 from keras_slim.sparsity.penalties import penalty_weights
 from keras_slim.sparsity.regularizers import (
     GammaL1,

@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_slim.core import copying
 from keras_slim.core.counting import count_macs, count_params
-from keras_slim.sparsity.ista import ISTAGamma
+from keras_slim.sparsity.ista_callback import ISTAGamma
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
 

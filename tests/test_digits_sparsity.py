@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from keras_slim.core.counting import count_params
 from keras_slim.planners.criteria import plan_zero_gamma
-from keras_slim.sparsity.ista import ISTAGamma
+from keras_slim.sparsity.ista_callback import ISTAGamma
 from keras_slim.core.surgery import slim_model
 
 L = keras.layers

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.sparsity.ista import GammaProx, ISTAGamma, attach_ista
+from keras_slim.sparsity.ista import GammaProx, attach_ista
+from keras_slim.sparsity.ista_callback import ISTAGamma
 from keras_slim.sparsity.penalties import penalty_weights
 
 L = keras.layers

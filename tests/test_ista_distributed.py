@@ -27,7 +27,8 @@ SCENARIO = textwrap.dedent(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import numpy as np
-    from keras_slim.sparsity.ista import ISTAGamma, attach_ista
+    from keras_slim.sparsity.ista import attach_ista
+    from keras_slim.sparsity.ista_callback import ISTAGamma
 
     L = keras.layers
     LR, RHO = 0.1, 1.0

@@ -13,6 +13,7 @@ checks the arrows of docs/architecture.md:
 
 import ast
 import pathlib
+import re
 
 import keras_slim
 
@@ -163,3 +164,55 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch):
                         IMPORTS["keras_slim.core.slicers"]
                         + [("keras_slim.core.graph", True)])
     assert _cycle() is not None
+
+
+PRIVATE_KERAS = re.compile(
+    r"(?<!self)\._(flatten_layers|keras_history|inbound_nodes|outbound_nodes|"
+    r"nodes_by_depth|functional|inputs_struct|outputs_struct|layers)\b"
+    r"|[\"'](_functional|_nodes_by_depth|_iterations)[\"']|keras\.src\b")
+
+
+def test_private_keras_api_is_used_in_keras_compat_only():
+    users = sorted(
+        _module_name(path) for path in PATHS
+        if path.name != "keras_compat.py"
+        and PRIVATE_KERAS.search(path.read_text()))
+    assert users == []
+    compat = (ROOT / "core" / "keras_compat.py").read_text()
+    assert PRIVATE_KERAS.search(compat)  # the pattern does find them
+
+
+def _is_alias(path):
+    return "_alias(__name__" in path.read_text()
+
+
+def test_every_module_declares_all():
+    missing = []
+    for path in PATHS:
+        if _is_alias(path):
+            continue  # a deprecated path: replaced by the new module
+        tree = ast.parse(path.read_text())
+        if not any(isinstance(node, ast.Assign) and any(
+                getattr(target, "id", None) == "__all__"
+                for target in node.targets) for node in tree.body):
+            missing.append(_module_name(path))
+    assert missing == []
+
+
+def test_all_names_exist():
+    import importlib
+
+    for module_name in sorted(MODULES):
+        path = ROOT.parent / pathlib.Path(*module_name.split("."))
+        if path.with_suffix(".py").exists() and _is_alias(
+                path.with_suffix(".py")):
+            continue
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            assert hasattr(module, name), (module_name, name)
+
+
+def test_no_module_is_much_over_400_lines():
+    long = {_module_name(path): len(path.read_text().splitlines())
+            for path in PATHS}
+    assert {name: n for name, n in long.items() if n > 415} == {}

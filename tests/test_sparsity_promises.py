@@ -8,7 +8,8 @@ import tensorflow as tf
 
 import keras_slim
 from keras_slim.tools import cli
-from keras_slim.sparsity.ista import GammaProx, ISTAGamma, attach_ista
+from keras_slim.sparsity.ista import GammaProx, attach_ista
+from keras_slim.sparsity.ista_callback import ISTAGamma
 from tests.test_ista import built, data, gammas, small_model
 
 

@@ -21,6 +21,14 @@ import numpy as np
 from keras_slim.core import rules
 from keras_slim.core import slicers
 
+__all__ = [
+    "batchnorm_constant",
+    "layer_weights",
+    "producer_inputs",
+    "propagate",
+    "to_numpy",
+]
+
 
 def to_numpy(variable):
     return keras.ops.convert_to_numpy(keras.ops.copy(variable))

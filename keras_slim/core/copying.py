@@ -11,6 +11,16 @@ in one place.
 """
 
 import keras
+from keras_slim.core import keras_compat
+
+__all__ = [
+    "assign_layer",
+    "clone_model",
+    "copy_weights",
+    "leaf_layers",
+    "refresh_model_state",
+    "refresh_state",
+]
 
 
 def refresh_state(layer):
@@ -29,7 +39,7 @@ def leaf_layers(model):
     """Every layer of `model` that is not a model, nested models included."""
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in keras_compat.flatten_layers(model)
         if not isinstance(layer, keras.Model)
     ]
 

@@ -5,6 +5,8 @@ import math
 from keras_slim.core import slicers
 from keras_slim.core.graph import ChannelGraph
 
+__all__ = ["count_macs", "count_params", "macs_by_layer"]
+
 
 def count_params(model):
     """Number of scalars in all weights of `model` (trainable or not).

@@ -25,6 +25,8 @@ import numpy as np
 from keras_slim.core import constants as constants_lib
 from keras_slim.core import slicers
 
+__all__ = ["add_carriers", "Carriers", "patterns"]
+
 FOLDS = ("exact", "bias", "none")
 FULL = ()  # the constant fills the whole map
 

@@ -6,124 +6,24 @@ coupled channel groups: sets of layer outputs whose channels can only be cut
 together. It touches no weights.
 """
 
-import dataclasses
 import math
 import warnings
 
 import keras
 
+from keras_slim.core import keras_compat
 from keras_slim.core import layout as layout_lib
 from keras_slim.core import slicers
+from keras_slim.core.groups import Call, ChannelGroup
 from keras_slim.core.layout import Layout, Segment
+from keras_slim.core.models import (  # noqa: F401  (re-exported)
+    check_model, graph_of, is_graph_model, leaf_layers, ordered_nodes)
 
+__all__ = ["Call", "ChannelGraph", "ChannelGroup", "channel_groups",
+           "check_model", "graph_of", "is_graph_model", "leaf_layers",
+           "ordered_nodes"]
 
 _WARNED = set()  # (id(model), layer name) already warned about
-
-
-@dataclasses.dataclass
-class ChannelGroup:
-    """Channels that must be cut together.
-
-    Attributes:
-        name: the group's name, that of its first producer layer (or of the
-            input or barrier it comes from). Plans are keyed by it.
-        width: number of channels.
-        producers: names of the layers that create these channels
-            (convolutions, Dense, the pointwise part of SeparableConv).
-        batchnorms: names of the BatchNormalization layers that scale them.
-        consumers: names of the layers that read them and mix them into new
-            channels; their input side is cut.
-        members: names of the other layers these channels pass through
-            (activations, pooling, depthwise convolutions, merges, ...).
-        frozen: why the group cannot be cut (a model input or output, a
-            barrier layer), or `None` when it can.
-    """
-
-    name: str
-    width: int
-    producers: list
-    batchnorms: list
-    consumers: list
-    members: list
-    frozen: object = None
-    root: int = dataclasses.field(default=-1, repr=False)
-    bn_positions: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    @property
-    def prunable(self):
-        return self.frozen is None
-
-
-@dataclasses.dataclass
-class Call:
-    """One call of a leaf layer (or op) in the flattened graph."""
-
-    layer: object
-    node: object
-    inputs: list
-    outputs: list
-    input_shape: tuple
-    input_width: object
-    tensor_count: int
-    role: object = None
-
-
-def is_graph_model(obj):
-    """Whether `obj` is a Keras model whose graph can be read."""
-    if isinstance(obj, keras.Sequential):
-        return getattr(obj, "_functional", None) is not None
-    return isinstance(obj, keras.Model) and hasattr(obj, "_nodes_by_depth")
-
-
-def graph_of(model):
-    """The functional graph behind a functional or Sequential model."""
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model
-
-
-def check_model(model, argument="model"):
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"Expected `{argument}` to be a keras.Model. "
-            f"Received: {argument}={model!r} of type {type(model).__name__}"
-        )
-    if isinstance(model, keras.Sequential) and not is_graph_model(model):
-        raise ValueError(
-            f"The Sequential model `{model.name}` is not built. Give it an "
-            "input shape (keras.Input(...) as first layer) before pruning."
-        )
-    if not is_graph_model(model):
-        raise TypeError(
-            f"`{argument}` must be a functional or Sequential Keras model, "
-            f"whose graph of layers can be read. Received the subclassed "
-            f"model `{model.name}` ({type(model).__name__}); rebuild it with "
-            "the functional API (keras.Model(inputs, outputs))."
-        )
-
-
-def leaf_layers(model):
-    """Every layer of `model` that is not itself a model, nested models
-    read through, each once, in `model.layers` order."""
-    seen = set()
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            for inner in leaf_layers(layer):
-                if id(inner) not in seen:
-                    seen.add(id(inner))
-                    yield inner
-        elif id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
-
-
-def ordered_nodes(model):
-    """Non-input nodes of a functional model in execution order."""
-    by_depth = model._nodes_by_depth
-    for depth in sorted(by_depth, reverse=True):
-        for node in by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
 
 
 class ChannelGraph:
@@ -161,7 +61,7 @@ class ChannelGraph:
             input_keys.append(key)
             self.shapes[key] = tuple(tensor.shape)
             width = _last_dim(tensor.shape) or 0
-            name = tensor._keras_history.operation.name
+            name = keras_compat.produced_by(tensor)
             space = self.spaces.new(width, name, frozen=f"model input `{name}`")
             self.layouts[key] = Layout((Segment(space, width),))
         self.output_keys = self._walk(graph, (), input_keys)

@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+__all__ = ["concatenate", "Layout", "Segment", "UnionFind"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Segment:

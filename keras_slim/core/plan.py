@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 
+__all__ = ["PruningPlan"]
+
 
 class PruningPlan:
     """Kept channel indices per channel group.

@@ -22,6 +22,22 @@ import warnings
 
 import numpy as np
 
+__all__ = [
+    "BARRIER",
+    "CHANNELWISE",
+    "COMPUTE_METHODS",
+    "CONCAT",
+    "FLATTEN",
+    "MERGE",
+    "PRODUCER",
+    "Role",
+    "Rule",
+    "register_rule",
+    "registered",
+    "rule_for",
+    "take",
+]
+
 PRODUCER = "producer"  # mixes input channels, creates a new channel space
 CHANNELWISE = "channelwise"  # channel c in -> channel c out (maybe expanded)
 MERGE = "merge"  # elementwise over several inputs: ties them

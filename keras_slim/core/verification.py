@@ -21,6 +21,8 @@ from keras_slim.core import constants as constants_lib
 from keras_slim.core import slicers
 from keras_slim.core.graph import ChannelGraph, graph_of
 
+__all__ = ["check"]
+
 
 def check(graph, slim, kept, fold, tolerance, dead_fn, values=None,
           shifted=(), seed=0, batch=2):

@@ -18,6 +18,8 @@ from keras_slim.core import slicers
 from keras_slim.core.counting import count_params
 from keras_slim.core.graph import ChannelGraph
 
+__all__ = ["plan_widths", "WidthCounter"]
+
 
 def plan_widths(plan):
     """dict group name -> kept width of a `PruningPlan`."""

@@ -22,6 +22,8 @@ import numpy as np
 
 import keras_slim
 
+__all__ = ["child_environment", "convert_in_tensorflow"]
+
 
 def _package_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(keras_slim.__file__)))

@@ -4,6 +4,8 @@ import json
 import os
 import zipfile
 
+__all__ = ["load_model"]
+
 
 def _model_config_text(path):
     """The model's JSON config, read without deserializing anything."""

@@ -18,6 +18,14 @@ import numpy as np
 
 from keras_slim.deploy.runtime import quiet_native_output
 
+__all__ = [
+    "input_signature",
+    "ONNXModel",
+    "random_feed",
+    "session",
+    "write_onnx",
+]
+
 
 def _import_onnxruntime():
     try:

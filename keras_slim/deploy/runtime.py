@@ -14,6 +14,17 @@ import time
 
 import numpy as np
 
+__all__ = [
+    "dequantize",
+    "Latency",
+    "ordered_outputs",
+    "ProgressLine",
+    "quantize",
+    "quiet_native_output",
+    "TFLiteModel",
+    "time_tflite",
+]
+
 
 @contextlib.contextmanager
 def quiet_native_output():

@@ -26,6 +26,15 @@ from keras_slim.planners.selection import (
 )
 from keras_slim.planners.scores import score_groups
 
+__all__ = [
+    "allowed_widths",
+    "importance_kept",
+    "MacCost",
+    "ParamCost",
+    "plan_by_cost",
+    "ScaledCost",
+]
+
 
 class MacCost:
     """Counted multiply-accumulates as a cost (`WidthCounter`)."""

@@ -13,6 +13,8 @@ from keras_slim.core import slicers
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 
+__all__ = ["bn_gamma_scores", "constant_channels", "plan_zero_gamma"]
+
 
 def _check_tol(tol):
     if not isinstance(tol, (int, float)) or math.isnan(tol) or tol < 0:

@@ -11,6 +11,8 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 from keras_slim.planners.scores import score_groups
 
+__all__ = ["plan_guided", "stage_ratios", "stages"]
+
 
 def stages(model, stage_of=None, skip=None):
     """Prunable channel groups by stage.

@@ -9,6 +9,8 @@ from keras_slim.core import constants as constants_lib
 from keras_slim.core import slicers
 from keras_slim.planners.criteria import bn_gamma_scores
 
+__all__ = ["filter_norms", "gamma_scores", "l1_scores", "score_groups"]
+
 SCORES = ("gamma", "l1", "random")
 
 

@@ -16,246 +16,29 @@ cannot be cut (`ChannelGroup.prunable` is False: model inputs and outputs,
 unknown layers) are never in a plan.
 """
 
-import math
-
 import numpy as np
 
-from keras_slim.core import slicers
-from keras_slim.core.graph import ChannelGraph, is_graph_model
-from keras_slim.core.plan import PruningPlan
+from keras_slim.core.graph import ChannelGraph
 from keras_slim.planners.scores import score_groups
+from keras_slim.planners.limits import (  # noqa: F401  (constrain_width re-exported)
+    _check_against_max_ratio,
+    check_constraints,
+    check_ratio,
+    constrain_width,
+    _prune_count,
+)
+from keras_slim.planners.candidates import (
+    build_plan,
+    candidate_groups,
+    _group_layers,
+    _layers_by_name,
+    merged_layers,
+    _no_candidates,
+    plan_per_group,
+    skipped_groups,
+)
 
-
-# -- checking arguments -----------------------------------------------------
-
-
-def _is_number(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and not (
-        isinstance(value, bool)
-    )
-
-
-def check_ratio(ratio, argument="ratio"):
-    """A float in [0, 1), or a ValueError naming `argument`."""
-    if not _is_number(ratio) or not 0 <= float(ratio) < 1:
-        raise ValueError(
-            f"Expected `{argument}` in [0, 1). Received: {argument}={ratio!r}"
-        )
-    return float(ratio)
-
-
-def check_constraints(min_channels=1, round_to=1, max_ratio=None):
-    """Validate the shared constraints; returns them as a tuple."""
-    for name, value in (("min_channels", min_channels), ("round_to", round_to)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
-                or value < 1:
-            raise ValueError(
-                f"Expected `{name}` to be an integer >= 1. "
-                f"Received: {name}={value!r}"
-            )
-    if max_ratio is not None and (
-        not _is_number(max_ratio) or not 0 < float(max_ratio) <= 1
-    ):
-        raise ValueError(
-            "Expected `max_ratio` in (0, 1] or None. "
-            f"Received: max_ratio={max_ratio!r}"
-        )
-    return int(min_channels), int(round_to), (
-        None if max_ratio is None else float(max_ratio)
-    )
-
-
-def _check_against_max_ratio(ratio, max_ratio, where=""):
-    if max_ratio is not None and ratio > max_ratio:
-        raise ValueError(
-            f"Conflicting constraints: `ratio`={ratio}{where} is above "
-            f"`max_ratio`={max_ratio}, so it can never be reached. Lower "
-            "`ratio` or raise `max_ratio`."
-        )
-
-
-# -- the shared constraints -------------------------------------------------
-
-
-def constrain_width(width, keep, min_channels=1, round_to=1, max_ratio=None):
-    """The kept width of a group once the shared constraints are applied.
-
-    Args:
-        width: the group's full width.
-        keep: the width a method proposes (clamped to [0, `width`]).
-        min_channels: keep at least this many channels (or all of them when
-            the group is narrower).
-        round_to: a kept width is the multiple of `round_to` nearest to
-            `keep` (halves rounding up), at least `round_to`, or the full
-            width when that is nearer: a group narrower than `round_to`, or
-            one whose nearest multiple would exceed its width, stays whole.
-        max_ratio: at most this share of the group's channels goes.
-
-    Returns:
-        An int in [1, `width`].
-    """
-    keep = int(min(max(keep, 0), width))
-    if keep >= width:
-        return width
-    lower = min(width, min_channels)
-    if max_ratio is not None:
-        lower = max(lower, width - math.floor(max_ratio * width + 1e-9))
-    keep = max(keep, lower)
-    if round_to > 1 and keep < width:
-        multiple = math.floor(keep / round_to + 0.5) * round_to
-        multiple = max(multiple, round_to)
-        if multiple < lower:
-            multiple = math.ceil(lower / round_to) * round_to
-        if multiple > width or width - keep < abs(multiple - keep):
-            return width
-        keep = multiple
-    return int(keep)
-
-
-def _prune_count(ratio, width):
-    """Channels a per-layer `ratio` removes: the nearest integer."""
-    return int(math.floor(ratio * width + 0.5))
-
-
-# -- reading the model ------------------------------------------------------
-
-
-def _layers_by_name(graph):
-    """name -> layer for every leaf layer and nested model of the model."""
-    names = {}
-
-    def visit(model):
-        for layer in model.layers:
-            names.setdefault(layer.name, layer)
-            if is_graph_model(layer):
-                visit(layer)
-
-    visit(graph.model)
-    for call in graph.calls:
-        names.setdefault(call.layer.name, call.layer)
-    return names
-
-
-def _leaf_names(layer):
-    if not is_graph_model(layer):
-        return {layer.name}
-    names = set()
-    for inner in layer.layers:
-        names |= _leaf_names(inner)
-    return names
-
-
-def _group_layers(group):
-    """The layers whose output carries the group's channels."""
-    return set(group.producers) | set(group.batchnorms) | set(group.members)
-
-
-def skipped_groups(graph, skip):
-    """Names of the groups that the layers in `skip` keep whole.
-
-    A skipped layer keeps the channels of its output whole: for a
-    convolution or Dense its filters, for a BatchNormalization or an
-    activation the group(s) passing through it, for a nested model every
-    layer inside it.
-
-    Raises:
-        ValueError: a name is not a layer of the model (naming it).
-    """
-    if skip is None:
-        return set()
-    if isinstance(skip, str):
-        skip = [skip]
-    layers = _layers_by_name(graph)
-    names = set()
-    for name in skip:
-        if name not in layers:
-            raise ValueError(
-                f"`skip` names layer `{name}`, which is not in model "
-                f"`{graph.model.name}`."
-            )
-        names |= _leaf_names(layers[name])
-    return {g.name for g in graph.groups if _group_layers(g) & names}
-
-
-def merged_layers(model):
-    """Convolutions and Dense layers whose channels meet in an elementwise merge.
-
-    These are the producers of prunable groups tied by a residual `Add` (or
-    another elementwise merge such as `Multiply`). Passing them as `skip`
-    prunes only the layers inside residual blocks, as the L1-norm ResNet-56/110
-    variants of Li et al. (2017) and the Rethinking repository do:
-    `plan_l1_norm(model, 0.1, skip=merged_layers(model))`.
-
-    Args:
-        model: a functional or Sequential `keras.Model`.
-
-    Returns:
-        A sorted list of layer names.
-    """
-    graph = ChannelGraph(model)
-    merges = {c.layer.name for c in graph.calls if c.role.kind == slicers.MERGE}
-    names = set()
-    for group in graph.groups:
-        if group.prunable and set(group.members) & merges:
-            names.update(group.producers)
-    return sorted(names)
-
-
-def candidate_groups(graph, skip=None):
-    """Prunable groups of `graph`, minus those `skip` keeps whole."""
-    skipped = skipped_groups(graph, skip)
-    return [g for g in graph.groups if g.prunable and g.name not in skipped]
-
-
-# -- building plans ---------------------------------------------------------
-
-
-def build_plan(graph, proposals, scores, min_channels=1, round_to=1,
-               max_ratio=None):
-    """The plan keeping, in each group, its best-scored channels.
-
-    This is where every method's proposal meets the shared constraints.
-
-    Args:
-        graph: the model's `ChannelGraph`.
-        proposals: dict group name -> proposed kept width.
-        scores: dict group name -> per-channel scores (higher is kept first;
-            ties keep the lower index).
-        min_channels, round_to, max_ratio: see `constrain_width`.
-
-    Returns:
-        A `PruningPlan` naming the groups that lose channels.
-    """
-    kept, widths = {}, {}
-    for name, proposal in proposals.items():
-        group = graph.group_by_name[name]
-        if not group.prunable:
-            continue
-        keep = constrain_width(group.width, proposal, min_channels, round_to,
-                               max_ratio)
-        if keep >= group.width:
-            continue
-        order = np.argsort(-np.asarray(scores[name]), kind="stable")
-        kept[name] = np.sort(order[:keep])
-        widths[name] = group.width
-    return PruningPlan(kept, widths)
-
-
-def plan_per_group(graph, ratios, scores, min_channels=1, round_to=1,
-                   max_ratio=None):
-    """A plan pruning `ratios[group]` of each group's channels."""
-    proposals = {
-        name: graph.group_by_name[name].width
-        - _prune_count(ratio, graph.group_by_name[name].width)
-        for name, ratio in ratios.items()
-        if name in scores
-    }
-    return build_plan(graph, proposals, scores, min_channels, round_to,
-                      max_ratio)
-
-
-def _no_candidates(method, detail):
-    return ValueError(f"{method} found no channel group to prune: {detail}")
+__all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform"]
 
 
 def plan_global_gamma(model, ratio, min_channels=1, round_to=1,

@@ -17,6 +17,15 @@ import numpy as np
 from keras_slim.core import copying
 from keras_slim.core.graph import leaf_layers
 
+__all__ = [
+    "apply_masks",
+    "magnitude_masks",
+    "MagnitudeMask",
+    "masks_of_arrays",
+    "prunable_kernels",
+    "sparsity_of",
+]
+
 SCHEDULES = ("one_shot", "iterative")
 SCOPES = ("global", "layer")
 CONV_TYPES = (

@@ -21,6 +21,15 @@ from keras_slim.core.plan import PruningPlan
 from keras_slim.planners.methods import plan_for
 from keras_slim.core.surgery import slim_model
 
+__all__ = [
+    "reinitialize",
+    "rewind",
+    "scratch_budget",
+    "slim_in_passes",
+    "snapshot_weights",
+    "WeightSnapshot",
+]
+
 
 def _reseed(config, draw):
     """Replace the seed of every initializer in a layer config (in place)."""

@@ -21,116 +21,23 @@ checkpoints anyway (`BackupAndRestore`, `.keras` files).
   same once; every `optimizer.apply_gradients(...)` then takes the step.
 """
 
-import math
-import numbers
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_slim.core import keras_compat
 from keras_slim.sparsity import penalties
 from keras_slim.sparsity import regularizers as regularizers_lib
+from keras_slim.sparsity.proximal import (
+    GammaProx,
+    _is_schedule,
+    _learning_rate,
+    _rho_value,
+)
 
-
-def _checked_weight(weight):
-    if isinstance(weight, numbers.Real) and not isinstance(weight, bool):
-        values = np.asarray([float(weight)])
-        result = float(weight)
-    else:
-        values = np.asarray(weight, dtype="float64").ravel()
-        result = [float(v) for v in values]
-    if np.any(np.isnan(values)) or np.any(values < 0):
-        raise ValueError(
-            "Expected `weight` to be a number >= 0 or a list of them. "
-            f"Received: weight={weight!r}"
-        )
-    return result
-
-
-@keras.saving.register_keras_serializable(package="keras_slim")
-class GammaProx(keras.constraints.Constraint):
-    """Soft-thresholding constraint for a BatchNormalization gamma.
-
-    Returns `sign(w) * max(|w| - threshold * weight, 0)` where `threshold`
-    is `lr * rho(step)` of the `ISTAPenalty` it is bound to (`attach_ista`
-    and `ISTAGamma` bind it). An unbound `GammaProx`, for example one
-    restored by `keras.models.load_model`, leaves the gamma unchanged until
-    `ISTAGamma` or `attach_ista` binds it again.
-
-    Args:
-        weight: the penalty weight `lambda` of this gamma, a number or a
-            list with one number per gamma entry.
-        previous: a constraint the gamma had before, applied first.
-    """
-
-    def __init__(self, weight=1.0, previous=None):
-        self.weight = _checked_weight(weight)
-        self.previous = keras.constraints.get(previous)
-        self.penalty = None
-
-    def __call__(self, w):
-        if self.previous is not None:
-            w = self.previous(w)
-        if self.penalty is None:
-            return w
-        self.penalty.applied = True  # traced or run: the step takes it
-        threshold = ops.multiply(
-            self.penalty.threshold(w.dtype),
-            ops.convert_to_tensor(np.asarray(self.weight), dtype=w.dtype),
-        )
-        shrunk = ops.maximum(ops.subtract(ops.abs(w), threshold), 0)
-        return ops.multiply(ops.sign(w), shrunk)
-
-    def get_config(self):
-        previous = None
-        if self.previous is not None:
-            previous = keras.constraints.serialize(self.previous)
-        return {"weight": self.weight, "previous": previous}
-
-
-def _is_schedule(rho):
-    return isinstance(
-        rho, keras.optimizers.schedules.LearningRateSchedule
-    ) or callable(rho)
-
-
-def _rho_value(rho, step):
-    """`rho` at `step` as a float, checked to be finite and >= 0."""
-    if not _is_schedule(rho):
-        return regularizers_lib.check_penalty(rho, "rho")
-    try:
-        value = float(ops.convert_to_numpy(rho(ops.convert_to_tensor(step))))
-    except Exception as error:
-        raise TypeError(
-            "Expected `rho` to be a number or a schedule of the step "
-            "(callable on an integer tensor, returning a number). "
-            f"Calling it at step {step} failed: {error}"
-        ) from error
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(
-            f"Expected `rho` to be finite and >= 0 at every step. "
-            f"Received: rho({step})={value!r}"
-        )
-    return value
-
-
-def _learning_rate(optimizer):
-    """The current learning rate of `optimizer` as a float, or a clear error."""
-    try:
-        value = float(regularizers_lib.to_array(optimizer.learning_rate))
-    except Exception as error:
-        raise TypeError(
-            "ISTA needs the optimizer's current learning rate. Expected "
-            "`optimizer` to be a Keras optimizer with a readable "
-            f"`learning_rate`. Received: optimizer={optimizer!r}"
-        ) from error
-    if math.isnan(value) or value < 0:
-        raise ValueError(
-            f"Expected the learning rate of `optimizer` to be >= 0. "
-            f"Received: learning_rate={value!r}"
-        )
-    return value
+__all__ = ["GammaProx", "ISTAPenalty", "attach_ista"]
 
 
 class ISTAPenalty:
@@ -183,7 +90,7 @@ class ISTAPenalty:
         accumulation = getattr(inner, "gradient_accumulation_steps", None)
         if accumulation:
             # `iterations` counts updates; `_iterations` counts calls.
-            calls = getattr(inner, "_iterations", step)
+            calls = keras_compat.call_count(inner, step)
             update = ops.equal(ops.mod(calls + 1, accumulation), 0)
             value = ops.where(update, value, ops.zeros_like(value))
         return value
@@ -379,179 +286,10 @@ def _names(layers):
     return f"BatchNormalization layer(s) {shown}"
 
 
-def _guard_fit(model, ista):
-    """Make the next `fit` of `model` drop `ista` unless it ends normally.
-
-    A `fit` interrupted by an exception never calls `on_train_end`, so the
-    constraints would stay bound and a later plain `fit` would keep
-    shrinking gammas. `fit` calls `make_train_function()` (without `force`)
-    before `on_train_begin`; this wrapper detaches a stale `ista` there.
-    """
-    original = type(model).make_train_function
-
-    def make_train_function(force=False):
-        if not force and ista.attached:
-            warnings.warn(
-                f"An earlier fit of `{model.name}` with ISTAGamma ended "
-                "without on_train_end (interrupted); its ISTA constraints "
-                "are removed so that this fit does not shrink the gammas.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            ista.detach()
-            _unguard_fit(model)
-        return original(model, force)
-
-    object.__setattr__(model, "make_train_function", make_train_function)
-
-
-def _unguard_fit(model):
-    model.__dict__.pop("make_train_function", None)
-
-
-class ISTAGamma(keras.callbacks.Callback):
-    """Train with ISTA on BatchNormalization gammas (Ye et al., ICLR 2018).
-
-    When training begins, attaches `GammaProx` constraints to the gammas
-    (see `attach_ista`), so that every optimizer step inside the compiled
-    train step is followed by `gamma <- sign(gamma) * max(|gamma| - lr *
-    rho(step) * lambda_l, 0)`; removes them when training ends. Each epoch
-    it adds to `logs` `gamma_zero_fraction` (exact zeros among the
-    penalised gammas) and `gamma_l1` (the weighted lasso term
-    `sum_l lambda_l * |gamma_l|`, without `rho`); list it before `CSVLogger`
-    or `TensorBoard` so they see them. A NaN or infinite gamma stops the
-    run with a warning naming the layers.
-
-    With `stop_when_converged=True` training ends, as in the paper, once
-    the task loss, `gamma_l1` and `gamma_zero_fraction` have all plateaued:
-    over the last `patience` epochs, with `rho` unchanged, the loss and
-    `gamma_l1` moved by at most `min_delta` relative to their values
-    `patience` epochs ago and the zero fraction by at most `min_delta`.
-
-    Args:
-        rho: the sparsity strength, a number >= 0 or a schedule of the step
-            (`keras.optimizers.schedules.LearningRateSchedule` or a
-            callable on the optimizer's iteration count). The paper uses
-            0.001 to 0.01 with SGD; pick it so that `rho * gamma_l1` is
-            comparable with the task loss at the start.
-        penalty: `"memory"` (default), `"uniform"` or a dict of per-layer
-            weights; see `attach_ista`.
-        layers: names of the BatchNormalization layers to penalise, or
-            `None` for all of them.
-        stop_when_converged: stop training when the three quantities
-            plateau.
-        patience: number of epochs over which a plateau is judged.
-        min_delta: the largest change that still counts as a plateau.
-
-    Raises:
-        ValueError: bad `rho`, `patience` or `min_delta` (at construction),
-            or a model without BatchNormalization (when training begins).
-        TypeError: an optimizer without a readable learning rate (when
-            training begins).
-
-    Example:
-
-    >>> # The paper's ResNet-20 warm-up: rho 0.001 for 30k steps, then 0.005.
-    >>> rho = keras.optimizers.schedules.PiecewiseConstantDecay(
-    ...     [30_000], [0.001, 0.005])
-    >>> model.fit(x, y, epochs=30, callbacks=[
-    ...     keras_slim.ISTAGamma(rho), keras.callbacks.CSVLogger("log.csv")])
-    """
-
-    async_safe = True  # its batch hook only reads
-
-    def __init__(
-        self,
-        rho,
-        penalty="memory",
-        layers=None,
-        stop_when_converged=False,
-        patience=5,
-        min_delta=0.01,
-    ):
-        super().__init__()
-        _rho_value(rho, 0)
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise ValueError(
-                "Expected `patience` to be an integer >= 1. "
-                f"Received: patience={patience!r}"
-            )
-        self.rho = rho
-        self.penalty = penalty
-        self.layers = layers
-        self.stop_when_converged = bool(stop_when_converged)
-        self.patience = patience
-        self.min_delta = regularizers_lib.check_penalty(min_delta, "min_delta")
-        self.ista = None
-        self.history = []
-        self.stopped_reason = None
-
-    def on_train_begin(self, logs=None):
-        self.ista = attach_ista(
-            self.model, self.rho, penalty=self.penalty, layers=self.layers
-        )
-        _guard_fit(self.model, self.ista)
-        self.history = []
-        self.stopped_reason = None
-
-    def _stop_on_nonfinite(self, gammas=None):
-        bad = self.ista.nonfinite_layers(gammas)
-        if bad and self.stopped_reason is None:
-            self.stopped_reason = (
-                f"ISTAGamma: NaN or infinite gammas in layers {bad}; training "
-                "stopped. Lower the learning rate or `rho`."
-            )
-            warnings.warn(self.stopped_reason, RuntimeWarning, stacklevel=2)
-        if bad:
-            self.model.stop_training = True
-        return bool(bad)
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        # A NaN gamma makes the loss NaN; only then are the gammas read.
-        if loss is not None and not np.all(np.isfinite(np.asarray(loss))):
-            self._stop_on_nonfinite()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.ista is None:
-            return
-        gammas = self.ista.gammas()
-        if self._stop_on_nonfinite(gammas):
-            return
-        record = {
-            "gamma_zero_fraction": self.ista.zero_fraction(gammas),
-            "gamma_l1": self.ista.lasso(gammas),
-        }
-        if logs is not None:
-            logs.update(record)
-        record["loss"] = (logs or {}).get("loss")
-        record["rho"] = self.ista.current_rho()
-        self.history.append(record)
-        if self.stop_when_converged and self._converged():
-            self.stopped_reason = (
-                f"ISTAGamma: loss, gamma_l1 and gamma_zero_fraction plateaued "
-                f"over {self.patience} epochs; training stopped at epoch "
-                f"{epoch + 1}."
-            )
-            self.model.stop_training = True
-
-    def _converged(self):
-        if len(self.history) <= self.patience:
-            return False
-        now, then = self.history[-1], self.history[-1 - self.patience]
-        window = self.history[-1 - self.patience :]
-        if any(r["rho"] != now["rho"] for r in window):
-            return False
-        if now["loss"] is None:
-            return False
-        for key in ("loss", "gamma_l1"):
-            scale = max(abs(float(then[key])), 1e-12)
-            if abs(float(now[key]) - float(then[key])) > self.min_delta * scale:
-                return False
-        change = abs(now["gamma_zero_fraction"] - then["gamma_zero_fraction"])
-        return change <= self.min_delta
-
-    def on_train_end(self, logs=None):
-        if self.ista is not None:
-            _unguard_fit(self.model)
-            self.ista.detach()
+def __getattr__(name):
+    # `ISTAGamma` lived here before the callback got its own module; the
+    # import is lazy because that module imports this one.
+    if name == "ISTAGamma":
+        from keras_slim.sparsity.ista_callback import ISTAGamma
+        return ISTAGamma
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

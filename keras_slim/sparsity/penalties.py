@@ -27,6 +27,8 @@ import numpy as np
 
 from keras_slim.core.graph import ChannelGraph
 
+__all__ = ["memory_costs", "penalty_weights"]
+
 KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 

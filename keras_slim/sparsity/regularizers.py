@@ -14,6 +14,21 @@ from keras import ops
 
 from keras_slim.core import copying
 from keras_slim.core import graph as graph_lib
+from keras_slim.core import keras_compat
+
+__all__ = [
+    "add_gamma_regularizer",
+    "batchnorm_layers",
+    "check_gamma_dtype",
+    "check_penalty",
+    "copy_model",
+    "corresponding_layers",
+    "frozen_gammas",
+    "GammaL1",
+    "remove_gamma_regularizer",
+    "select_batchnorms",
+    "to_array",
+]
 
 
 def check_penalty(value, argument):
@@ -79,7 +94,7 @@ def batchnorm_layers(model):
     """Every BatchNormalization layer of `model`, nested models included."""
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in keras_compat.flatten_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
 
@@ -119,7 +134,7 @@ def select_batchnorms(model, layers, argument="layers"):
         )
     by_name = {
         layer.name: layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in keras_compat.flatten_layers(model)
     }
     chosen, skipped = [], []
     for name in layers:
@@ -174,7 +189,7 @@ def corresponding_layers(model, copy):
     def layers_of(m):
         return [
             layer
-            for layer in m._flatten_layers(include_self=False, recursive=True)
+            for layer in keras_compat.flatten_layers(m)
             if not isinstance(layer, keras.layers.InputLayer)
         ]
 

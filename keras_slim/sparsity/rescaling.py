@@ -22,6 +22,8 @@ import keras
 from keras_slim.sparsity import regularizers as regularizers_lib
 from keras_slim.core.graph import ChannelGraph
 
+__all__ = ["rescale_gammas"]
+
 L = keras.layers
 
 

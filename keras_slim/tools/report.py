@@ -15,6 +15,16 @@ import numpy as np
 from keras_slim.tools import summary as summary_lib
 from keras_slim.core.graph import check_model
 
+__all__ = [
+    "plot_budget",
+    "plot_costs",
+    "plot_gamma_histogram",
+    "plot_model",
+    "plot_widths",
+    "Report",
+    "report",
+]
+
 DENSE_COLOR = "#9aa5b1"
 SLIM_COLOR = "#1f77b4"
 

@@ -15,6 +15,17 @@ from keras_slim.core.counting import count_macs, count_params
 from keras_slim.planners.criteria import bn_gamma_scores
 from keras_slim.core.graph import ChannelGraph
 
+__all__ = [
+    "batchnorm_gammas",
+    "compare_rows",
+    "compare_table",
+    "format_table",
+    "GroupSummary",
+    "human",
+    "inspect_table",
+    "summarize",
+]
+
 OTHER = "(other)"  # layers of frozen groups, heads, inputs
 
 

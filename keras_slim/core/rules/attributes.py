@@ -11,6 +11,13 @@ from keras_slim.core.slicers import (
     Role,
 )
 
+__all__ = [
+    "activation_mixes",
+    "apply_activation",
+    "has_activation",
+    "zero_border",
+]
+
 
 def _channels_last(layer):
     return getattr(layer, "data_format", "channels_last") != "channels_first"

@@ -22,6 +22,8 @@ from keras_slim.core.rules.attributes import (
     activation_mixes,
 )
 
+__all__ = []
+
 
 @register_rule(keras.layers.BatchNormalization)
 class _BatchNorm(Rule):

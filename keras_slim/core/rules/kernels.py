@@ -21,6 +21,8 @@ from keras_slim.core.rules.attributes import (
     activation_mixes,
 )
 
+__all__ = []
+
 
 class _Barrier(Rule):
     """Known layers that mix channels in ways a plan cannot follow."""

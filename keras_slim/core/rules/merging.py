@@ -3,6 +3,7 @@ Multiply, Concatenate, arithmetic ops and InceptionResNetV2's scale."""
 
 import keras
 
+from keras_slim.core import keras_compat
 from keras_slim.core.slicers import (
     CHANNELWISE,
     CONCAT,
@@ -16,6 +17,8 @@ from keras_slim.core.rules.attributes import (
     _layers,
 )
 from keras_slim.core.rules.channelwise import _Elementwise
+
+__all__ = []
 
 
 class _Merge(Rule):
@@ -45,12 +48,7 @@ class _Concatenate(Rule):
         return Role(MERGE)
 
 
-def _ops(module_name, *names):
-    try:
-        module = __import__(f"keras.src.ops.{module_name}", fromlist=names)
-    except ImportError:  # pragma: no cover - other Keras layouts
-        return []
-    return [getattr(module, n) for n in names if hasattr(module, n)]
+_ops = keras_compat.op_classes
 
 
 class _ArithmeticOp(Rule):
@@ -81,13 +79,5 @@ register_rule(
 )(_Elementwise)
 
 
-def _custom_scale_layer():
-    try:
-        from keras.src.applications import inception_resnet_v2
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(inception_resnet_v2, "CustomScaleLayer", None)
-
-
 # InceptionResNetV2's residual `inputs[0] + inputs[1] * scale`.
-register_rule(_custom_scale_layer())(_Merge)
+register_rule(keras_compat.custom_scale_layer())(_Merge)

@@ -1,0 +1,71 @@
+"""Reading a Keras model: whether its graph can be read, the graph behind a
+Sequential, its leaf layers and its nodes in execution order."""
+
+import keras
+from keras_slim.core import keras_compat
+
+__all__ = [
+    "check_model",
+    "graph_of",
+    "is_graph_model",
+    "leaf_layers",
+    "ordered_nodes",
+]
+
+
+def is_graph_model(obj):
+    """Whether `obj` is a Keras model whose graph can be read."""
+    if isinstance(obj, keras.Sequential):
+        return keras_compat.functional_of(obj) is not None
+    return isinstance(obj, keras.Model) and keras_compat.has_graph(obj)
+
+
+def graph_of(model):
+    """The functional graph behind a functional or Sequential model."""
+    if isinstance(model, keras.Sequential):
+        return keras_compat.functional_of(model)
+    return model
+
+
+def check_model(model, argument="model"):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Expected `{argument}` to be a keras.Model. "
+            f"Received: {argument}={model!r} of type {type(model).__name__}"
+        )
+    if isinstance(model, keras.Sequential) and not is_graph_model(model):
+        raise ValueError(
+            f"The Sequential model `{model.name}` is not built. Give it an "
+            "input shape (keras.Input(...) as first layer) before pruning."
+        )
+    if not is_graph_model(model):
+        raise TypeError(
+            f"`{argument}` must be a functional or Sequential Keras model, "
+            f"whose graph of layers can be read. Received the subclassed "
+            f"model `{model.name}` ({type(model).__name__}); rebuild it with "
+            "the functional API (keras.Model(inputs, outputs))."
+        )
+
+
+def leaf_layers(model):
+    """Every layer of `model` that is not itself a model, nested models
+    read through, each once, in `model.layers` order."""
+    seen = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for inner in leaf_layers(layer):
+                if id(inner) not in seen:
+                    seen.add(id(inner))
+                    yield inner
+        elif id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def ordered_nodes(model):
+    """Non-input nodes of a functional model in execution order."""
+    by_depth = keras_compat.nodes_by_depth(model)
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node

@@ -1,0 +1,138 @@
+"""Runtimes that time models for a latency budget: `Runtime` (the
+interface: `time(models) -> list of milliseconds`, `info() -> dict`) and
+`LiteRTRuntime`, the default. TensorFlow and LiteRT are imported only when a
+`LiteRTRuntime` converts or times a model."""
+
+import importlib.util
+
+__all__ = [
+    "RUNTIMES",
+    "LiteRTRuntime",
+    "Runtime",
+    "check_litert",
+    "runtime_from_info",
+]
+
+
+class Runtime:
+    """What a runtime offers a budget search: timing Keras models.
+
+    Args:
+        threads: threads the runtime may use (`None`: its default).
+        batch: batch size of the timed inputs.
+    """
+
+    name = "runtime"
+
+    def __init__(self, threads=None, batch=1):
+        for argument, value in (("threads", threads), ("batch", batch)):
+            if value is None and argument == "threads":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    value < 1:
+                raise ValueError(
+                    f"Expected `{argument}` to be an integer >= 1. "
+                    f"Received: {argument}={value!r}"
+                )
+        self.threads, self.batch = threads, batch
+
+    def time(self, models):
+        """Median milliseconds per call of each model, timed in one run."""
+        raise NotImplementedError
+
+    def info(self):
+        return {"name": self.name, "threads": self.threads,
+                "batch": self.batch}
+
+
+def check_litert():
+    """Raise an ImportError naming the fix when LiteRT is not installed."""
+    missing = [m for m in ("ai_edge_litert", "tensorflow")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            "A latency budget is measured on a runtime, and LiteRT is not "
+            f"installed (missing {', '.join(missing)}): pip install "
+            "ai-edge-litert tensorflow, or pass `runtime=` (a "
+            "keras_slim.planners.latency_table.Runtime)."
+        )
+
+
+class LiteRTRuntime(Runtime):
+    """Times models in the LiteRT interpreter (float32, XNNPACK).
+
+    Each model is converted to TFLite from a frozen concrete function
+    (weights as constants, batch fixed), then all are timed interleaved by
+    `runtime.time_tflite`.
+
+    Args:
+        threads: interpreter threads (`None`: LiteRT's default).
+        batch: batch size.
+        runs: timed invokes per model.
+        warmup: untimed invokes first.
+        statistic: "median" of the timed invokes, or "p10", their 10th
+            percentile, steadier on a machine other work keeps busy (it
+            estimates the latency without interruptions).
+    """
+
+    name = "litert"
+
+    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
+                 statistic="median"):
+        super().__init__(threads, batch)
+        if statistic not in ("median", "p10"):
+            raise ValueError(
+                'Expected `statistic` to be "median" or "p10". '
+                f"Received: statistic={statistic!r}"
+            )
+        check_litert()
+        self.runs, self.warmup, self.statistic = runs, warmup, statistic
+
+    def convert(self, model):
+        import tensorflow as tf
+        from tensorflow.python.framework import convert_to_constants
+
+        from keras_slim.deploy.runtime import quiet_native_output
+
+        specs = [tf.TensorSpec((self.batch,) + tuple(t.shape[1:]), t.dtype)
+                 for t in model.inputs]
+
+        def call(*inputs):
+            return model(list(inputs) if len(inputs) > 1 else inputs[0],
+                         training=False)
+
+        function = tf.function(call, input_signature=specs)
+        frozen = convert_to_constants.convert_variables_to_constants_v2(
+            function.get_concrete_function()
+        )
+        with quiet_native_output():
+            return tf.lite.TFLiteConverter.from_concrete_functions(
+                [frozen]
+            ).convert()
+
+    def time(self, models):
+        from keras_slim.deploy.runtime import time_tflite
+
+        files = [self.convert(m) for m in models]
+        results = time_tflite(files, runs=self.runs, warmup=self.warmup,
+                              num_threads=self.threads)
+        return [r.median_ms if self.statistic == "median" else r.p10_ms
+                for r in results]
+
+
+RUNTIMES = {"litert": LiteRTRuntime}
+
+
+def runtime_from_info(info):
+    """The runtime a table was measured on, made again from `info`."""
+    cls = RUNTIMES.get(info.get("name"))
+    if cls is None:
+        raise ValueError(
+            f"The latency table was measured on runtime {info.get('name')!r}, "
+            f"which keras_slim does not know ({', '.join(RUNTIMES)}); pass "
+            "`runtime=`."
+        )
+    return cls(threads=info.get("threads"), batch=info.get("batch", 1))
+
+
+# -- the table ----------------------------------------------------------------

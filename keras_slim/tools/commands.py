@@ -1,0 +1,306 @@
+"""What each `keras-slim` subcommand does (`run_inspect`, `run_prune`,
+`run_export`, `run_bench`); the parser and the entry point are in `cli.py`.
+Every failure the user can fix is a `CommandError`."""
+
+import os
+
+__all__ = [
+    "CommandError",
+    "run_bench",
+    "run_export",
+    "run_inspect",
+    "run_prune",
+]
+
+METHODS = ("global_gamma", "zero_gamma", "l1_norm", "uniform")
+RATIO_METHODS = ("global_gamma", "l1_norm", "uniform")
+BUDGET_METHODS = RATIO_METHODS + ("latency_aware",)
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+def _load(path, unsafe):
+    from keras_slim.deploy.loading import load_model
+
+    try:
+        return load_model(path, unsafe=unsafe)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _check_model_graph(model):
+    from keras_slim.core.graph import check_model
+
+    try:
+        check_model(model)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
+def run_inspect(args):
+    from keras_slim.tools import summary
+
+    if args.plot:
+        _output_path(args.plot, (".png",), "--plot")
+    model = _load(args.model, args.unsafe)
+    _check_model_graph(model)
+    rows = summary.summarize(model)
+    shapes = ", ".join(str(tuple(t.shape)) for t in model.inputs)
+    print(f"model `{model.name}`: inputs {shapes}, "
+          f"{summary.human(sum(r.params for r in rows))} params, "
+          f"{summary.human(sum(r.macs for r in rows))} MACs per example")
+    print(summary.inspect_table(rows))
+    from keras_slim.core.graph import channel_groups
+
+    frozen = [g for g in channel_groups(model) if not g.prunable]
+    if frozen:
+        print(f"{len(frozen)} channel group(s) cannot be cut (model inputs "
+              "and outputs, unknown layers); their layers are in (other).")
+    if args.plot:
+        from keras_slim.tools.report import plot_model
+
+        print(f"plot written to {plot_model(model, args.plot)}")
+
+
+def _planner_kwargs(args):
+    if args.method in RATIO_METHODS:
+        if args.ratio is None:
+            raise CommandError(f"--method {args.method} needs --ratio.")
+        if not 0 <= args.ratio < 1:
+            raise CommandError(
+                f"Expected --ratio in [0, 1). Received: {args.ratio}"
+            )
+        kwargs = {"ratio": args.ratio}
+        if args.round_to is not None:
+            kwargs["round_to"] = args.round_to
+    else:
+        for flag, value in (("--ratio", args.ratio),
+                            ("--round-to", args.round_to)):
+            if value is not None:
+                raise CommandError(
+                    f"{flag} does not apply to --method zero_gamma, which "
+                    "cuts the channels whose gamma is zero (see --tol)."
+                )
+        kwargs = {"tol": args.tol}
+    if args.round_to is not None and args.round_to < 1:
+        raise CommandError(
+            f"Expected --round-to >= 1. Received: {args.round_to}"
+        )
+    if args.min_channels < 1:
+        raise CommandError(
+            f"Expected --min-channels >= 1. Received: {args.min_channels}"
+        )
+    kwargs["min_channels"] = args.min_channels
+    return kwargs
+
+
+def _output_path(path, suffixes, flag="-o"):
+    if not path.lower().endswith(suffixes):
+        raise CommandError(
+            f"Expected {flag} to end with {' or '.join(suffixes)}. "
+            f"Received: {path}"
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return path
+
+
+def _has_target(args):
+    return any(v is not None for v in (args.target_macs, args.target_params,
+                                       args.target_latency))
+
+
+def _budget_plan(args, model):
+    """The plan meeting the --target-* budgets, with the table of figures."""
+    from keras_slim.planners.budget import plan_for_budget
+
+    method = args.method or "global_gamma"
+    if method not in BUDGET_METHODS:
+        raise CommandError(
+            f"--target-* budgets work with --method "
+            f"{', '.join(BUDGET_METHODS)}. Received: --method {method}"
+        )
+    if args.ratio is not None:
+        raise CommandError("--ratio and --target-* exclude each other: the "
+                           "budget search finds the ratio.")
+    kwargs = {"min_channels": args.min_channels}
+    if args.round_to is not None:
+        kwargs["round_to"] = args.round_to
+    table = runtime = None
+    latency = args.target_latency
+    if latency is not None:
+        from keras_slim.planners import latency_table
+
+        try:
+            latency = float(latency)
+        except ValueError:
+            pass
+        runtime = latency_table.LiteRTRuntime(threads=args.threads,
+                                              runs=args.runs)
+        if args.table and os.path.exists(args.table):
+            table = latency_table.LatencyTable.load(args.table)
+            if table.runtime.get("threads") != args.threads:
+                raise CommandError(
+                    f"{args.table} was timed with "
+                    f"{table.runtime.get('threads')} thread(s), not "
+                    f"--threads {args.threads}; pass the same --threads or "
+                    "another --table."
+                )
+            print(f"latency table read from {args.table}")
+        else:
+            table = latency_table.build_latency_table(model, runtime)
+            if args.table:
+                table.save(args.table)
+                print(f"latency table written to {args.table}")
+    result = plan_for_budget(
+        model, method, macs=args.target_macs, params=args.target_params,
+        latency=latency, table=table, runtime=runtime, verbose=True,
+        **kwargs,
+    )
+    print(result.summary())
+    return result.plan
+
+
+def run_prune(args):
+    from keras_slim.planners import methods
+    from keras_slim.tools import summary
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
+    from keras_slim.core.surgery import slim_model
+
+    if _has_target(args):
+        kwargs = None
+        if args.min_channels < 1 or (args.round_to is not None
+                                     and args.round_to < 1):
+            raise CommandError(
+                "Expected --min-channels and --round-to >= 1. Received: "
+                f"{args.min_channels}, {args.round_to}"
+            )
+    elif args.method is None or args.method == "latency_aware":
+        raise CommandError(
+            "prune needs --method (with --ratio) or a budget: --target-macs, "
+            "--target-params or --target-latency (--method latency_aware "
+            "works only with a budget)."
+        )
+    else:
+        kwargs = _planner_kwargs(args)
+    output = _output_path(args.output, (".keras",))
+    if os.path.abspath(output) == os.path.abspath(args.model):
+        raise CommandError("-o must differ from MODEL; the input is kept.")
+    if args.report:
+        _output_path(args.report, (".html", ".md"), "--report")
+    model = _load(args.model, args.unsafe)
+    _check_model_graph(model)
+    if kwargs is None:
+        plan = _budget_plan(args, model)
+    else:
+        plan = methods.plan_for(model, args.method, **kwargs)
+    # The slim model is fine-tuned without the sparsity penalty.
+    slim = remove_gamma_regularizer(slim_model(model, plan))
+    print(f"{args.method or 'global_gamma'}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
+          f" channels cut in {len(plan.kept)} group(s)")
+    print(summary.compare_table(summary.summarize(model),
+                                summary.summarize(slim)))
+    slim.save(output)
+    print(f"slim model written to {output}")
+    if args.plan:
+        with open(args.plan, "w", encoding="utf-8") as file:
+            file.write(plan.to_json())
+        print(f"plan written to {args.plan}")
+    if args.report:
+        from keras_slim.tools.report import report
+
+        print(f"report written to {report(model, slim, args.report).page}")
+
+
+def _representative(path, model):
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CommandError(f"No such file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise CommandError(
+            f"--representative-data {path} is not a .npy or .npz file: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        names = [t.name for t in model.inputs]
+        if set(names) <= set(data.files):
+            return {n: data[n] for n in names}
+        return [data[f] for f in data.files]
+    return data
+
+
+def run_export(args):
+    from keras_slim.deploy.export import export
+
+    fmt = args.format
+    if fmt is None:
+        suffix = os.path.splitext(args.output.lower())[1]
+        if suffix not in (".tflite", ".onnx"):
+            raise CommandError(
+                "Expected -o to end with .tflite or .onnx (or pass --format "
+                f"saved_model for a SavedModel directory). Received: "
+                f"{args.output}"
+            )
+        fmt = suffix[1:]
+    if fmt != "tflite" and args.quantize:
+        raise CommandError("--quantize applies to TFLite exports only.")
+    if args.quantize == "int8" and not args.representative_data:
+        raise CommandError(
+            "--quantize int8 needs --representative-data X.npy: a few "
+            "hundred example inputs to calibrate activations."
+        )
+    model = _load(args.model, args.unsafe)
+    _check_model_graph(model)
+    data = None
+    if args.representative_data:
+        data = _representative(args.representative_data, model)
+    result = export(model, args.output, format=fmt, quantize=args.quantize,
+                    representative_data=data, check=args.check, verbose=True)
+    if result.agreement is not None:
+        print(f"check passed (top-1 agreement with Keras >= "
+              f"{result.tolerance:.0%})")
+    elif result.tolerance is not None:
+        print(f"check passed (difference within {result.tolerance:g} of the "
+              "output range)")
+
+
+def run_bench(args):
+    from keras_slim.tools import summary
+    from keras_slim.deploy.runtime import time_tflite
+
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise CommandError(f"No such file: {path}")
+        if not path.lower().endswith((".tflite", ".onnx")):
+            raise CommandError(
+                f"Expected a .tflite or .onnx file. Received: {path}"
+            )
+    for flag, value, low in (("--runs", args.runs, 1),
+                             ("--warmup", args.warmup, 0),
+                             ("--threads", args.threads or 1, 1)):
+        if value < low:
+            raise CommandError(f"Expected {flag} >= {low}. Received: {value}")
+    results = time_tflite(args.files, runs=args.runs, warmup=args.warmup,
+                          num_threads=args.threads, verbose=True)
+    base = results[0].median_ms
+    # Microseconds for small models, milliseconds otherwise.
+    unit, scale = ("us", 1000.0) if max(r.p90_ms for r in results) < 1 \
+        else ("ms", 1.0)
+    rows = [[r.path, summary.human(os.path.getsize(r.path)) + "B",
+             f"{r.median_ms * scale:.1f}", f"{r.p10_ms * scale:.1f}",
+             f"{r.p90_ms * scale:.1f}", f"{base / r.median_ms:.2f}x"]
+            for r in results]
+    print(summary.format_table(
+        ["file", "size", f"median {unit}", f"p10 {unit}", f"p90 {unit}",
+         "speedup"], rows))
+    print(f"{args.runs} interleaved runs after {args.warmup} warm-up, "
+          f"threads {args.threads or 'default'}; speedup against the first "
+          "file")
+
+
+# -- parser ---------------------------------------------------------------
