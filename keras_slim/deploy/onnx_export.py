@@ -62,7 +62,7 @@ def write_onnx(model, path):
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(
             "write_onnx converts under the TensorFlow backend; "
-            "keras_slim.deploy.export runs it in a TensorFlow process for you."
+            "keras_slim.export runs it in a TensorFlow process for you."
         )
     for module in ("tf2onnx", "onnx"):
         try:
