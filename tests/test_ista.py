@@ -306,11 +306,6 @@ class PoisonGamma(keras.callbacks.Callback):
             gamma.assign(value)
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "jax", strict=True,
-    reason="known bug: on JAX the gammas are not readable inside fit's batch "
-    "hook (ISTAGamma.async_safe lets Keras skip the state sync), so the NaN "
-    "check raises TypeError instead of stopping")
 def test_nan_gamma_stops_training():
     x, y = data(48)
     model = built()

@@ -144,7 +144,13 @@ class ISTAGamma(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         # A NaN gamma makes the loss NaN; only then are the gammas read.
         if loss is not None and not np.all(np.isfinite(np.asarray(loss))):
-            self._stop_on_nonfinite()
+            try:
+                self._stop_on_nonfinite()
+            except (TypeError, ValueError):
+                # Keras on JAX holds no variable values inside an epoch for
+                # an async-safe callback: stop here, and name the layers at
+                # the epoch's end, where the state is synced.
+                self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         if self.ista is None:
