@@ -12,10 +12,14 @@ class SequenceBuilder(Builder):
     """One-dimensional models: Conv1D (causal padding included),
     DepthwiseConv1D, SeparableConv1D, 1D pooling, padding and cropping."""
 
-    def _kernel1d(self, x):
+    def _kernel1d(self, x, causal="causal"):
+        """A kernel config valid for `x`; `causal` is the padding a layer
+        without causal padding uses instead (checked before dilating)."""
         length = x.shape[1]
         kernel = self.pick([k for k in (1, 2, 3) if k <= length])
         padding = self.pick(["valid", "same", "causal"])
+        if padding == "causal":
+            padding = causal
         strides = 2 if length >= 4 and self.flag(0.2) else 1
         dilation = 2 if strides == 1 and kernel > 1 and self.flag(0.2) else 1
         if dilation == 2 and padding == "valid" and length < 1 + 2 * (kernel - 1):
@@ -38,9 +42,7 @@ class SequenceBuilder(Builder):
         return y
 
     def depthwise(self, x):
-        kw = self._kernel1d(x)
-        if kw["padding"] == "causal":
-            kw["padding"] = "same"
+        kw = self._kernel1d(x, causal="same")
         y = L.DepthwiseConv1D(
             depth_multiplier=self.draw(st.integers(1, 2)),
             use_bias=self.flag(), activation=self.pick(ACTIVATIONS),
@@ -48,9 +50,7 @@ class SequenceBuilder(Builder):
         return self.batchnorm(y) if self.flag(0.7) else y
 
     def separable(self, x):
-        kw = self._kernel1d(x)
-        if kw["padding"] == "causal":
-            kw["padding"] = "valid"
+        kw = self._kernel1d(x, causal="valid")
         y = L.SeparableConv1D(
             self.draw(st.integers(2, 6)),
             depth_multiplier=self.draw(st.integers(1, 2)),
