@@ -25,10 +25,20 @@ import numpy as np
 from keras_slim.core import constants as constants_lib
 from keras_slim.core import slicers
 
-__all__ = ["add_carriers", "Carriers", "patterns"]
+__all__ = ["add_carriers", "Carriers", "patterns", "producer_calls"]
 
 FOLDS = ("exact", "bias", "none")
 FULL = ()  # the constant fills the whole map
+
+
+def producer_calls(graph):
+    """The first call of every producer layer (Conv, Dense, ...) of `graph`,
+    in call order: the calls whose input a fold or a carrier acts on."""
+    done = set()
+    for call in graph.calls:
+        if call.role.kind == slicers.PRODUCER and id(call.layer) not in done:
+            done.add(id(call.layer))
+            yield call
 
 
 def _classes(*names):
@@ -232,12 +242,8 @@ def add_carriers(graph, kept, weights, dead_fn, warn=True):
     kept = {name: np.asarray(idx) for name, idx in kept.items()}
     added = {}
     moves = {}
-    done = set()
-    for call in graph.calls:
+    for call in producer_calls(graph):
         layer = call.layer
-        if call.role.kind != slicers.PRODUCER or id(layer) in done:
-            continue
-        done.add(id(layer))
         layout = graph.layer_input.get(id(layer))
         key = call.inputs[0]
         value, tag = values[key], tags[key]

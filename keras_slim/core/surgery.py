@@ -230,12 +230,8 @@ def _fold(graph, kept, weights, positions, configs, carried=None):
         for key in call.inputs:
             readers.setdefault(key, []).append(call)
     shifted = set()  # layers whose change went into the next BN's mean
-    done = set()
-    for call in graph.calls:
+    for call in folding.producer_calls(graph):
         layer = call.layer
-        if call.role.kind != slicers.PRODUCER or id(layer) in done:
-            continue
-        done.add(id(layer))
         pos_in = positions[id(layer)]["in"]
         if pos_in is None:
             continue
