@@ -197,9 +197,12 @@ def test_latency_table_predicts_the_fake_timer_and_round_trips(tmp_path):
     table = table_lib.build_latency_table(model, runtime, verbose=False)
     assert table.runtime == {"name": "fake", "threads": 2, "batch": 1}
     assert table.predict({}) == pytest.approx(table.dense_ms)
-    # An empty call, one timing call per distinct layer shape, the model.
+    # An empty call, one timing call per distinct layer shape, the scan of
+    # the costliest layer, the model.
     assert runtime.timed[-1] == 1 and len(runtime.timed) == len(
-        table.entries) + 2
+        table.entries) + 3
+    # MACs have no steps: the scan suggests no rounding.
+    assert table.steps["round_to"] == 1
     path = tmp_path / "table.json"
     table.save(path)
     loaded = table_lib.LatencyTable.load(path).bind(WidthCounter(model))
@@ -244,6 +247,78 @@ def test_a_table_that_misses_is_corrected_by_the_measurement():
     assert result.measured_ms <= 2.5
     timed = [c for c in result.candidates if "measured_ms" in c]
     assert len(timed) >= 2 and timed[0]["measured_ms"] > 2.5
+
+
+class StepRuntime(FakeRuntime):
+    """Milliseconds from MACs with every convolution's and Dense layer's
+    output width rounded up to a multiple of 8, as a vector unit would."""
+
+    name = "steps"
+
+    def time(self, models):
+        self.timed.append(len(models))
+        out = []
+        for model in models:
+            ms = 0.0
+            for layer in model.layers:
+                if isinstance(layer, keras.layers.Conv2D):
+                    width, kernel = layer.filters, np.prod(layer.kernel_size)
+                elif isinstance(layer, keras.layers.Dense):
+                    width, kernel = layer.units, 1
+                else:
+                    continue
+                spatial = np.prod(layer.output.shape[1:-1])
+                ms += (-(-width // 8) * 8 * layer.input.shape[-1] * kernel *
+                       spatial / 1e5)
+            out.append(self.overhead + ms)
+        return out
+
+
+def _wide_model():
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for width in (48, 64):
+        x = keras.layers.Conv2D(width, 3, padding="valid")(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(10)(x))
+    zoo.randomize_batchnorms(model, np.random.default_rng(0))
+    return model
+
+
+def test_round_to_auto_keeps_widths_on_the_fast_side_of_steps(tmp_path):
+    model = _wide_model()
+    runtime = StepRuntime()
+    table = table_lib.build_latency_table(model, runtime, verbose=False)
+    assert table.steps["round_to"] == 8
+    assert table.steps["layer"] == model.layers[4].name  # the 64-wide conv
+    path = tmp_path / "table.json"
+    table.save(path)
+    table = table_lib.LatencyTable.load(path)
+    assert table.steps["round_to"] == 8
+    result = plan_for_budget(model, "global_gamma", latency=0.5, table=table,
+                             runtime=runtime, round_to="auto")
+    assert result.round_to == 8
+    assert result.plan.kept and all(
+        len(kept) % 8 == 0 for kept in result.plan.kept.values())
+    assert result.measured_ms <= result.targets["latency"]
+    # Below the narrowest width timed, a layer costs what that width costs.
+    assert table_lib._grid(384, True, table_lib.FRACTIONS) == [
+        8, 96, 192, 288, 384]
+    assert table_lib._interp(3, [8, 16], [1.0, 2.0]) == 1.0
+
+
+def test_round_to_auto_needs_a_table_with_a_scan():
+    model = _wide_model()
+    with pytest.raises(ValueError, match="give a `latency` budget"):
+        plan_for_budget(model, macs=0.5, round_to="auto")
+    table = table_lib.build_latency_table(model, FakeRuntime(), scan=False,
+                                          verbose=False)
+    assert table.steps is None
+    with pytest.raises(ValueError, match="needs a latency table with a width scan"):
+        plan_for_budget(model, latency=0.6, table=table,
+                        runtime=FakeRuntime(), round_to="auto")
 
 
 def test_impossible_latency_budget():

@@ -129,7 +129,9 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         verbose: progress while timing.
         **method_kwargs: the planner's other arguments (`min_channels`,
             `round_to`, `max_ratio`, `skip`; `score`, `seed` for "uniform"
-            and "latency_aware").
+            and "latency_aware"). `round_to="auto"` takes the step size the
+            latency table's scan suggests (`LatencyTable.steps`), so that
+            every width lands on the fast side of the runtime's steps.
 
     Returns:
         A `BudgetResult`: the plan, the figures it reaches and by how much
@@ -148,9 +150,17 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
     >>> slim = keras_slim.slim_model(model, result.plan)
     """
     check_method(method, method_kwargs)
+    method_kwargs = dict(method_kwargs)
     if macs is None and params is None and latency is None:
         raise ValueError(
             "plan_for_budget needs a budget: `macs`, `params` or `latency`."
+        )
+    auto = method_kwargs.get("round_to") == "auto"
+    if auto and latency is None and table is None:
+        raise ValueError(
+            '`round_to="auto"` takes the step size from a latency table\'s '
+            "scan of the runtime: give a `latency` budget or a `table`, or "
+            "pass `round_to` as a number."
         )
     graph = ChannelGraph(model)
     counter = WidthCounter(graph)
@@ -169,10 +179,19 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
                                                   verbose=verbose)
         elif runtime is None and confirm:
             runtime = table_lib.runtime_from_info(table.runtime)
-        table.bind(counter)
         dense["latency"] = table.dense_ms
         targets["latency"] = (absolute if absolute is not None
                               else fraction * table.dense_ms)
+    if table is not None:
+        table.bind(counter)
+    if auto:
+        if table.steps is None:
+            raise ValueError(
+                '`round_to="auto"` needs a latency table with a width scan; '
+                "this one has none (built with scan=False or by an older "
+                "keras_slim). Build it again, or pass `round_to` as a number."
+            )
+        method_kwargs["round_to"] = int(table.steps["round_to"])
     search = _Search(model, graph, counter, method, method_kwargs,
                      dict(targets), table)
     scale, measured = 1.0, None
@@ -181,7 +200,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         figures = dict(figures)
         if table is not None:
             figures["latency"] /= scale  # the table's own prediction
-        if table is None or not confirm:
+        if "latency" not in targets or not confirm:
             break
         # The slim model is timed with the dense one, interleaved, so that a
         # fractional budget is judged against the dense latency of this run.
@@ -209,6 +228,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         plan=plan, method=method, ratio=ratio, targets=targets, dense=dense,
         achieved=figures, measured_ms=measured,
         candidates=search.candidates,
+        round_to=method_kwargs.get("round_to", 1),
     )
 
 

@@ -29,6 +29,8 @@ class BudgetResult:
         candidates: the candidates tried, dicts with "ratio", "macs",
             "params" and, with a table, "predicted_ms"; those timed end to
             end also have "measured_ms".
+        round_to: the `round_to` the plan was made with (the latency
+            table's suggestion for `round_to="auto"`).
     """
 
     plan: object
@@ -39,6 +41,7 @@ class BudgetResult:
     achieved: dict
     measured_ms: object = None
     candidates: list = dataclasses.field(default_factory=list)
+    round_to: int = 1
 
     def under(self, kind):
         """By what share of the budget the plan lands under it (negative:

@@ -43,21 +43,26 @@ FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
 def _grid(full, variable, fractions):
+    """The widths timed: the fractions of `full` (multiples of 8 from 32
+    channels up) and the smallest width a search is likely to reach (8, or
+    1 below 32 channels), so that no prediction extrapolates."""
     if not variable:
         return [int(full)]
-    sizes = set()
+    sizes = {int(full), min(int(full), 8 if full >= 32 else 1)}
     for fraction in fractions:
         size = full * fraction
         size = int(round(size / 8) * 8) if full >= 32 else int(round(size))
         sizes.add(min(full, max(1, size)))
-    sizes.add(int(full))
     return sorted(sizes)
 
 
 def _interp(x, xs, ys):
-    """Piecewise linear in x; below the first point proportional to x."""
+    """Piecewise linear in x. Below the narrowest width timed, that width's
+    time: a layer costs a runtime a floor of time however few its channels,
+    and a table that predicted savings it never measured would send the
+    latency-aware search to cut groups to a few channels for nothing."""
     if x <= xs[0]:
-        return ys[0] * x / xs[0]
+        return float(ys[0])
     return float(np.interp(x, xs, ys))
 
 
@@ -100,10 +105,15 @@ class LatencyTable:
         calls: per counted call: layer name, entry key, full sizes.
         entries: key -> {"in": sizes, "out": sizes or None, "ms": grid},
             each timing less the cost of an empty call on the runtime.
+        steps: the fine scan of the costliest layer (`None` if not made):
+            {"layer", "points": [[width, ms], ...], "round_to",
+            "strength"}, `round_to` being what `suggest_round_to` makes of
+            the points; `plan_for_budget(..., round_to="auto")` uses it.
     """
 
-    def __init__(self, runtime, dense_ms, calls, entries):
+    def __init__(self, runtime, dense_ms, calls, entries, steps=None):
         self.runtime = dict(runtime)
+        self.steps = None if steps is None else dict(steps)
         self.dense_ms = float(dense_ms)
         self.calls = [dict(c) for c in calls]
         self.entries = {k: dict(v) for k, v in entries.items()}
@@ -153,14 +163,15 @@ class LatencyTable:
     def to_dict(self):
         return {"version": 1, "runtime": self.runtime,
                 "dense_ms": self.dense_ms, "layers_ms": self.layers_ms,
-                "calls": self.calls, "entries": self.entries}
+                "calls": self.calls, "entries": self.entries,
+                "steps": self.steps}
 
     @classmethod
     def from_dict(cls, data):
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("Not a keras_slim latency table (version 1).")
         return cls(data["runtime"], data["dense_ms"], data["calls"],
-                   data["entries"])
+                   data["entries"], data.get("steps"))
 
     def save(self, path):
         with open(path, "w", encoding="utf-8") as file:
@@ -173,7 +184,7 @@ class LatencyTable:
 
 
 def build_latency_table(model, runtime=None, fractions=FRACTIONS,
-                        verbose=True):
+                        verbose=True, scan=True):
     """Time every layer that counts MACs at a few widths, once.
 
     Args:
@@ -181,8 +192,12 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
             size.
         runtime: a `Runtime` (default `LiteRTRuntime()`).
         fractions: the widths timed, as fractions of the full width
-            (rounded to multiples of 8 for layers of 32 channels or more).
+            (rounded to multiples of 8 for layers of 32 channels or more),
+            with the narrowest width a search reaches (8, or 1 below 32).
         verbose: a progress line while timing.
+        scan: also time the costliest convolution at 41 consecutive output
+            widths around half its width, for the step size of the runtime
+            (`LatencyTable.steps`, `round_to="auto"`).
 
     Returns:
         A `LatencyTable`, bound to the model.
@@ -211,7 +226,7 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
             jobs[key] = (call, _grid(full_in, variable(in_layout), fractions),
                          None if channelwise else
                          _grid(full_out, variable(out_layout), fractions))
-    progress = ProgressLine(len(jobs) + 2, verbose)
+    progress = ProgressLine(len(jobs) + 2 + bool(scan), verbose)
     # What any call costs whatever its layer does (the invoke itself):
     # timed on a one-value model and taken off every layer's timing, so
     # that the table's shares are those of the work.
@@ -238,11 +253,43 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
                      for i in range(len(ins))]
         entries[key] = {"layer": type(call.layer).__name__, "in": ins,
                         "out": outs, "ms": times}
+    steps = None
+    if scan:
+        steps = _scan_costliest(model, counter, calls, entries, runtime,
+                                progress)
     progress.step("timing the whole model")
     dense_ms = float(runtime.time([model])[0])
-    progress.done(f"latency table: {len(entries)} layer shapes, dense "
-                  f"model {dense_ms:.2f} ms on {runtime.name}")
-    return LatencyTable(runtime.info(), dense_ms, calls, entries).bind(counter)
+    done = (f"latency table: {len(entries)} layer shapes, dense model "
+            f"{dense_ms:.2f} ms on {runtime.name}")
+    if steps is not None:
+        done += f"; suggested round_to {steps['round_to']}"
+    progress.done(done)
+    return LatencyTable(runtime.info(), dense_ms, calls, entries,
+                        steps).bind(counter)
+
+
+def _scan_costliest(model, counter, calls, entries, runtime, progress):
+    """Scan the output width of the convolution or Dense layer that takes
+    longest at full width (among those whose output can be pruned)."""
+    best, best_ms, full = None, 0.0, 0
+    for index, call in enumerate(counter.counted_calls):
+        entry = entries[calls[index]["key"]]
+        if call.role.kind != slicers.PRODUCER or entry["out"] is None or \
+                len(entry["out"]) < 2:
+            continue
+        ms = entry["ms"][-1][-1]
+        if ms > best_ms:
+            best, best_ms, full = call, ms, int(calls[index]["out"])
+    if best is None:
+        return None
+    middle = full // 2
+    widths = range(max(1, middle - 20), min(full, middle + 20) + 1)
+    progress.step(f"scanning `{best.layer.name}` at {len(widths)} output "
+                  "widths for the runtime's steps")
+    points = scan_widths(model, best.layer.name, widths, runtime)
+    round_to, strength = suggest_round_to(points)
+    return {"layer": best.layer.name, "points": [list(p) for p in points],
+            "round_to": int(round_to), "strength": float(strength)}
 
 
 # -- steps ------------------------------------------------------------------
