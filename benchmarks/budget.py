@@ -10,11 +10,15 @@ every BatchNormalization gamma drawn from U[0, 1]):
    threshold ("global_gamma") and for the latency-aware knapsack
    ("latency_aware");
 3. both slim models and the dense one timed again, interleaved, in the same
-   run: where each lands against the budget, and how much of the summed
-   |gamma| each keeps at (about) equal measured latency;
-4. a scan of one layer at consecutive output widths, for the `round_to` the
-   runtime suggests;
-5. a plot of latency against MACs for the candidates tried.
+   run: where each lands against the budget;
+4. the two allocations at equal measured latency: the global threshold's
+   ratio is bisected on end-to-end timings (dense, latency-aware and global
+   plans timed together each step) until the global plan measures within
+   `--match` of the latency-aware one, then how much of the summed |gamma|
+   each keeps;
+5. a scan of one layer at consecutive output widths, for the `round_to` the
+   runtime suggests (and the table's own scan of its costliest layer);
+6. a plot of latency against MACs for the candidates tried.
 
     nice -n 5 python benchmarks/budget.py [--models ResNet50 MobileNetV2]
         [--size 160] [--threads 2] [--latency 0.6] [--runs 30]
@@ -71,6 +75,54 @@ def _time_together(model, graph, table, plans, runtime):
     return rows
 
 
+def equal_latency(model, graph, aware_plan, start_ratio, runtime, args):
+    """Bisect the global threshold's ratio until its slim model measures as
+    fast as the latency-aware one (in the same interleaved runs)."""
+    from keras_slim.planners import methods
+
+    aware = keras_slim.slim_model(model, aware_plan)
+    low, high, ratio = 0.0, 0.95, start_ratio
+    steps, best = [], None
+    for _ in range(args.match_steps):
+        plan = methods.plan_for(model, "global_gamma", ratio=ratio)
+        dense_ms, aware_ms, plain_ms = runtime.time(
+            [model, aware, keras_slim.slim_model(model, plan)])
+        relative = plain_ms / aware_ms
+        steps.append((ratio, plain_ms / dense_ms, aware_ms / dense_ms,
+                      relative))
+        print(f"  global_gamma ratio {ratio:.4f}: {plain_ms / dense_ms:.3f} "
+              f"of dense, latency-aware {aware_ms / dense_ms:.3f} "
+              f"(global / latency-aware {relative:.3f})")
+        if best is None or abs(relative - 1) < abs(best[1] - 1):
+            best = (ratio, relative, plan)
+        if abs(relative - 1) <= args.match:
+            break
+        if relative > 1:  # the global plan is slower: prune more
+            low = ratio
+        else:
+            high = ratio
+        ratio = (low + high) / 2
+    ratio, _, plan = best
+    # The closest pair timed once more, with twice the runs.
+    again = runtime.__class__(threads=args.threads, runs=2 * args.runs,
+                              statistic=args.statistic)
+    dense_ms, aware_ms, plain_ms = again.time(
+        [model, aware, keras_slim.slim_model(model, plan)])
+    slim = keras_slim.slim_model(model, plan)
+    macs = keras_slim.count_macs(model)
+    return {
+        "steps": steps,
+        "rows": [
+            ("latency_aware", None, aware_ms / dense_ms,
+             keras_slim.count_macs(aware) / macs,
+             importance_kept(graph, aware_plan)),
+            ("global_gamma", ratio, plain_ms / dense_ms,
+             keras_slim.count_macs(slim) / macs,
+             importance_kept(graph, plan)),
+        ],
+    }
+
+
 def run_model(name, args):
     model = getattr(keras.applications, name)(
         weights=None, input_shape=(args.size, args.size, 3))
@@ -124,6 +176,11 @@ def run_model(name, args):
             for m in ("global_gamma", "latency_aware")}
     rows["compare"] = _time_together(model, graph, table, same, again)
 
+    print("equal measured latency: bisecting the global threshold")
+    rows["equal"] = equal_latency(model, graph, plans["latency_aware"].plan,
+                                  plans["global_gamma"].ratio, runtime, args)
+    rows["table_steps"] = table.steps
+
     layer = SCAN_LAYERS.get(name)
     if layer is not None:
         width = graph.group_by_name[layer].width // 2
@@ -173,6 +230,25 @@ def print_rows(all_rows, args):
     print("|---|---|---|---|---|---|---|---|---|")
     for rows in all_rows:
         _print_plans(rows["model"], rows["compare"], args)
+    print("\nThe two allocations at equal measured latency (the global "
+          "threshold's ratio bisected on end-to-end timings until it measures "
+          f"within {args.match:.0%} of the latency-aware plan, then the pair "
+          f"timed again with {2 * args.runs} runs):\n")
+    print("| model | method | ratio | measured / dense | MACs kept | "
+          "importance kept | bisection steps |")
+    print("|---|---|---|---|---|---|---|")
+    for rows in all_rows:
+        steps = len(rows["equal"]["steps"])
+        for method, ratio, share, macs, kept in rows["equal"]["rows"]:
+            shown = "-" if ratio is None else f"{ratio:.4f}"
+            print(f"| {rows['model']} | {method} | {shown} | {share:.3f} | "
+                  f"{macs:.3f} | {kept:.3f} | {steps} |")
+    for rows in all_rows:
+        steps = rows.get("table_steps")
+        if steps:
+            print(f"\n{rows['model']} table scan of `{steps['layer']}`: "
+                  f"suggested round_to {steps['round_to']} (steps "
+                  f"{steps['strength']:.1f}x the typical change)")
     for rows in all_rows:
         if "scan" not in rows:
             continue
@@ -192,6 +268,11 @@ def main():
     parser.add_argument("--macs", type=float, default=0.5)
     parser.add_argument("--latency", type=float, default=0.6)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--match", type=float, default=0.02,
+                        help="equal measured latency: within this share")
+    parser.add_argument("--match-steps", type=int, default=8,
+                        help="end-to-end timings for the equal-latency "
+                        "bisection at most")
     parser.add_argument("--statistic", default="median",
                         choices=("median", "p10"))
     parser.add_argument("--out", default="/tmp/keras_slim_budget")

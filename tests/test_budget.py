@@ -321,6 +321,25 @@ def test_round_to_auto_needs_a_table_with_a_scan():
                         runtime=FakeRuntime(), round_to="auto")
 
 
+def test_a_correction_past_the_smallest_plan_returns_it_measured():
+    """The table says the budget is reachable; the runtime is three times
+    slower, so after the correction no plan is predicted to fit. The search
+    returns its smallest plan with the measurement, over budget, instead
+    of raising after the timings."""
+    model = _model()
+    table = table_lib.build_latency_table(model, FakeRuntime(),
+                                          verbose=False)
+    smallest = keras_slim.plan_global_gamma(model, 1 - 1e-9)
+    floor = table.predict(plan_widths(smallest))
+    slow = FakeRuntime(slowdown=3.0)
+    result = plan_for_budget(model, latency=f"{1.2 * floor}ms", table=table,
+                             runtime=slow)
+    assert result.under("latency") < 0
+    assert result.plan.kept == smallest.kept
+    slim = keras_slim.slim_model(model, smallest)
+    assert result.measured_ms == pytest.approx(slow.time([slim])[0])
+
+
 def test_impossible_latency_budget():
     model = _model()
     with pytest.raises(ValueError, match="latency budget 0.01 ms"):

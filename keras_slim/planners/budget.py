@@ -195,8 +195,8 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
     search = _Search(model, graph, counter, method, method_kwargs,
                      dict(targets), table)
     scale, measured = 1.0, None
-    for _ in range(max(1, rounds)):
-        ratio, plan, figures = search.run(scale)
+    for round_ in range(max(1, rounds)):
+        ratio, plan, figures = search.run(scale, closest=round_ > 0)
         figures = dict(figures)
         if table is not None:
             figures["latency"] /= scale  # the table's own prediction
@@ -245,7 +245,7 @@ class _Search:
         self.method, self.kwargs = method, dict(kwargs)
         self.targets, self.table = targets, table
         self.candidates = []
-        self.scale = 1.0
+        self.scale, self.closest = 1.0, False
 
     def figures(self, widths):
         out = {"macs": self.counter.macs(widths),
@@ -264,8 +264,12 @@ class _Search:
             entry["predicted_ms"] = figures["latency"] / self.scale
         self.candidates.append(entry)
 
-    def run(self, scale):
-        self.scale = scale
+    def run(self, scale, closest=False):
+        """The plan for the budgets with the table scaled by `scale`; with
+        `closest`, the smallest plan instead of an error when none fits (a
+        measured correction can push the prediction past what the method
+        reaches, while the runtime may still meet the budget)."""
+        self.scale, self.closest = scale, closest
         if self.method == "latency_aware":
             ratio, plan, figures = self._allocate()
         else:
@@ -285,6 +289,8 @@ class _Search:
         figures = self.figures(plan_widths(plan))
         self.record(top, figures)
         if not self.fits(figures):
+            if self.closest:
+                return top, plan, figures
             raise _unreachable(self.method, self.targets, figures, self.scale)
         low, high, best = 0.0, top, (top, plan, figures)
         dense_plan = self._plan(0.0)
@@ -332,7 +338,7 @@ class _Search:
         for widths in trace:
             self.record(None, self.figures(widths))
         figures = self.figures(plan_widths(plan))
-        if not self.fits(figures):
+        if not self.fits(figures) and not self.closest:
             raise _unreachable(self.method, self.targets, figures, self.scale)
         return None, plan, figures
 
