@@ -309,6 +309,51 @@ def test_round_to_auto_keeps_widths_on_the_fast_side_of_steps(tmp_path):
     assert table_lib._interp(3, [8, 16], [1.0, 2.0]) == 1.0
 
 
+def test_noisy_dips_in_a_table_are_read_as_flat_and_the_search_crosses():
+    assert table_lib._monotone([1.0, 3.0, 2.0, 4.0]) == [1.0, 2.0, 2.0, 4.0]
+    assert table_lib._monotone([[1.0, 3.0], [0.5, 4.0]]) == [
+        [0.5, 3.0], [0.5, 4.0]]
+    model = _wide_model()
+    table = table_lib.build_latency_table(model, FakeRuntime(overhead=0.0),
+                                          verbose=False)
+    # Noise made every convolution look slower at 1/2 of its output
+    # channels than at 3/4: the latency-aware search still reaches a budget
+    # that needs fewer than half the channels somewhere, and the saved
+    # table keeps the raw timings.
+    data = table.to_dict()
+    for entry in data["entries"].values():
+        if entry["layer"] == "Conv2D":
+            for row in entry["ms"]:
+                row[2] = 1.5 * row[3]
+    noisy = table_lib.LatencyTable.from_dict(data).bind(WidthCounter(model))
+    assert noisy.to_dict()["entries"] == data["entries"]
+    result = plan_for_budget(model, "latency_aware", latency=0.45,
+                             table=noisy, confirm=False)
+    assert result.achieved["latency"] <= 0.45 * noisy.dense_ms
+    graph = ChannelGraph(model)
+    assert any(len(kept) < graph.group_by_name[name].width / 2
+               for name, kept in result.plan.kept.items())
+
+
+def test_the_knapsack_crosses_a_flat_stretch_longer_than_its_lookahead():
+    from keras_slim.planners import allocation
+
+    class FlatCost:
+        """A group of 16 whose cost does not move from 16 down to 10."""
+
+        def group_calls(self, name):
+            return None
+
+        def total(self, widths):
+            return float(min(widths["g"], 10))
+
+    steps = allocation.allowed_widths(16)
+    ordered = np.linspace(1.0, 0.1, 16)
+    saliency, index, saved = allocation._best_move(
+        FlatCost(), "g", {"g": 16}, steps, 0, ordered, lookahead=4)
+    assert np.isfinite(saliency) and steps[index] <= 9 and saved >= 1
+
+
 def test_round_to_auto_needs_a_table_with_a_scan():
     model = _wide_model()
     with pytest.raises(ValueError, match="give a `latency` budget"):

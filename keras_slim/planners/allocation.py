@@ -200,14 +200,20 @@ def _neighbours(cost, names):
 
 
 def _best_move(cost, name, widths, steps, index, ordered, lookahead):
-    """(importance lost per cost saved, new step index, cost saved)."""
+    """(importance lost per cost saved, new step index, cost saved), over
+    the next `lookahead` steps that save something (a flat stretch of the
+    cost, where a runtime's time does not move, is crossed)."""
     best = (math.inf, index, 0.0)
     current = steps[index]
-    for ahead in range(index + 1, min(len(steps), index + 1 + lookahead)):
+    considered = 0
+    for ahead in range(index + 1, len(steps)):
+        if considered == lookahead:
+            break
         new_width = steps[ahead]
         saved = _delta(cost, name, widths, new_width)
         if saved <= 0:
             continue
+        considered += 1
         lost = float(ordered[new_width:current].sum())
         saliency = lost / saved
         if saliency < best[0]:
