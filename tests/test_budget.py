@@ -476,6 +476,37 @@ def test_cli_budget_errors(tmp_path, capsys):
     assert cli.main(["prune", str(path), "--target-macs", "0.001",
                      "--min-channels", "4", "-o", out]) == 1
     assert "smallest global_gamma reaches" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "--target-macs", "0.5",
+                     "--round-to", "auto", "-o", out]) == 1
+    assert "use it with --target-latency" in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "--method", "uniform", "--ratio",
+                     "0.5", "--round-to", "auto", "-o", out]) == 1
+    assert "use it with --target-latency" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["prune", str(path), "--target-macs", "0.5", "--round-to",
+                  "eight", "-o", out])
+    assert "expected an integer or 'auto'" in capsys.readouterr().err
+
+
+def test_cli_round_to_auto_uses_the_table_scan(tmp_path, capsys,
+                                               monkeypatch):
+    from keras_slim.tools import cli
+
+    class _StepCli(StepRuntime):
+        def __init__(self, threads=None, runs=30):
+            super().__init__(threads=threads)
+
+    monkeypatch.setattr(table_lib, "LiteRTRuntime", _StepCli)
+    path = tmp_path / "model.keras"
+    _wide_model().save(path)
+    out = tmp_path / "slim.keras"
+    assert cli.main(["prune", str(path), "--target-latency", "0.5",
+                     "--round-to", "auto", "-o", str(out)]) == 0
+    assert "round_to 8: the step size" in capsys.readouterr().out
+    slim = keras.models.load_model(out)
+    convs = [layer.filters for layer in slim.layers
+             if isinstance(layer, keras.layers.Conv2D)]
+    assert convs != [48, 64] and all(width % 8 == 0 for width in convs)
 
 
 def test_plot_budget_draws_the_candidates(tmp_path):

@@ -63,6 +63,15 @@ def build_parser():
                          help="allow Lambda layers (runs their code)")
         return sub
 
+    def _round_to(text):
+        if text == "auto":
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer or 'auto', not {text!r}") from None
+
     sub = model_command("inspect", "table of the prunable channel groups")
     sub.add_argument("--plot", metavar="FILE.png",
                      help="draw |gamma| and width per layer")
@@ -75,8 +84,10 @@ def build_parser():
                      "per ms)")
     sub.add_argument("--ratio", type=float,
                      help="share of channels to cut, in [0, 1)")
-    sub.add_argument("--round-to", type=int,
-                     help="kept widths are multiples of N (e.g. 8)")
+    sub.add_argument("--round-to", type=_round_to, metavar="N",
+                     help="kept widths are multiples of N (e.g. 8); 'auto' "
+                     "with --target-latency: the step size the latency "
+                     "table's scan of the runtime suggests")
     sub.add_argument("--min-channels", type=int, default=1,
                      help="channels every group keeps (default 1)")
     sub.add_argument("--tol", type=float, default=0.0,

@@ -73,6 +73,12 @@ def _planner_kwargs(args):
                 f"Expected --ratio in [0, 1). Received: {args.ratio}"
             )
         kwargs = {"ratio": args.ratio}
+        if args.round_to == "auto":
+            raise CommandError(
+                "--round-to auto takes the step size from a latency table's "
+                "scan of the runtime: use it with --target-latency, or give "
+                "a number."
+            )
         if args.round_to is not None:
             kwargs["round_to"] = args.round_to
     else:
@@ -160,6 +166,11 @@ def _budget_plan(args, model):
         **kwargs,
     )
     print(result.summary())
+    if args.round_to == "auto":
+        steps = table.steps
+        print(f"round_to {result.round_to}: the step size the table's scan "
+              f"of `{steps['layer']}` suggests (steps "
+              f"{steps['strength']:.1f}x the typical change)")
     return result.plan
 
 
@@ -171,7 +182,13 @@ def run_prune(args):
 
     if _has_target(args):
         kwargs = None
-        if args.min_channels < 1 or (args.round_to is not None
+        if args.round_to == "auto" and args.target_latency is None:
+            raise CommandError(
+                "--round-to auto takes the step size from a latency table's "
+                "scan of the runtime: use it with --target-latency, or give "
+                "a number."
+            )
+        if args.min_channels < 1 or (args.round_to not in (None, "auto")
                                      and args.round_to < 1):
             raise CommandError(
                 "Expected --min-channels and --round-to >= 1. Received: "
