@@ -93,6 +93,30 @@ def test_mac_budget_is_met_and_tight(method):
         assert WidthCounter(model).macs(plan_widths(looser)) > 0.5 * dense
 
 
+def test_a_planner_of_your_own_takes_a_budget():
+    """Any planner with a ratio works: here, cut only the first group."""
+    model = _model()
+    graph = ChannelGraph(model)
+    first = next(g for g in graph.groups if g.prunable)
+
+    def first_group_only(model, ratio, min_channels=1):
+        plan = keras_slim.plan_uniform(model, ratio, score="gamma")
+        kept = {first.name: plan.kept[first.name]} \
+            if first.name in plan.kept else {}
+        return keras_slim.PruningPlan(kept=kept)
+
+    dense = keras_slim.count_macs(model)
+    floor = WidthCounter(graph).macs(
+        plan_widths(first_group_only(model, 1 - 1e-9)))
+    goal = (floor + dense) / 2
+    result = plan_for_budget(model, first_group_only, macs=goal)
+    assert result.method == "first_group_only"
+    assert set(result.plan.kept) == {first.name}
+    assert result.achieved["macs"] <= goal
+    with pytest.raises(ValueError, match="smallest first_group_only"):
+        plan_for_budget(model, first_group_only, macs=floor - 1)
+
+
 def test_absolute_param_budget_and_both_budgets():
     model = _model()
     dense = keras_slim.count_params(model)

@@ -80,11 +80,14 @@ def parse_latency(value):
 
 
 def check_method(method, kwargs):
-    if method not in METHODS:
+    if callable(method):
+        pass
+    elif method not in METHODS:
         raise ValueError(
             f"Expected `method` to be one of {', '.join(METHODS)} (the "
             "methods with a ratio to search, and the latency-aware "
-            f"allocation). Received: method={method!r}"
+            "allocation), or a planner `method(model, ratio, **kwargs) -> "
+            f"PruningPlan`. Received: method={method!r}"
         )
     if "ratio" in kwargs:
         raise TypeError(
@@ -110,7 +113,10 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
     Args:
         model: a functional or Sequential `keras.Model` with a fixed input
             size. Not modified.
-        method: "global_gamma", "l1_norm", "uniform" or "latency_aware".
+        method: "global_gamma", "l1_norm", "uniform" or "latency_aware",
+            or a planner of your own, `method(model, ratio, **kwargs)`
+            returning a `PruningPlan` that prunes more as `ratio` grows
+            (its ratio is bisected like the built-in ones').
         macs: multiply-accumulates (`count_macs` convention): a fraction of
             the original in (0, 1] (`0.5`) or an absolute count (`3e8`).
         params: parameters, likewise (`5_000_000`).
@@ -225,7 +231,8 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
             correction = measured / max(predicted, 1e-9)
         scale *= float(np.clip(correction / scale, 0.75, 4 / 3))
     return BudgetResult(
-        plan=plan, method=method, ratio=ratio, targets=targets, dense=dense,
+        plan=plan, method=getattr(method, "__name__", method)
+        if callable(method) else method, ratio=ratio, targets=targets, dense=dense,
         achieved=figures, measured_ms=measured,
         candidates=search.candidates,
         round_to=method_kwargs.get("round_to", 1),
@@ -243,6 +250,8 @@ class _Search:
     def __init__(self, model, graph, counter, method, kwargs, targets, table):
         self.model, self.graph, self.counter = model, graph, counter
         self.method, self.kwargs = method, dict(kwargs)
+        self._name = getattr(method, "__name__", repr(method)) \
+            if callable(method) else method
         self.targets, self.table = targets, table
         self.candidates = []
         self.scale, self.closest = 1.0, False
@@ -279,6 +288,8 @@ class _Search:
         return ratio, plan, figures
 
     def _plan(self, ratio):
+        if callable(self.method):
+            return self.method(self.model, ratio=ratio, **self.kwargs)
         return methods.plan_for(self.model, self.method, ratio=ratio,
                                 **self.kwargs)
 
@@ -291,7 +302,8 @@ class _Search:
         if not self.fits(figures):
             if self.closest:
                 return top, plan, figures
-            raise _unreachable(self.method, self.targets, figures, self.scale)
+            raise _unreachable(self._name, self.targets, figures,
+                               self.scale)
         low, high, best = 0.0, top, (top, plan, figures)
         dense_plan = self._plan(0.0)
         dense_figures = self.figures(plan_widths(dense_plan))
@@ -339,7 +351,8 @@ class _Search:
             self.record(None, self.figures(widths))
         figures = self.figures(plan_widths(plan))
         if not self.fits(figures) and not self.closest:
-            raise _unreachable(self.method, self.targets, figures, self.scale)
+            raise _unreachable(self._name, self.targets, figures,
+                               self.scale)
         return None, plan, figures
 
 
