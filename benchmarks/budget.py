@@ -1,11 +1,13 @@
-"""Pruning to a budget: MACs, and latency measured on LiteRT (issue 13).
+"""Pruning to a budget: MACs, and latency measured on LiteRT or ONNX Runtime
+(issue 13).
 
 For ResNet50 and MobileNetV2 (`keras.applications`, `weights=None`, 160 x 160,
 every BatchNormalization gamma drawn from U[0, 1]):
 
 1. a MAC budget of 0.5 with global gamma: where it lands, checked against
    `count_macs` of the real slim model;
-2. a latency table timed once on LiteRT (`--threads`), then a latency budget
+2. a latency table timed once on `--runtime` (LiteRT by default, or ONNX
+   Runtime; `--threads`), then a latency budget
    of `--latency` x the dense model's measured latency, for the plain global
    threshold ("global_gamma") and for the latency-aware knapsack
    ("latency_aware");
@@ -18,7 +20,11 @@ every BatchNormalization gamma drawn from U[0, 1]):
 
     nice -n 5 python benchmarks/budget.py [--models ResNet50 MobileNetV2]
         [--size 160] [--threads 2] [--latency 0.6] [--runs 30]
-        [--statistic median|p10] [--out DIR] [--reuse-tables]
+        [--statistic median|p10] [--runtime litert|onnxruntime] [--out DIR]
+        [--reuse-tables]
+
+The runtime times everything: the table, the searches' confirming runs,
+the timings again at the end and the width scan.
 """
 
 import argparse
@@ -35,8 +41,8 @@ from keras_slim.planners.allocation import importance_kept  # noqa: E402
 from keras_slim.planners.budget import plan_for_budget  # noqa: E402
 from keras_slim.core.graph import ChannelGraph  # noqa: E402
 from keras_slim.planners.latency_table import (  # noqa: E402
+    RUNTIMES,
     LatencyTable,
-    LiteRTRuntime,
     build_latency_table,
     scan_widths,
     suggest_round_to,
@@ -44,6 +50,7 @@ from keras_slim.planners.latency_table import (  # noqa: E402
 from keras_slim.tools.report import plot_budget  # noqa: E402
 from keras_slim.core.widths import WidthCounter  # noqa: E402
 
+LABELS = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",
                "MobileNetV2": "block_6_expand"}
 
@@ -87,11 +94,15 @@ def run_model(name, args):
     print(f"MAC budget {args.macs}: slim model has {real:.4f} of the MACs "
           f"(channel ratio {result.ratio:.4f})")
 
-    runtime = LiteRTRuntime(threads=args.threads, runs=args.runs,
-                            statistic=args.statistic)
-    path = os.path.join(args.out, f"{name}_latency_table.json")
+    runtime = RUNTIMES[args.runtime](threads=args.threads, runs=args.runs,
+                                     statistic=args.statistic)
+    path = os.path.join(args.out, f"{name}_{args.runtime}_latency_table.json")
     if args.reuse_tables and os.path.exists(path):
         table = LatencyTable.load(path).bind(WidthCounter(graph))
+        if table.runtime.get("threads") != args.threads:
+            raise SystemExit(f"{path} was timed with "
+                             f"{table.runtime.get('threads')} threads, not "
+                             f"--threads {args.threads}.")
         print(f"reusing {path}")
     else:
         table = build_latency_table(model, runtime, verbose=True)
@@ -109,11 +120,12 @@ def run_model(name, args):
         plans[method] = found
         candidates += [dict(c, label=method) for c in found.candidates]
     plot_budget(candidates, os.path.join(args.out, f"{name}_budget.png"),
-                title=f"{name} {args.size} px, LiteRT {args.threads} threads")
+                title=f"{name} {args.size} px, {LABELS[args.runtime]} "
+                f"{args.threads} threads")
 
     # Dense and both slim models timed again together, interleaved.
-    again = LiteRTRuntime(threads=args.threads, runs=2 * args.runs,
-                          statistic=args.statistic)
+    again = RUNTIMES[args.runtime](threads=args.threads, runs=2 * args.runs,
+                                   statistic=args.statistic)
     rows["dense_ms"] = table.dense_ms
     rows["plans"] = _time_together(model, graph, table, plans, again)
 
@@ -143,8 +155,8 @@ def _print_plans(model, plans, args):
 
 
 def print_rows(all_rows, args):
-    print(f"\n## Budgets ({args.size} px, random U[0,1] gammas, LiteRT "
-          f"{args.threads} threads, batch 1, {args.statistic} of "
+    print(f"\n## Budgets ({args.size} px, random U[0,1] gammas, "
+          f"{LABELS[args.runtime]} {args.threads} threads, batch 1, {args.statistic} of "
           f"{args.runs} interleaved runs; load average before: "
           f"{args.load_before}, after: {os.getloadavg()[0]:.2f})\n")
     print("| model | MAC budget | slim MACs (count_macs) | off by |")
@@ -194,6 +206,8 @@ def main():
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--statistic", default="median",
                         choices=("median", "p10"))
+    parser.add_argument("--runtime", default="litert", choices=sorted(LABELS),
+                        help="the runtime that times the models")
     parser.add_argument("--out", default="/tmp/keras_slim_budget")
     parser.add_argument("--reuse-tables", action="store_true",
                         help="load the latency tables saved in --out")
