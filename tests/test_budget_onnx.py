@@ -152,3 +152,26 @@ def test_cli_refuses_a_table_timed_on_another_runtime(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "timed on litert, not --runtime onnxruntime" in error
     assert len(error.splitlines()) == 1
+
+
+def test_timed_onnx_sessions_do_not_spin(tmp_path, monkeypatch):
+    from keras_slim.deploy import onnx_export
+    from keras_slim.deploy.runtime import time_tflite
+
+    path = tmp_path / "conv.onnx"
+    onnx_export.write_onnx(_conv(3, 4), path, batch=1)
+    made = []
+    real = onnx_export.session
+
+    def record(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(onnx_export, "session", record)
+    assert time_tflite([path, path], runs=1, warmup=0, num_threads=2)
+    key = "session.intra_op.allow_spinning"
+    assert [s.get_session_options().get_session_config_entry(key)
+            for s in made] == ["0", "0"]
+    # A session made for running a model keeps ONNX Runtime's default.
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        real(path).get_session_options().get_session_config_entry(key)
