@@ -166,7 +166,9 @@ class ONNXRuntime(_TimedRuntime):
     with its batch fixed at `batch` (`conversion_process.write_onnx_files`:
     in this process under the TensorFlow backend, in one TensorFlow child
     process under another), then all are timed interleaved by
-    `runtime.time_tflite`, and the files deleted.
+    `runtime.time_tflite` (its sessions' idle threads do not spin, so the
+    sessions taking turns leave the CPU to each other), and the files
+    deleted.
 
     Args:
         threads: intra-op threads (`None`: ONNX Runtime's default).
