@@ -1,11 +1,13 @@
-"""Pruning to a budget: MACs, and latency measured on LiteRT (issue 13).
+"""Pruning to a budget: MACs, and latency measured on LiteRT or ONNX Runtime
+(issue 13).
 
 For ResNet50 and MobileNetV2 (`keras.applications`, `weights=None`, 160 x 160,
 every BatchNormalization gamma drawn from U[0, 1]):
 
 1. a MAC budget of 0.5 with global gamma: where it lands, checked against
    `count_macs` of the real slim model;
-2. a latency table timed once on LiteRT (`--threads`), then a latency budget
+2. a latency table timed once on `--runtime` (LiteRT by default, or ONNX
+   Runtime; `--threads`), then a latency budget
    of `--latency` x the dense model's measured latency, for the plain global
    threshold ("global_gamma") and for the latency-aware knapsack
    ("latency_aware");
@@ -22,7 +24,11 @@ every BatchNormalization gamma drawn from U[0, 1]):
 
     nice -n 5 python benchmarks/budget.py [--models ResNet50 MobileNetV2]
         [--size 160] [--threads 2] [--latency 0.6] [--runs 30]
-        [--statistic median|p10] [--out DIR] [--reuse-tables]
+        [--statistic median|p10] [--runtime litert|onnxruntime]
+        [--round-to N] [--out DIR] [--reuse-tables]
+
+The runtime times everything: the table, the searches' confirming runs,
+the timings again at the end and the width scan.
 """
 
 import argparse
@@ -39,8 +45,8 @@ from keras_slim.planners.allocation import importance_kept  # noqa: E402
 from keras_slim.planners.budget import plan_for_budget  # noqa: E402
 from keras_slim.core.graph import ChannelGraph  # noqa: E402
 from keras_slim.planners.latency_table import (  # noqa: E402
+    RUNTIMES,
     LatencyTable,
-    LiteRTRuntime,
     build_latency_table,
     scan_widths,
     suggest_round_to,
@@ -48,6 +54,7 @@ from keras_slim.planners.latency_table import (  # noqa: E402
 from keras_slim.tools.report import plot_budget  # noqa: E402
 from keras_slim.core.widths import WidthCounter  # noqa: E402
 
+LABELS = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",
                "MobileNetV2": "block_6_expand"}
 
@@ -75,7 +82,8 @@ def _time_together(model, graph, table, plans, runtime):
     return rows
 
 
-def equal_latency(model, graph, aware_plan, start_ratio, runtime, args):
+def equal_latency(model, graph, aware_plan, start_ratio, round_to, runtime,
+                  args):
     """Bisect the global threshold's ratio until its slim model measures as
     fast as the latency-aware one (in the same interleaved runs)."""
     from keras_slim.planners import methods
@@ -84,7 +92,8 @@ def equal_latency(model, graph, aware_plan, start_ratio, runtime, args):
     low, high, ratio = 0.0, 0.95, start_ratio
     steps, best = [], None
     for _ in range(args.match_steps):
-        plan = methods.plan_for(model, "global_gamma", ratio=ratio)
+        plan = methods.plan_for(model, "global_gamma", ratio=ratio,
+                                round_to=round_to)
         dense_ms, aware_ms, plain_ms = runtime.time(
             [model, aware, keras_slim.slim_model(model, plan)])
         relative = plain_ms / aware_ms
@@ -123,6 +132,11 @@ def equal_latency(model, graph, aware_plan, start_ratio, runtime, args):
     }
 
 
+def _rounding(args):
+    """The latency searches' `round_to` (none unless --round-to is given)."""
+    return {} if args.round_to is None else {"round_to": args.round_to}
+
+
 def run_model(name, args):
     model = getattr(keras.applications, name)(
         weights=None, input_shape=(args.size, args.size, 3))
@@ -139,11 +153,15 @@ def run_model(name, args):
     print(f"MAC budget {args.macs}: slim model has {real:.4f} of the MACs "
           f"(channel ratio {result.ratio:.4f})")
 
-    runtime = LiteRTRuntime(threads=args.threads, runs=args.runs,
-                            statistic=args.statistic)
-    path = os.path.join(args.out, f"{name}_latency_table.json")
+    runtime = RUNTIMES[args.runtime](threads=args.threads, runs=args.runs,
+                                     statistic=args.statistic)
+    path = os.path.join(args.out, f"{name}_{args.runtime}_latency_table.json")
     if args.reuse_tables and os.path.exists(path):
         table = LatencyTable.load(path).bind(WidthCounter(graph))
+        if table.runtime.get("threads") != args.threads:
+            raise SystemExit(f"{path} was timed with "
+                             f"{table.runtime.get('threads')} threads, not "
+                             f"--threads {args.threads}.")
         print(f"reusing {path}")
     else:
         table = build_latency_table(model, runtime, verbose=True)
@@ -153,7 +171,8 @@ def run_model(name, args):
     for method in ("global_gamma", "latency_aware"):
         start = time.time()
         found = plan_for_budget(model, method, latency=args.latency,
-                                table=table, runtime=runtime)
+                                table=table, runtime=runtime,
+                                **_rounding(args))
         print(f"{method}: {time.time() - start:.0f} s, "
               f"{sum('measured_ms' in c for c in found.candidates)} "
               "end-to-end timing(s)")
@@ -161,24 +180,27 @@ def run_model(name, args):
         plans[method] = found
         candidates += [dict(c, label=method) for c in found.candidates]
     plot_budget(candidates, os.path.join(args.out, f"{name}_budget.png"),
-                title=f"{name} {args.size} px, LiteRT {args.threads} threads")
+                title=f"{name} {args.size} px, {LABELS[args.runtime]} "
+                f"{args.threads} threads")
 
     # Dense and both slim models timed again together, interleaved.
-    again = LiteRTRuntime(threads=args.threads, runs=2 * args.runs,
-                          statistic=args.statistic)
+    again = RUNTIMES[args.runtime](threads=args.threads, runs=2 * args.runs,
+                                   statistic=args.statistic)
     rows["dense_ms"] = table.dense_ms
     rows["plans"] = _time_together(model, graph, table, plans, again)
 
     # The allocations compared at the same predicted latency (one table,
     # no correction by a measurement), then timed together.
     same = {m: plan_for_budget(model, m, latency=args.latency, table=table,
-                               confirm=False)
+                               confirm=False, **_rounding(args))
             for m in ("global_gamma", "latency_aware")}
     rows["compare"] = _time_together(model, graph, table, same, again)
 
     print("equal measured latency: bisecting the global threshold")
     rows["equal"] = equal_latency(model, graph, plans["latency_aware"].plan,
-                                  plans["global_gamma"].ratio, runtime, args)
+                                  plans["global_gamma"].ratio,
+                                  plans["global_gamma"].round_to, runtime,
+                                  args)
     rows["table_steps"] = table.steps
 
     layer = SCAN_LAYERS.get(name)
@@ -200,8 +222,9 @@ def _print_plans(model, plans, args):
 
 
 def print_rows(all_rows, args):
-    print(f"\n## Budgets ({args.size} px, random U[0,1] gammas, LiteRT "
-          f"{args.threads} threads, batch 1, {args.statistic} of "
+    print(f"\n## Budgets ({args.size} px, random U[0,1] gammas, "
+          f"latency searches with round_to={args.round_to}, "
+          f"{LABELS[args.runtime]} {args.threads} threads, batch 1, {args.statistic} of "
           f"{args.runs} interleaved runs; load average before: "
           f"{args.load_before}, after: {os.getloadavg()[0]:.2f})\n")
     print("| model | MAC budget | slim MACs (count_macs) | off by |")
@@ -275,6 +298,14 @@ def main():
                         "bisection at most")
     parser.add_argument("--statistic", default="median",
                         choices=("median", "p10"))
+    parser.add_argument("--runtime", default="litert", choices=sorted(LABELS),
+                        help="the runtime that times the models")
+    parser.add_argument("--round-to", type=lambda t: t if t == "auto"
+                        else int(t), default=None,
+                        help="round_to of the latency searches, or auto "
+                        "(the table scan's step; ONNX Runtime "
+                        "needs 8: odd widths made a slim MobileNetV2 slower "
+                        "than the dense one there)")
     parser.add_argument("--out", default="/tmp/keras_slim_budget")
     parser.add_argument("--reuse-tables", action="store_true",
                         help="load the latency tables saved in --out")

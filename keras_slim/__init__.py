@@ -24,6 +24,7 @@ from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
 from keras_slim.planners.latency_table import (
     LatencyTable,
     LiteRTRuntime,
+    ONNXRuntime,
     Runtime,
     build_latency_table,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "LatencyTable",
     "LiteRTRuntime",
     "MagnitudeMask",
+    "ONNXRuntime",
     "PruningPlan",
     "Report",
     "Runtime",

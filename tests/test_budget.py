@@ -452,6 +452,8 @@ def test_suggest_round_to_finds_the_step():
 
 
 class _CliRuntime(FakeRuntime):
+    name = "litert"  # stands in for the CLI's default runtime
+
     def __init__(self, threads=None, runs=30):
         super().__init__(threads=threads)
 
@@ -470,7 +472,7 @@ def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
     assert keras_slim.count_macs(slim) <= 0.5 * keras_slim.count_macs(model)
     assert "budget" in capsys.readouterr().out
     # Latency on the fake runtime; the table is saved and then reused.
-    monkeypatch.setattr(table_lib, "LiteRTRuntime", _CliRuntime)
+    monkeypatch.setitem(table_lib.RUNTIMES, "litert", _CliRuntime)
     table = tmp_path / "table.json"
     argv = ["prune", str(path), "--target-latency", "0.6", "--threads", "2",
             "--table", str(table), "--method", "latency_aware", "-o",
@@ -517,10 +519,12 @@ def test_cli_round_to_auto_uses_the_table_scan(tmp_path, capsys,
     from keras_slim.tools import cli
 
     class _StepCli(StepRuntime):
+        name = "litert"
+
         def __init__(self, threads=None, runs=30):
             super().__init__(threads=threads)
 
-    monkeypatch.setattr(table_lib, "LiteRTRuntime", _StepCli)
+    monkeypatch.setitem(table_lib.RUNTIMES, "litert", _StepCli)
     path = tmp_path / "model.keras"
     _wide_model().save(path)
     out = tmp_path / "slim.keras"

@@ -22,7 +22,7 @@ import numpy as np
 
 import keras_slim
 
-__all__ = ["child_environment", "convert_in_tensorflow"]
+__all__ = ["child_environment", "convert_in_tensorflow", "write_onnx_files"]
 
 
 def _package_root():
@@ -71,8 +71,16 @@ def convert_in_tensorflow(model, path, format, quantize, representative,
             data = os.path.join(tmp, "representative.npz")
             np.savez(data, **dict(zip(names, representative)))
             command += ["--representative-data", data]
-        done = subprocess.run(command, env=child_environment(), text=True,
-                              capture_output=True, check=False)
+        _run_child(command)
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f))
+                   for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)
+
+
+def _run_child(command):
+    done = subprocess.run(command, env=child_environment(), text=True,
+                          capture_output=True, check=False)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {done.returncode}"
@@ -81,7 +89,47 @@ def convert_in_tensorflow(model, path, format, quantize, representative,
             f"{reason}. (Custom layers must be registered in a module the "
             "child process imports.)"
         )
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(root, f))
-                   for root, _, files in os.walk(path) for f in files)
-    return os.path.getsize(path)
+
+
+def write_onnx_files(models, paths, batch=None):
+    """Write each model to its `.onnx` path, inputs at batch `batch`.
+
+    Under the TensorFlow backend in this process (`onnx_export.write_onnx`);
+    under another, all the models in one TensorFlow-backend child process,
+    so that a latency table's dozens of small models start TensorFlow once.
+
+    Raises:
+        RuntimeError: a conversion failed.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from keras_slim.deploy.onnx_export import write_onnx
+
+        for model, path in zip(models, paths):
+            write_onnx(model, path, batch=batch)
+        return
+    command = [sys.executable, "-c",
+               "import sys; from keras_slim.deploy.conversion_process "
+               "import _write_saved; _write_saved(sys.argv[1:])",
+               str(batch or 0)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, (model, path) in enumerate(zip(models, paths)):
+            saved = os.path.join(tmp, f"model_{index}.keras")
+            model.save(saved)
+            command += [saved, os.path.abspath(path)]
+        _run_child(command)
+
+
+def _write_saved(argv):
+    """The child's side of `write_onnx_files`: `BATCH (SAVED PATH)...`."""
+    import keras
+
+    from keras_slim.deploy.onnx_export import write_onnx
+
+    batch = int(argv[0]) or None
+    # The files were saved by `write_onnx_files` from models in the
+    # caller's memory, so loading them runs no code the caller did not.
+    for saved, path in zip(argv[1::2], argv[2::2]):
+        model = keras.saving.load_model(saved, safe_mode=False)
+        write_onnx(model, path, batch=batch)

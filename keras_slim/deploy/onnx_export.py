@@ -38,22 +38,27 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def input_signature(model):
-    """`keras.InputSpec`s of the model's inputs, batch size left open, in
-    the structure the model is called with (Keras' `input_signature`)."""
+def input_signature(model, batch=None):
+    """`keras.InputSpec`s of the model's inputs, in the structure the model
+    is called with (Keras' `input_signature`): batch size `batch`, or as
+    the model's inputs have it when `None` (usually left open)."""
     spec = keras.tree.map_structure(
-        lambda t: keras.InputSpec(shape=t.shape, dtype=t.dtype, name=t.name),
+        lambda t: keras.InputSpec(
+            shape=t.shape if batch is None else (batch,) + tuple(t.shape[1:]),
+            dtype=t.dtype, name=t.name),
         model.input,
     )
     return [spec]
 
 
-def write_onnx(model, path):
+def write_onnx(model, path, batch=None):
     """Write `model` as an ONNX file with Keras' exporter.
 
     Args:
         model: a built functional or Sequential model.
         path: the `.onnx` file to write.
+        batch: a fixed batch size for the file's inputs (`None`: the
+            model's, usually left open).
 
     Raises:
         ImportError: tf2onnx or onnx is missing.
@@ -80,7 +85,7 @@ def write_onnx(model, path):
             # Keras patches tf2onnx for NumPy 2 (np.object) and warns.
             warnings.simplefilter("ignore")
             model.export(os.fspath(path), format="onnx", verbose=False,
-                         input_signature=input_signature(model))
+                         input_signature=input_signature(model, batch))
     except (ImportError, RuntimeError):
         raise
     except Exception as error:  # tf2onnx's errors are pages long
@@ -93,8 +98,13 @@ def write_onnx(model, path):
         logger.setLevel(level)
 
 
-def session(path, num_threads=None):
-    """An ONNX Runtime CPU session of the file at `path`."""
+def session(path, num_threads=None, spinning=True):
+    """An ONNX Runtime CPU session of the file at `path`.
+
+    `spinning=False` stops its intra-op threads from spinning while they
+    wait for work (ONNX Runtime's default spins): sessions timed in turns
+    in one process then do not take the CPU from each other.
+    """
     onnxruntime = _import_onnxruntime()
     if num_threads is not None and (
         not isinstance(num_threads, int) or isinstance(num_threads, bool)
@@ -112,6 +122,9 @@ def session(path, num_threads=None):
     if num_threads is not None:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "0")
     try:
         return onnxruntime.InferenceSession(
             path, options, providers=["CPUExecutionProvider"]

@@ -248,7 +248,10 @@ def _tflite_invoker(path, num_threads, rng):
 def _onnx_invoker(path, num_threads, rng):
     from keras_slim.deploy.onnx_export import random_feed, session
 
-    onnx_session = session(path, num_threads)
+    # Without spinning: the idle threads of one session would otherwise
+    # spin through the next session's turn (3 MobileNetV2 sessions at 2
+    # threads timed in turns measured 15 ms each spinning, 3 ms not).
+    onnx_session = session(path, num_threads, spinning=False)
     try:
         feed = random_feed(onnx_session, rng)
     except ValueError as error:
@@ -266,7 +269,8 @@ def time_tflite(paths, runs=50, warmup=5, num_threads=None, seed=0,
     Each file gets random inputs (batch 1). After `warmup` untimed
     invokes of each, the files take turns, one invoke each per round, the
     order reversed every other round, so that a change in the machine's
-    load hits them all alike.
+    load hits them all alike. ONNX Runtime's threads do not spin while
+    idle here, so that one session's threads leave the CPU to the next.
 
     Args:
         paths: `.tflite` or `.onnx` paths (or TFLite flatbuffer bytes).

@@ -1,15 +1,19 @@
 """Runtimes that time models for a latency budget: `Runtime` (the
-interface: `time(models) -> list of milliseconds`, `info() -> dict`) and
-`LiteRTRuntime`, the default. TensorFlow and LiteRT are imported only when a
-`LiteRTRuntime` converts or times a model."""
+interface: `time(models) -> list of milliseconds`, `info() -> dict`),
+`LiteRTRuntime`, the default, and `ONNXRuntime`. TensorFlow, LiteRT and
+ONNX Runtime are imported only when a runtime converts or times a model."""
 
 import importlib.util
+import os
+import tempfile
 
 __all__ = [
     "RUNTIMES",
     "LiteRTRuntime",
+    "ONNXRuntime",
     "Runtime",
     "check_litert",
+    "check_onnxruntime",
     "runtime_from_info",
 ]
 
@@ -58,7 +62,54 @@ def check_litert():
         )
 
 
-class LiteRTRuntime(Runtime):
+def check_onnxruntime():
+    """Raise an ImportError naming the fix when ONNX Runtime, or what
+    converts models to ONNX (tf2onnx, onnx, TensorFlow), is not installed."""
+    missing = [m for m in ("onnxruntime", "tf2onnx", "onnx", "tensorflow")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(
+            "A latency budget on ONNX Runtime converts each model with "
+            "tf2onnx and times it in ONNX Runtime, and "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not installed: pip install keras-slim[onnx] (onnxruntime, "
+            "tf2onnx, onnx; tensorflow too), or use the default "
+            "`LiteRTRuntime`."
+        )
+
+
+class _TimedRuntime(Runtime):
+    """A runtime that times files with `runtime.time_tflite`: the options
+    of the timing and the statistic taken."""
+
+    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
+                 statistic="median"):
+        super().__init__(threads, batch)
+        for argument, value, minimum in (("runs", runs, 1),
+                                         ("warmup", warmup, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or \
+                    value < minimum:
+                raise ValueError(
+                    f"Expected `{argument}` to be an integer >= {minimum}. "
+                    f"Received: {argument}={value!r}"
+                )
+        if statistic not in ("median", "p10"):
+            raise ValueError(
+                'Expected `statistic` to be "median" or "p10". '
+                f"Received: statistic={statistic!r}"
+            )
+        self.runs, self.warmup, self.statistic = runs, warmup, statistic
+
+    def _time_files(self, files):
+        from keras_slim.deploy.runtime import time_tflite
+
+        results = time_tflite(files, runs=self.runs, warmup=self.warmup,
+                              num_threads=self.threads)
+        return [r.median_ms if self.statistic == "median" else r.p10_ms
+                for r in results]
+
+
+class LiteRTRuntime(_TimedRuntime):
     """Times models in the LiteRT interpreter (float32, XNNPACK).
 
     Each model is converted to TFLite from a frozen concrete function
@@ -79,14 +130,8 @@ class LiteRTRuntime(Runtime):
 
     def __init__(self, threads=None, batch=1, runs=30, warmup=5,
                  statistic="median"):
-        super().__init__(threads, batch)
-        if statistic not in ("median", "p10"):
-            raise ValueError(
-                'Expected `statistic` to be "median" or "p10". '
-                f"Received: statistic={statistic!r}"
-            )
+        super().__init__(threads, batch, runs, warmup, statistic)
         check_litert()
-        self.runs, self.warmup, self.statistic = runs, warmup, statistic
 
     def convert(self, model):
         import tensorflow as tf
@@ -111,16 +156,47 @@ class LiteRTRuntime(Runtime):
             ).convert()
 
     def time(self, models):
-        from keras_slim.deploy.runtime import time_tflite
-
-        files = [self.convert(m) for m in models]
-        results = time_tflite(files, runs=self.runs, warmup=self.warmup,
-                              num_threads=self.threads)
-        return [r.median_ms if self.statistic == "median" else r.p10_ms
-                for r in results]
+        return self._time_files([self.convert(m) for m in models])
 
 
-RUNTIMES = {"litert": LiteRTRuntime}
+class ONNXRuntime(_TimedRuntime):
+    """Times models in ONNX Runtime (CPU, float32).
+
+    Each model is written to a temporary `.onnx` file by Keras' exporter
+    with its batch fixed at `batch` (`conversion_process.write_onnx_files`:
+    in this process under the TensorFlow backend, in one TensorFlow child
+    process under another), then all are timed interleaved by
+    `runtime.time_tflite` (its sessions' idle threads do not spin, so the
+    sessions taking turns leave the CPU to each other), and the files
+    deleted.
+
+    Args:
+        threads: intra-op threads (`None`: ONNX Runtime's default).
+        batch: batch size.
+        runs: timed runs per model.
+        warmup: untimed runs first.
+        statistic: "median" of the timed runs, or "p10", their 10th
+            percentile (as for `LiteRTRuntime`).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
+                 statistic="median"):
+        super().__init__(threads, batch, runs, warmup, statistic)
+        check_onnxruntime()
+
+    def time(self, models):
+        from keras_slim.deploy.conversion_process import write_onnx_files
+
+        with tempfile.TemporaryDirectory(prefix="keras_slim_ort_") as tmp:
+            paths = [os.path.join(tmp, f"model_{i}.onnx")
+                     for i in range(len(models))]
+            write_onnx_files(models, paths, batch=self.batch)
+            return self._time_files(paths)
+
+
+RUNTIMES = {"litert": LiteRTRuntime, "onnxruntime": ONNXRuntime}
 
 
 def runtime_from_info(info):
@@ -134,5 +210,3 @@ def runtime_from_info(info):
         )
     return cls(threads=info.get("threads"), batch=info.get("batch", 1))
 
-
-# -- the table ----------------------------------------------------------------

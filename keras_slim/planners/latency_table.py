@@ -11,9 +11,10 @@ blocks of a ResNet stage) share one entry. The table is plain JSON, saved
 and loaded with `save` / `load`, and reused for as many searches as wanted.
 
 A runtime is any object with `time(models) -> list of milliseconds` and
-`info() -> dict` (`Runtime`); `LiteRTRuntime` is the default, and tests
-pass a fake one so that nothing is timed. TensorFlow and LiteRT are
-imported only when a `LiteRTRuntime` is made.
+`info() -> dict` (`Runtime`); `LiteRTRuntime` is the default,
+`ONNXRuntime` the other built-in one, and tests pass a fake one so that
+nothing is timed. TensorFlow, LiteRT and ONNX Runtime are imported only
+when a runtime converts or times a model.
 """
 
 import hashlib
@@ -25,13 +26,16 @@ import numpy as np
 from keras_slim.core import slicers
 from keras_slim.core.widths import WidthCounter
 from keras_slim.deploy.timers import (  # noqa: F401  (re-exported)
-    RUNTIMES, LiteRTRuntime, Runtime, check_litert, runtime_from_info)
+    RUNTIMES, LiteRTRuntime, ONNXRuntime, Runtime, check_litert,
+    check_onnxruntime, runtime_from_info)
 
 __all__ = [
     "build_latency_table",
     "check_litert",
+    "check_onnxruntime",
     "LatencyTable",
     "LiteRTRuntime",
+    "ONNXRuntime",
     "Runtime",
     "runtime_from_info",
     "scan_widths",

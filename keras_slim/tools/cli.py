@@ -4,7 +4,8 @@
     keras-slim prune MODEL.keras --method global_gamma --ratio 0.5
         [--round-to 8] -o OUT.keras [--report REPORT.html]
     keras-slim prune MODEL.keras --target-macs 0.5 | --target-params 5e6 |
-        --target-latency 8ms [--threads 2] [--table T.json] -o OUT.keras
+        --target-latency 8ms [--threads 2] [--runtime litert|onnxruntime]
+        [--table T.json] -o OUT.keras
     keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
         [--representative-data X.npy]
     keras-slim export MODEL.keras -o OUT.onnx
@@ -97,10 +98,15 @@ def build_parser():
     sub.add_argument("--target-params", type=float, metavar="X",
                      help="parameter budget: a fraction or a count (5e6)")
     sub.add_argument("--target-latency", metavar="T",
-                     help="latency budget on LiteRT: 8ms, or a fraction of "
-                     "the dense model's measured latency (0.6)")
+                     help="latency budget, measured on --runtime: 8ms, or "
+                     "a fraction of the dense model's measured latency (0.6)")
+    sub.add_argument("--runtime", choices=("litert", "onnxruntime"),
+                     default="litert",
+                     help="--target-latency: the runtime that times the "
+                     "models (default litert; onnxruntime needs "
+                     "keras-slim[onnx])")
     sub.add_argument("--threads", type=int, default=None,
-                     help="--target-latency: interpreter threads")
+                     help="--target-latency: the runtime's threads")
     sub.add_argument("--runs", type=int, default=30,
                      help="--target-latency: timed runs per model")
     sub.add_argument("--table", metavar="TABLE.json",

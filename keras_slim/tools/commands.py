@@ -143,10 +143,16 @@ def _budget_plan(args, model):
             latency = float(latency)
         except ValueError:
             pass
-        runtime = latency_table.LiteRTRuntime(threads=args.threads,
-                                              runs=args.runs)
+        runtime = latency_table.RUNTIMES[args.runtime](threads=args.threads,
+                                                       runs=args.runs)
         if args.table and os.path.exists(args.table):
             table = latency_table.LatencyTable.load(args.table)
+            if table.runtime.get("name") != args.runtime:
+                raise CommandError(
+                    f"{args.table} was timed on {table.runtime.get('name')}, "
+                    f"not --runtime {args.runtime}; pass the same --runtime "
+                    "or another --table."
+                )
             if table.runtime.get("threads") != args.threads:
                 raise CommandError(
                     f"{args.table} was timed with "
