@@ -409,6 +409,19 @@ def test_a_correction_past_the_smallest_plan_returns_it_measured():
     assert result.measured_ms == pytest.approx(slow.time([slim])[0])
 
 
+def test_a_table_of_zeros_is_refused():
+    model = _model()
+    table = table_lib.build_latency_table(model, FakeRuntime(),
+                                          verbose=False)
+    data = table.to_dict()
+    for entry in data["entries"].values():
+        entry["ms"] = np.zeros_like(np.asarray(entry["ms"])).tolist()
+    zeros = table_lib.LatencyTable.from_dict(data)
+    with pytest.raises(ValueError, match="predicts 0 ms for any plan"):
+        plan_for_budget(model, latency=0.6, table=zeros,
+                        runtime=FakeRuntime())
+
+
 def test_impossible_latency_budget():
     model = _model()
     with pytest.raises(ValueError, match="latency budget 0.01 ms"):

@@ -107,14 +107,44 @@ def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
     conversion_process.write_onnx_files(models, paths, batch=2)
-    # One child for all the models: BATCH, then (saved, written) pairs.
-    assert len(commands) == 1 and commands[0][3] == "2"
-    assert commands[0][5::2] == [str(p) for p in paths]
+    # One child for all the models: FORMAT, BATCH, then (saved, written)
+    # pairs.
+    assert len(commands) == 1 and commands[0][3:5] == ["onnx", "2"]
+    assert commands[0][6::2] == [str(p) for p in paths]
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
     got = ONNXModel(paths[0])([x])[0]
     np.testing.assert_allclose(got, models[0].predict(x, verbose=0),
                                atol=1e-5)
     assert session(paths[1]).get_inputs()[0].shape == [2, 6, 6, 5]
+
+
+def test_litert_files_written_in_a_tensorflow_child_under_another_backend(
+        tmp_path, monkeypatch):
+    # LiteRTRuntime converts in this process under TensorFlow; under JAX or
+    # PyTorch all the models of a call go to one TensorFlow child.
+    from keras_slim.deploy.runtime import TFLiteModel
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    commands = []
+    real = conversion_process._run_child
+    monkeypatch.setattr(conversion_process, "_run_child",
+                        lambda command: (commands.append(command),
+                                         real(command)))
+    models = [_conv(3, 4), _conv(5, 2, batch=1)]
+    paths = [tmp_path / "a.tflite", tmp_path / "b.tflite"]
+    conversion_process.write_runtime_files(models, paths, "tflite", batch=2)
+    assert len(commands) == 1 and commands[0][3:5] == ["tflite", "2"]
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
+    got = TFLiteModel(str(paths[0]))([x.astype("float32")])[0]
+    np.testing.assert_allclose(np.asarray(got).reshape(2, -1),
+                               models[0].predict(x, verbose=0).reshape(2, -1),
+                               atol=1e-5)
+    times = keras_slim.LiteRTRuntime(threads=1, runs=2, warmup=1).time(
+        models)
+    assert len(commands) == 2 and len(times) == 2
+    assert all(t > 0 for t in times)
+    with pytest.raises(ValueError, match="Expected `format`"):
+        conversion_process.write_runtime_files(models, paths, "savedmodel")
 
 
 def test_onnx_runtime_not_installed_names_the_fix(monkeypatch, tmp_path,

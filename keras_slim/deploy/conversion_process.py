@@ -22,7 +22,12 @@ import numpy as np
 
 import keras_slim
 
-__all__ = ["child_environment", "convert_in_tensorflow", "write_onnx_files"]
+__all__ = [
+    "child_environment",
+    "convert_in_tensorflow",
+    "write_onnx_files",
+    "write_runtime_files",
+]
 
 
 def _package_root():
@@ -92,27 +97,49 @@ def _run_child(command):
 
 
 def write_onnx_files(models, paths, batch=None):
-    """Write each model to its `.onnx` path, inputs at batch `batch`.
+    """Write each model to its `.onnx` path, inputs at batch `batch`
+    (`write_runtime_files` with format "onnx")."""
+    write_runtime_files(models, paths, "onnx", batch)
 
-    Under the TensorFlow backend in this process (`onnx_export.write_onnx`);
-    under another, all the models in one TensorFlow-backend child process,
-    so that a latency table's dozens of small models start TensorFlow once.
+
+def _write_one(model, path, format, batch):
+    if format == "onnx":
+        from keras_slim.deploy.onnx_export import write_onnx
+
+        write_onnx(model, path, batch=batch)
+    else:
+        from keras_slim.deploy.timers import tflite_flatbuffer
+
+        with open(path, "wb") as file:
+            file.write(tflite_flatbuffer(model, batch or 1))
+
+
+def write_runtime_files(models, paths, format, batch=None):
+    """Write each model to its path as "onnx" or "tflite", inputs at batch
+    `batch`, for a runtime to time.
+
+    Under the TensorFlow backend in this process; under another, all the
+    models in one TensorFlow-backend child process, so that a latency
+    table's dozens of small models start TensorFlow once.
 
     Raises:
         RuntimeError: a conversion failed.
     """
     import keras
 
+    if format not in ("onnx", "tflite"):
+        raise ValueError(
+            'Expected `format` to be "onnx" or "tflite". '
+            f"Received: format={format!r}"
+        )
     if keras.backend.backend() == "tensorflow":
-        from keras_slim.deploy.onnx_export import write_onnx
-
         for model, path in zip(models, paths):
-            write_onnx(model, path, batch=batch)
+            _write_one(model, path, format, batch)
         return
     command = [sys.executable, "-c",
                "import sys; from keras_slim.deploy.conversion_process "
                "import _write_saved; _write_saved(sys.argv[1:])",
-               str(batch or 0)]
+               format, str(batch or 0)]
     with tempfile.TemporaryDirectory() as tmp:
         for index, (model, path) in enumerate(zip(models, paths)):
             saved = os.path.join(tmp, f"model_{index}.keras")
@@ -122,14 +149,13 @@ def write_onnx_files(models, paths, batch=None):
 
 
 def _write_saved(argv):
-    """The child's side of `write_onnx_files`: `BATCH (SAVED PATH)...`."""
+    """The child's side of `write_runtime_files`:
+    `FORMAT BATCH (SAVED PATH)...`."""
     import keras
 
-    from keras_slim.deploy.onnx_export import write_onnx
-
-    batch = int(argv[0]) or None
-    # The files were saved by `write_onnx_files` from models in the
+    format, batch = argv[0], int(argv[1]) or None
+    # The files were saved by `write_runtime_files` from models in the
     # caller's memory, so loading them runs no code the caller did not.
-    for saved, path in zip(argv[1::2], argv[2::2]):
+    for saved, path in zip(argv[2::2], argv[3::2]):
         model = keras.saving.load_model(saved, safe_mode=False)
-        write_onnx(model, path, batch=batch)
+        _write_one(model, path, format, batch)

@@ -15,6 +15,7 @@ __all__ = [
     "check_litert",
     "check_onnxruntime",
     "runtime_from_info",
+    "tflite_flatbuffer",
 ]
 
 
@@ -78,6 +79,32 @@ def check_onnxruntime():
         )
 
 
+def tflite_flatbuffer(model, batch=1):
+    """`model` (TensorFlow backend) as a TFLite flatbuffer with its batch
+    fixed, converted from a frozen concrete function: weights as
+    constants, no SavedModel on disk."""
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+
+    from keras_slim.deploy.runtime import quiet_native_output
+
+    specs = [tf.TensorSpec((batch,) + tuple(t.shape[1:]), t.dtype)
+             for t in model.inputs]
+
+    def call(*inputs):
+        return model(list(inputs) if len(inputs) > 1 else inputs[0],
+                     training=False)
+
+    function = tf.function(call, input_signature=specs)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(
+        function.get_concrete_function()
+    )
+    with quiet_native_output():
+        return tf.lite.TFLiteConverter.from_concrete_functions(
+            [frozen]
+        ).convert()
+
+
 class _TimedRuntime(Runtime):
     """A runtime that times files with `runtime.time_tflite`: the options
     of the timing and the statistic taken."""
@@ -113,8 +140,9 @@ class LiteRTRuntime(_TimedRuntime):
     """Times models in the LiteRT interpreter (float32, XNNPACK).
 
     Each model is converted to TFLite from a frozen concrete function
-    (weights as constants, batch fixed), then all are timed interleaved by
-    `runtime.time_tflite`.
+    (weights as constants, batch fixed; under JAX or PyTorch, all the
+    models of one call in one TensorFlow-backend child process), then all
+    are timed interleaved by `runtime.time_tflite`.
 
     Args:
         threads: interpreter threads (`None`: LiteRT's default).
@@ -134,29 +162,22 @@ class LiteRTRuntime(_TimedRuntime):
         check_litert()
 
     def convert(self, model):
-        import tensorflow as tf
-        from tensorflow.python.framework import convert_to_constants
-
-        from keras_slim.deploy.runtime import quiet_native_output
-
-        specs = [tf.TensorSpec((self.batch,) + tuple(t.shape[1:]), t.dtype)
-                 for t in model.inputs]
-
-        def call(*inputs):
-            return model(list(inputs) if len(inputs) > 1 else inputs[0],
-                         training=False)
-
-        function = tf.function(call, input_signature=specs)
-        frozen = convert_to_constants.convert_variables_to_constants_v2(
-            function.get_concrete_function()
-        )
-        with quiet_native_output():
-            return tf.lite.TFLiteConverter.from_concrete_functions(
-                [frozen]
-            ).convert()
+        """The model as a TFLite flatbuffer (TensorFlow backend only; `time`
+        converts in a TensorFlow child process under another)."""
+        return tflite_flatbuffer(model, self.batch)
 
     def time(self, models):
-        return self._time_files([self.convert(m) for m in models])
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            return self._time_files([self.convert(m) for m in models])
+        from keras_slim.deploy.conversion_process import write_runtime_files
+
+        with tempfile.TemporaryDirectory(prefix="keras_slim_litert_") as tmp:
+            paths = [os.path.join(tmp, f"model_{i}.tflite")
+                     for i in range(len(models))]
+            write_runtime_files(models, paths, "tflite", batch=self.batch)
+            return self._time_files(paths)
 
 
 class ONNXRuntime(_TimedRuntime):

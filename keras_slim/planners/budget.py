@@ -190,6 +190,14 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
                               else fraction * table.dense_ms)
     if table is not None:
         table.bind(counter)
+        if not table.layers_ms > 0:
+            raise ValueError(
+                "Every layer of the latency table timed at or below the cost "
+                f"of an empty call on {table.runtime.get('name')}, so it "
+                "predicts 0 ms for any plan: the model's layers are too "
+                "small for the runtime to tell their widths apart. Time a "
+                "larger `batch`, or give the budget in `macs`."
+            )
     if auto:
         if table.steps is None:
             raise ValueError(
