@@ -121,3 +121,15 @@ def test_onnx_model_rejects_a_non_onnx_file(tmp_path):
     path.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not an ONNX model"):
         ONNXModel(str(path))
+
+
+def test_latency_runtimes_time_this_backends_models():
+    """A latency budget measures on LiteRT or ONNX Runtime whatever the
+    backend (off TensorFlow the models are converted in a child)."""
+    model = _net()
+    slim = keras_slim.slim_model(
+        model, keras_slim.plan_uniform(model, 0.5, score="random", seed=0))
+    for runtime in (keras_slim.LiteRTRuntime(threads=1, runs=2, warmup=1),
+                    keras_slim.ONNXRuntime(threads=1, runs=2, warmup=1)):
+        times = runtime.time([model, slim])
+        assert len(times) == 2 and all(t > 0 for t in times), runtime.name
