@@ -94,23 +94,31 @@ def test_latency_table_on_onnx_runtime_predicts_its_dense_timing():
     assert table.predict({}) == pytest.approx(table.dense_ms)
 
 
-def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
-        tmp_path, monkeypatch):
-    # Under JAX or PyTorch the models are converted in one child process
-    # with the TensorFlow backend; forcing that path here checks the child.
+@pytest.fixture
+def child_commands(monkeypatch):
+    """Pretend the backend is JAX, so conversions go to a TensorFlow child
+    process, and record each child's command line."""
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     commands = []
     real = conversion_process._run_child
     monkeypatch.setattr(conversion_process, "_run_child",
                         lambda command: (commands.append(command),
                                          real(command)))
+    return commands
+
+
+def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
+        tmp_path, child_commands):
+    # Under JAX or PyTorch the models are converted in one child process
+    # with the TensorFlow backend; forcing that path here checks the child.
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
     conversion_process.write_onnx_files(models, paths, batch=2)
     # One child for all the models: FORMAT, BATCH, then (saved, written)
     # pairs.
-    assert len(commands) == 1 and commands[0][3:5] == ["onnx", "2"]
-    assert commands[0][6::2] == [str(p) for p in paths]
+    assert len(child_commands) == 1
+    assert child_commands[0][3:5] == ["onnx", "2"]
+    assert child_commands[0][6::2] == [str(p) for p in paths]
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
     got = ONNXModel(paths[0])([x])[0]
     np.testing.assert_allclose(got, models[0].predict(x, verbose=0),
@@ -119,21 +127,16 @@ def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
 
 
 def test_litert_files_written_in_a_tensorflow_child_under_another_backend(
-        tmp_path, monkeypatch):
+        tmp_path, child_commands):
     # LiteRTRuntime converts in this process under TensorFlow; under JAX or
     # PyTorch all the models of a call go to one TensorFlow child.
     from keras_slim.deploy.runtime import _interpreter
 
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    commands = []
-    real = conversion_process._run_child
-    monkeypatch.setattr(conversion_process, "_run_child",
-                        lambda command: (commands.append(command),
-                                         real(command)))
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.tflite", tmp_path / "b.tflite"]
     conversion_process.write_runtime_files(models, paths, "tflite", batch=2)
-    assert len(commands) == 1 and commands[0][3:5] == ["tflite", "2"]
+    assert len(child_commands) == 1
+    assert child_commands[0][3:5] == ["tflite", "2"]
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
     interpreter = _interpreter(str(paths[0]))
     interpreter.allocate_tensors()
@@ -147,7 +150,7 @@ def test_litert_files_written_in_a_tensorflow_child_under_another_backend(
                                atol=1e-5)
     times = keras_slim.LiteRTRuntime(threads=1, runs=2, warmup=1).time(
         models)
-    assert len(commands) == 2 and len(times) == 2
+    assert len(child_commands) == 2 and len(times) == 2
     assert all(t > 0 for t in times)
     with pytest.raises(ValueError, match="Expected `format`"):
         conversion_process.write_runtime_files(models, paths, "savedmodel")
