@@ -224,7 +224,8 @@ def _print_plans(model, plans, args):
 def print_rows(all_rows, args):
     print(f"\n## Budgets ({args.size} px, random U[0,1] gammas, "
           f"latency searches with round_to={args.round_to}, "
-          f"{LABELS[args.runtime]} {args.threads} threads, batch 1, {args.statistic} of "
+          f"{LABELS[args.runtime]} {args.threads} threads, batch 1, "
+          f"{args.statistic} of "
           f"{args.runs} interleaved runs; load average before: "
           f"{args.load_before}, after: {os.getloadavg()[0]:.2f})\n")
     print("| model | MAC budget | slim MACs (count_macs) | off by |")

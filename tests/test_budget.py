@@ -385,7 +385,7 @@ def test_round_to_auto_needs_a_table_with_a_scan():
     table = table_lib.build_latency_table(model, FakeRuntime(), scan=False,
                                           verbose=False)
     assert table.steps is None
-    with pytest.raises(ValueError, match="needs a latency table with a width scan"):
+    with pytest.raises(ValueError, match="needs a latency table with a width"):
         plan_for_budget(model, latency=0.6, table=table,
                         runtime=FakeRuntime(), round_to="auto")
 

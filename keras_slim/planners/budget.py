@@ -239,8 +239,8 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
             correction = measured / max(predicted, 1e-9)
         scale *= float(np.clip(correction / scale, 0.75, 4 / 3))
     return BudgetResult(
-        plan=plan, method=getattr(method, "__name__", method)
-        if callable(method) else method, ratio=ratio, targets=targets, dense=dense,
+        plan=plan, method=search.name, ratio=ratio, targets=targets,
+        dense=dense,
         achieved=figures, measured_ms=measured,
         candidates=search.candidates,
         round_to=method_kwargs.get("round_to", 1),
@@ -258,7 +258,7 @@ class _Search:
     def __init__(self, model, graph, counter, method, kwargs, targets, table):
         self.model, self.graph, self.counter = model, graph, counter
         self.method, self.kwargs = method, dict(kwargs)
-        self._name = getattr(method, "__name__", repr(method)) \
+        self.name = getattr(method, "__name__", repr(method)) \
             if callable(method) else method
         self.targets, self.table = targets, table
         self.candidates = []
@@ -310,7 +310,7 @@ class _Search:
         if not self.fits(figures):
             if self.closest:
                 return top, plan, figures
-            raise _unreachable(self._name, self.targets, figures,
+            raise _unreachable(self.name, self.targets, figures,
                                self.scale)
         low, high, best = 0.0, top, (top, plan, figures)
         dense_plan = self._plan(0.0)
@@ -359,7 +359,7 @@ class _Search:
             self.record(None, self.figures(widths))
         figures = self.figures(plan_widths(plan))
         if not self.fits(figures) and not self.closest:
-            raise _unreachable(self._name, self.targets, figures,
+            raise _unreachable(self.name, self.targets, figures,
                                self.scale)
         return None, plan, figures
 
