@@ -8,7 +8,9 @@ data_format), BatchNormalization, activations, pooling and padding layers,
 stateful preprocessing layers, merges and keras.ops arithmetic, concatenation,
 nested and shared models and layers, Flatten/Reshape into Dense, several
 inputs and outputs; one model in five is one-dimensional
-(tests/fuzz_sequences.py: Conv1D with causal padding and the 1D layers).
+(tests/fuzz_sequences.py: Conv1D with causal padding and the 1D layers) and
+one in ten three-dimensional (tests/fuzz_volumes.py: Conv3D, grouped and
+transposed, and the 3D layers).
 Layer names are unique (plans name layers).
 """
 
@@ -312,10 +314,15 @@ class Builder:
 
 def build(draw):
     """A random functional model; see the module docstring."""
-    if draw(st.floats(0, 1)) < 0.2:
+    kind = draw(st.floats(0, 1))
+    if kind < 0.2:
         from tests import fuzz_sequences  # pylint: disable=import-outside-toplevel
 
         return fuzz_sequences.build_sequence(draw)
+    if kind < 0.3:
+        from tests import fuzz_volumes  # pylint: disable=import-outside-toplevel
+
+        return fuzz_volumes.build_volume(draw)
     b = Builder(draw)
     size = draw(st.integers(5, 9))
     channels = draw(st.integers(2, 4))

@@ -512,3 +512,40 @@ def test_zero_channel_made_nonzero_by_an_offset_warns_when_same_padded():
     assert "fc" in plan.kept
     with pytest.warns(UserWarning, match="approximate fold.*`sep`"):
         keras_slim.slim_model(model, plan)
+
+
+def test_fuzz_carrier_taken_by_a_later_consumer_is_not_also_folded():
+    """Fuzzer find (invariant c): the channels of a group are constant
+    before a Minimum merge (bn4's betas) and after it (min with bn6's 0).
+    `conv5` reads them before the merge and folded cut channel 3 into
+    carrier 2; `conv8` reads them after, where channel 2 is 0, and took
+    channel 3 as its own carrier, keeping it: conv5 then counted channel 3
+    twice (0.24 relative at conv5, silently). Carriers are now settled for
+    every consumer before any fold."""
+    inputs = keras.Input((5, 2))
+    x = L.SeparableConv1D(6, 1, name="sep")(inputs)
+    x = L.BatchNormalization(name="bn4")(x)
+    y = L.Conv1D(6, 2, padding="same", dilation_rate=2, name="conv5")(x)
+    y = L.BatchNormalization(center=False, name="bn6")(y)
+    x = L.Minimum(name="merge")([x, y])
+    x = L.Conv1D(2, 2, padding="causal", dilation_rate=2, name="conv8")(x)
+    x = L.BatchNormalization(name="bn9")(x)
+    model = keras.Model(inputs, L.Dense(2, name="out")(L.Flatten()(x)))
+    rng = _prepare(model)
+    bn4 = model.get_layer("bn4")
+    beta = keras.ops.convert_to_numpy(bn4.beta).copy()
+    beta[[0, 2, 3]] = [0.167, 0.48, -0.452]
+    bn4.beta.assign(beta)
+    _kill(bn4, [0, 2, 3])
+    _kill(model.get_layer("bn6"), [0, 2, 3, 5])
+    plan = keras_slim.plan_zero_gamma(model)
+    assert sorted(plan.kept["sep"]) == [1, 4, 5]
+    inputs = zoo.random_inputs(model, rng)
+    before = zoo.outputs(model, inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+    zoo.assert_close(before, zoo.outputs(slim, inputs))
+    # Both consumers' carriers stay; channel 0 is folded into one of them.
+    kept = keras_slim.applied_plan(model, plan, fold="exact").kept["sep"]
+    assert sorted(kept) == [1, 2, 3, 4, 5]

@@ -241,6 +241,22 @@ def add_carriers(graph, kept, weights, dead_fn, warn=True):
     tags = patterns(graph, values, dead_fn)
     kept = {name: np.asarray(idx) for name, idx in kept.items()}
     added = {}
+    # A channel one consumer takes as its carrier is kept for every other
+    # consumer too, so the carriers are settled first (a later consumer can
+    # take a channel that an earlier one folded away), then the moves are
+    # made against the final kept channels.
+    while True:
+        count = sum(len(idx) for idx in kept.values())
+        _moves(graph, kept, added, weights, values, tags, warn=False)
+        if sum(len(idx) for idx in kept.values()) == count:
+            break
+    moves = _moves(graph, kept, added, weights, values, tags, warn)
+    return Carriers(kept, values, moves, added)
+
+
+def _moves(graph, kept, added, weights, values, tags, warn):
+    """id(layer) -> (removed positions, carrier positions, scales) of each
+    consuming layer, choosing (and keeping) carriers where none is kept."""
     moves = {}
     for call in producer_calls(graph):
         layer = call.layer
@@ -288,7 +304,7 @@ def add_carriers(graph, kept, weights, dead_fn, warn=True):
         if sources:
             moves[id(layer)] = (np.array(sources), np.array(targets),
                                 np.array(scales))
-    return Carriers(kept, values, moves, added)
+    return moves
 
 
 def _choose(graph, kept, names, channels, value, tag, wanted):

@@ -1,0 +1,104 @@
+"""Random three-dimensional models for the fuzzer (see fuzz_models.py)."""
+
+import keras
+from hypothesis import strategies as st
+
+from tests.fuzz_models import ACTIVATIONS, MERGES
+from tests.fuzz_sequences import SequenceBuilder
+
+L = keras.layers
+
+
+class VolumeBuilder(SequenceBuilder):
+    """Three-dimensional models: Conv3D (grouped included),
+    Conv3DTranspose, 3D pooling, padding, cropping and upsampling; the
+    activations are the one-dimensional builder's."""
+
+    def _kernel3d(self, x):
+        size = min(x.shape[1:4])
+        kernel = self.pick([k for k in (1, 2, 3) if k <= size])
+        padding = self.pick(["valid", "same"])
+        strides = 2 if size >= 4 and self.flag(0.2) else 1
+        dilation = 1
+        if strides == 1 and kernel > 1 and self.flag(0.2) and (
+                padding == "same" or size >= 1 + 2 * (kernel - 1)):
+            dilation = 2
+        return dict(kernel_size=kernel, padding=padding, strides=strides,
+                    dilation_rate=dilation)
+
+    def conv(self, x, filters=None, bn=None):
+        kw = self._kernel3d(x)
+        groups = 1
+        filters = filters or self.draw(st.integers(2, 5))
+        if self.flag(0.15):
+            groups = x.shape[-1]
+            filters = groups * self.draw(st.integers(1, 2))
+        y = L.Conv3D(filters, groups=groups, use_bias=self.flag(),
+                     activation=self.pick(ACTIVATIONS),
+                     name=self.name("conv"), **kw)(x)
+        if bn if bn is not None else self.flag(0.8):
+            y = self.batchnorm(y)
+        return y
+
+    def transpose(self, x):
+        y = L.Conv3DTranspose(
+            self.draw(st.integers(2, 4)), self.pick([1, 2]),
+            strides=self.pick([1, 2]) if max(x.shape[1:4]) <= 4 else 1,
+            padding=self.pick(["valid", "same"]), use_bias=self.flag(),
+            name=self.name("convT"))(x)
+        return self.batchnorm(y) if self.flag(0.7) else y
+
+    def shape_only(self, x):
+        size = min(x.shape[1:4])
+        options = ["ZeroPadding3D", "SpatialDropout3D"]
+        if size >= 2:
+            options += ["MaxPooling3D", "AveragePooling3D"]
+        if size >= 4:
+            options += ["Cropping3D"]
+        if max(x.shape[1:4]) <= 3:
+            options += ["UpSampling3D"]
+        kind = self.pick(options)
+        name = self.name("shape")
+        if kind.endswith("Pooling3D"):
+            layer = getattr(L, kind)(2, padding=self.pick(["valid", "same"]),
+                                     name=name)
+        elif kind == "ZeroPadding3D":
+            layer = L.ZeroPadding3D(self.pick([1, (1, 0, 1)]), name=name)
+        elif kind == "Cropping3D":
+            layer = L.Cropping3D(1, name=name)
+        elif kind == "UpSampling3D":
+            layer = L.UpSampling3D(2, name=name)
+        else:
+            layer = L.SpatialDropout3D(0.3, name=name)
+        return layer(x)
+
+    def merge(self, x):
+        y = self.conv(x, filters=x.shape[-1], bn=True)
+        if tuple(y.shape) != tuple(x.shape):
+            return y
+        return getattr(L, self.pick(MERGES))(name=self.name("merge"))([x, y])
+
+    BLOCKS = ["conv", "conv", "transpose", "activation", "shape_only",
+              "merge"]
+
+    def block(self, x):
+        y = getattr(self, self.pick(self.BLOCKS))(x)
+        return x if min(y.shape[1:4]) < 1 else y
+
+
+def build_volume(draw):
+    """A random three-dimensional model."""
+    b = VolumeBuilder(draw)
+    size = draw(st.integers(3, 6))
+    inputs = keras.Input((size, size, draw(st.integers(3, 5)),
+                          draw(st.integers(2, 3))))
+    x = inputs
+    for _ in range(draw(st.integers(1, 4))):
+        x = b.block(x)
+    if draw(st.booleans()):
+        v = L.GlobalAveragePooling3D(name=b.name("gap"))(x)
+    else:
+        v = L.Flatten(name=b.name("flat"))(x)
+    if draw(st.booleans()):
+        v = b.dense(v)
+    return keras.Model(inputs, L.Dense(2, name=b.name("out"))(v))
