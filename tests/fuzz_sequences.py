@@ -27,14 +27,20 @@ class SequenceBuilder(Builder):
         return dict(kernel_size=kernel, padding=padding, strides=strides,
                     dilation_rate=dilation)
 
+    CONV = L.Conv1D
+    MAX_FILTERS = 6
+
+    def conv_kernel(self, x):
+        return self._kernel1d(x)
+
     def conv(self, x, filters=None, bn=None):
-        kw = self._kernel1d(x)
+        kw = self.conv_kernel(x)
         groups = 1
-        filters = filters or self.draw(st.integers(2, 6))
+        filters = filters or self.draw(st.integers(2, self.MAX_FILTERS))
         if self.flag(0.15):
             groups = x.shape[-1]
             filters = groups * self.draw(st.integers(1, 2))
-        y = L.Conv1D(filters, groups=groups, use_bias=self.flag(),
+        y = self.CONV(filters, groups=groups, use_bias=self.flag(),
                      activation=self.pick(ACTIVATIONS),
                      name=self.name("conv"), **kw)(x)
         if bn if bn is not None else self.flag(0.8):

@@ -3,7 +3,6 @@
 import keras
 from hypothesis import strategies as st
 
-from tests.fuzz_models import ACTIVATIONS, MERGES
 from tests.fuzz_sequences import SequenceBuilder
 
 L = keras.layers
@@ -12,9 +11,13 @@ L = keras.layers
 class VolumeBuilder(SequenceBuilder):
     """Three-dimensional models: Conv3D (grouped included),
     Conv3DTranspose, 3D pooling, padding, cropping and upsampling; the
-    activations are the one-dimensional builder's."""
+    convolution block, merges and activations are the one-dimensional
+    builder's with a 3D kernel."""
 
-    def _kernel3d(self, x):
+    CONV = L.Conv3D
+    MAX_FILTERS = 5
+
+    def conv_kernel(self, x):
         size = min(x.shape[1:4])
         kernel = self.pick([k for k in (1, 2, 3) if k <= size])
         padding = self.pick(["valid", "same"])
@@ -25,20 +28,6 @@ class VolumeBuilder(SequenceBuilder):
             dilation = 2
         return dict(kernel_size=kernel, padding=padding, strides=strides,
                     dilation_rate=dilation)
-
-    def conv(self, x, filters=None, bn=None):
-        kw = self._kernel3d(x)
-        groups = 1
-        filters = filters or self.draw(st.integers(2, 5))
-        if self.flag(0.15):
-            groups = x.shape[-1]
-            filters = groups * self.draw(st.integers(1, 2))
-        y = L.Conv3D(filters, groups=groups, use_bias=self.flag(),
-                     activation=self.pick(ACTIVATIONS),
-                     name=self.name("conv"), **kw)(x)
-        if bn if bn is not None else self.flag(0.8):
-            y = self.batchnorm(y)
-        return y
 
     def transpose(self, x):
         y = L.Conv3DTranspose(
@@ -71,12 +60,6 @@ class VolumeBuilder(SequenceBuilder):
         else:
             layer = L.SpatialDropout3D(0.3, name=name)
         return layer(x)
-
-    def merge(self, x):
-        y = self.conv(x, filters=x.shape[-1], bn=True)
-        if tuple(y.shape) != tuple(x.shape):
-            return y
-        return getattr(L, self.pick(MERGES))(name=self.name("merge"))([x, y])
 
     BLOCKS = ["conv", "conv", "transpose", "activation", "shape_only",
               "merge"]
