@@ -83,9 +83,10 @@ def _time_together(model, graph, table, plans, runtime):
 
 
 def equal_latency(model, graph, aware_plan, start_ratio, round_to, runtime,
-                  args):
+                  again, args):
     """Bisect the global threshold's ratio until its slim model measures as
-    fast as the latency-aware one (in the same interleaved runs)."""
+    fast as the latency-aware one (in the same interleaved runs, timed by
+    `runtime`), then time the closest pair once more with `again`."""
     from keras_slim.planners import methods
 
     aware = keras_slim.slim_model(model, aware_plan)
@@ -94,8 +95,8 @@ def equal_latency(model, graph, aware_plan, start_ratio, round_to, runtime,
     for _ in range(args.match_steps):
         plan = methods.plan_for(model, "global_gamma", ratio=ratio,
                                 round_to=round_to)
-        dense_ms, aware_ms, plain_ms = runtime.time(
-            [model, aware, keras_slim.slim_model(model, plan)])
+        slim = keras_slim.slim_model(model, plan)
+        dense_ms, aware_ms, plain_ms = runtime.time([model, aware, slim])
         relative = plain_ms / aware_ms
         steps.append((ratio, plain_ms / dense_ms, aware_ms / dense_ms,
                       relative))
@@ -103,7 +104,7 @@ def equal_latency(model, graph, aware_plan, start_ratio, round_to, runtime,
               f"of dense, latency-aware {aware_ms / dense_ms:.3f} "
               f"(global / latency-aware {relative:.3f})")
         if best is None or abs(relative - 1) < abs(best[1] - 1):
-            best = (ratio, relative, plan)
+            best = (ratio, relative, plan, slim)
         if abs(relative - 1) <= args.match:
             break
         if relative > 1:  # the global plan is slower: prune more
@@ -111,13 +112,8 @@ def equal_latency(model, graph, aware_plan, start_ratio, round_to, runtime,
         else:
             high = ratio
         ratio = (low + high) / 2
-    ratio, _, plan = best
-    # The closest pair timed once more, with twice the runs.
-    again = runtime.__class__(threads=args.threads, runs=2 * args.runs,
-                              statistic=args.statistic)
-    dense_ms, aware_ms, plain_ms = again.time(
-        [model, aware, keras_slim.slim_model(model, plan)])
-    slim = keras_slim.slim_model(model, plan)
+    ratio, _, plan, slim = best
+    dense_ms, aware_ms, plain_ms = again.time([model, aware, slim])
     macs = keras_slim.count_macs(model)
     return {
         "steps": steps,
@@ -200,7 +196,7 @@ def run_model(name, args):
     rows["equal"] = equal_latency(model, graph, plans["latency_aware"].plan,
                                   plans["global_gamma"].ratio,
                                   plans["global_gamma"].round_to, runtime,
-                                  args)
+                                  again, args)
     rows["table_steps"] = table.steps
 
     layer = SCAN_LAYERS.get(name)

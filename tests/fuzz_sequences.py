@@ -97,9 +97,24 @@ class SequenceBuilder(Builder):
     BLOCKS = ["conv", "conv", "depthwise", "separable", "activation",
               "shape_only", "merge"]
 
+    GAP = L.GlobalAveragePooling1D
+
     def block(self, x):
         y = getattr(self, self.pick(self.BLOCKS))(x)
-        return x if y.shape[1] < 1 else y
+        return x if min(y.shape[1:-1]) < 1 else y
+
+    def model(self, inputs, max_blocks):
+        """Blocks on `inputs`, pooled or flattened into a Dense head."""
+        x = inputs
+        for _ in range(self.draw(st.integers(1, max_blocks))):
+            x = self.block(x)
+        if self.draw(st.booleans()):
+            v = self.GAP(name=self.name("gap"))(x)
+        else:
+            v = L.Flatten(name=self.name("flat"))(x)
+        if self.draw(st.booleans()):
+            v = self.dense(v)
+        return keras.Model(inputs, L.Dense(2, name=self.name("out"))(v))
 
     def activation(self, x):
         kind = self.pick(["Activation", "PReLU", "ops.relu", "ops.scale"])
@@ -120,13 +135,4 @@ def build_sequence(draw):
     """A random one-dimensional model."""
     b = SequenceBuilder(draw)
     inputs = keras.Input((draw(st.integers(5, 10)), draw(st.integers(2, 4))))
-    x = inputs
-    for _ in range(draw(st.integers(1, 5))):
-        x = b.block(x)
-    if draw(st.booleans()):
-        v = L.GlobalAveragePooling1D(name=b.name("gap"))(x)
-    else:
-        v = L.Flatten(name=b.name("flat"))(x)
-    if draw(st.booleans()):
-        v = b.dense(v)
-    return keras.Model(inputs, L.Dense(2, name=b.name("out"))(v))
+    return b.model(inputs, max_blocks=5)

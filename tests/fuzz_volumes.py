@@ -63,10 +63,7 @@ class VolumeBuilder(SequenceBuilder):
 
     BLOCKS = ["conv", "conv", "transpose", "activation", "shape_only",
               "merge"]
-
-    def block(self, x):
-        y = getattr(self, self.pick(self.BLOCKS))(x)
-        return x if min(y.shape[1:4]) < 1 else y
+    GAP = L.GlobalAveragePooling3D
 
 
 def build_volume(draw):
@@ -75,13 +72,4 @@ def build_volume(draw):
     size = draw(st.integers(3, 6))
     inputs = keras.Input((size, size, draw(st.integers(3, 5)),
                           draw(st.integers(2, 3))))
-    x = inputs
-    for _ in range(draw(st.integers(1, 4))):
-        x = b.block(x)
-    if draw(st.booleans()):
-        v = L.GlobalAveragePooling3D(name=b.name("gap"))(x)
-    else:
-        v = L.Flatten(name=b.name("flat"))(x)
-    if draw(st.booleans()):
-        v = b.dense(v)
-    return keras.Model(inputs, L.Dense(2, name=b.name("out"))(v))
+    return b.model(inputs, max_blocks=4)

@@ -113,7 +113,7 @@ def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
     # with the TensorFlow backend; forcing that path here checks the child.
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
-    conversion_process.write_onnx_files(models, paths, batch=2)
+    conversion_process.write_runtime_files(models, paths, "onnx", batch=2)
     # One child for all the models: FORMAT, BATCH, then (saved, written)
     # pairs.
     assert len(child_commands) == 1

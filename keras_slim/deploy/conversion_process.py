@@ -25,7 +25,6 @@ import keras_slim
 __all__ = [
     "child_environment",
     "convert_in_tensorflow",
-    "write_onnx_files",
     "write_runtime_files",
 ]
 
@@ -94,12 +93,6 @@ def _run_child(command):
             f"{reason}. (Custom layers must be registered in a module the "
             "child process imports.)"
         )
-
-
-def write_onnx_files(models, paths, batch=None):
-    """Write each model to its `.onnx` path, inputs at batch `batch`
-    (`write_runtime_files` with format "onnx")."""
-    write_runtime_files(models, paths, "onnx", batch)
 
 
 def _write_one(model, path, format, batch):

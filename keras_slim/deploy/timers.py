@@ -7,6 +7,8 @@ import importlib.util
 import os
 import tempfile
 
+from keras_slim.deploy.runtime import _check_count
+
 __all__ = [
     "RUNTIMES",
     "LiteRTRuntime",
@@ -30,15 +32,9 @@ class Runtime:
     name = "runtime"
 
     def __init__(self, threads=None, batch=1):
-        for argument, value in (("threads", threads), ("batch", batch)):
-            if value is None and argument == "threads":
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or \
-                    value < 1:
-                raise ValueError(
-                    f"Expected `{argument}` to be an integer >= 1. "
-                    f"Received: {argument}={value!r}"
-                )
+        if threads is not None:
+            _check_count(threads, "threads", 1)
+        _check_count(batch, "batch", 1)
         self.threads, self.batch = threads, batch
 
     def time(self, models):
@@ -107,25 +103,21 @@ def tflite_flatbuffer(model, batch=1):
 
 class _TimedRuntime(Runtime):
     """A runtime that times files with `runtime.time_tflite`: the options
-    of the timing and the statistic taken."""
+    of the timing and the statistic taken; a subclass names the check that
+    its packages are installed (`_check_installed`)."""
 
     def __init__(self, threads=None, batch=1, runs=30, warmup=5,
                  statistic="median"):
         super().__init__(threads, batch)
-        for argument, value, minimum in (("runs", runs, 1),
-                                         ("warmup", warmup, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or \
-                    value < minimum:
-                raise ValueError(
-                    f"Expected `{argument}` to be an integer >= {minimum}. "
-                    f"Received: {argument}={value!r}"
-                )
+        _check_count(runs, "runs", 1)
+        _check_count(warmup, "warmup", 0)
         if statistic not in ("median", "p10"):
             raise ValueError(
                 'Expected `statistic` to be "median" or "p10". '
                 f"Received: statistic={statistic!r}"
             )
         self.runs, self.warmup, self.statistic = runs, warmup, statistic
+        self._check_installed()
 
     def _time_files(self, files):
         from keras_slim.deploy.runtime import time_tflite
@@ -134,6 +126,18 @@ class _TimedRuntime(Runtime):
                               num_threads=self.threads)
         return [r.median_ms if self.statistic == "median" else r.p10_ms
                 for r in results]
+
+    def _time_written(self, models, format):
+        """Write the models to temporary `format` files at this runtime's
+        batch (in one TensorFlow child process off the TensorFlow
+        backend), time them, delete them."""
+        from keras_slim.deploy.conversion_process import write_runtime_files
+
+        with tempfile.TemporaryDirectory(prefix="keras_slim_time_") as tmp:
+            paths = [os.path.join(tmp, f"model_{i}.{format}")
+                     for i in range(len(models))]
+            write_runtime_files(models, paths, format, batch=self.batch)
+            return self._time_files(paths)
 
 
 class LiteRTRuntime(_TimedRuntime):
@@ -155,11 +159,7 @@ class LiteRTRuntime(_TimedRuntime):
     """
 
     name = "litert"
-
-    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
-                 statistic="median"):
-        super().__init__(threads, batch, runs, warmup, statistic)
-        check_litert()
+    _check_installed = staticmethod(check_litert)
 
     def convert(self, model):
         """The model as a TFLite flatbuffer (TensorFlow backend only; `time`
@@ -171,20 +171,14 @@ class LiteRTRuntime(_TimedRuntime):
 
         if keras.backend.backend() == "tensorflow":
             return self._time_files([self.convert(m) for m in models])
-        from keras_slim.deploy.conversion_process import write_runtime_files
-
-        with tempfile.TemporaryDirectory(prefix="keras_slim_litert_") as tmp:
-            paths = [os.path.join(tmp, f"model_{i}.tflite")
-                     for i in range(len(models))]
-            write_runtime_files(models, paths, "tflite", batch=self.batch)
-            return self._time_files(paths)
+        return self._time_written(models, "tflite")
 
 
 class ONNXRuntime(_TimedRuntime):
     """Times models in ONNX Runtime (CPU, float32).
 
     Each model is written to a temporary `.onnx` file by Keras' exporter
-    with its batch fixed at `batch` (`conversion_process.write_onnx_files`:
+    with its batch fixed at `batch` (`conversion_process.write_runtime_files`:
     in this process under the TensorFlow backend, in one TensorFlow child
     process under another), then all are timed interleaved by
     `runtime.time_tflite` (its sessions' idle threads do not spin, so the
@@ -201,20 +195,10 @@ class ONNXRuntime(_TimedRuntime):
     """
 
     name = "onnxruntime"
-
-    def __init__(self, threads=None, batch=1, runs=30, warmup=5,
-                 statistic="median"):
-        super().__init__(threads, batch, runs, warmup, statistic)
-        check_onnxruntime()
+    _check_installed = staticmethod(check_onnxruntime)
 
     def time(self, models):
-        from keras_slim.deploy.conversion_process import write_onnx_files
-
-        with tempfile.TemporaryDirectory(prefix="keras_slim_ort_") as tmp:
-            paths = [os.path.join(tmp, f"model_{i}.onnx")
-                     for i in range(len(models))]
-            write_onnx_files(models, paths, batch=self.batch)
-            return self._time_files(paths)
+        return self._time_written(models, "onnx")
 
 
 RUNTIMES = {"litert": LiteRTRuntime, "onnxruntime": ONNXRuntime}

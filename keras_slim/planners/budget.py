@@ -80,9 +80,7 @@ def parse_latency(value):
 
 
 def check_method(method, kwargs):
-    if callable(method):
-        pass
-    elif method not in METHODS:
+    if not callable(method) and method not in METHODS:
         raise ValueError(
             f"Expected `method` to be one of {', '.join(METHODS)} (the "
             "methods with a ratio to search, and the latency-aware "

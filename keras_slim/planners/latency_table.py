@@ -135,17 +135,14 @@ class LatencyTable:
         self.calls = [dict(c) for c in calls]
         self.entries = {k: dict(v) for k, v in entries.items()}
         self.counter = None
-        self._monotone = {}
+        self._grids = {k: _monotone(v["ms"]) for k, v in self.entries.items()}
         self.layers_ms = float(sum(
             self._entry_ms(c["key"], c["in"], c["out"]) for c in self.calls
         ))
         self._scale = self.dense_ms / self.layers_ms if self.layers_ms else 1.0
 
     def _entry_ms(self, key, k_in, k_out):
-        entry = self.entries[key]
-        grid = self._monotone.get(key)
-        if grid is None:
-            grid = self._monotone[key] = _monotone(entry["ms"])
+        entry, grid = self.entries[key], self._grids[key]
         if entry["out"] is None:
             return _interp(k_in, entry["in"], grid)
         rows = [_interp(k_out, entry["out"], row) for row in grid]

@@ -23,6 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from keras_slim.deploy.timers import RUNTIMES  # noqa: E402
 from keras_slim.tools.commands import (  # noqa: E402
     METHODS,
     CommandError,
@@ -100,7 +101,7 @@ def build_parser():
     sub.add_argument("--target-latency", metavar="T",
                      help="latency budget, measured on --runtime: 8ms, or "
                      "a fraction of the dense model's measured latency (0.6)")
-    sub.add_argument("--runtime", choices=("litert", "onnxruntime"),
+    sub.add_argument("--runtime", choices=sorted(RUNTIMES),
                      default="litert",
                      help="--target-latency: the runtime that times the "
                      "models (default litert; onnxruntime needs "

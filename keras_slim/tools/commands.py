@@ -73,12 +73,6 @@ def _planner_kwargs(args):
                 f"Expected --ratio in [0, 1). Received: {args.ratio}"
             )
         kwargs = {"ratio": args.ratio}
-        if args.round_to == "auto":
-            raise CommandError(
-                "--round-to auto takes the step size from a latency table's "
-                "scan of the runtime: use it with --target-latency, or give "
-                "a number."
-            )
         if args.round_to is not None:
             kwargs["round_to"] = args.round_to
     else:
@@ -186,14 +180,14 @@ def run_prune(args):
     from keras_slim.sparsity.regularizers import remove_gamma_regularizer
     from keras_slim.core.surgery import slim_model
 
+    if args.round_to == "auto" and args.target_latency is None:
+        raise CommandError(
+            "--round-to auto takes the step size from a latency table's "
+            "scan of the runtime: use it with --target-latency, or give "
+            "a number."
+        )
     if _has_target(args):
         kwargs = None
-        if args.round_to == "auto" and args.target_latency is None:
-            raise CommandError(
-                "--round-to auto takes the step size from a latency table's "
-                "scan of the runtime: use it with --target-latency, or give "
-                "a number."
-            )
         if args.min_channels < 1 or (args.round_to not in (None, "auto")
                                      and args.round_to < 1):
             raise CommandError(
