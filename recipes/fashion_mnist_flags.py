@@ -9,96 +9,143 @@ __all__ = ["EXPERIMENTS", "QUICK", "define_flags", "config_from_flags"]
 
 EXPERIMENTS = ("1_network_slimming", "2_ista", "3_rethinking",
                "4_architecture", "5_lottery_ticket")
-QUICK = {"train_examples": 2000, "test_examples": 2000, "epochs": 1,
-         "finetune_epochs": 1, "ista_epochs": 1, "seeds": [0],
-         "ista_seeds": [0], "lottery_seeds": [0]}
+QUICK = {"train_examples": 2000, "validation_examples": 500,
+         "test_examples": 2000, "epochs": 1, "seeds": [0],
+         "ista_seeds": [0], "lottery_seeds": [0], "ista_max_epochs": 1}
 
 
 def define_flags(flag_values=flags.FLAGS):
     fv = flag_values
-    flags.DEFINE_string("model_dir", None, "Output folder (runs/ and "
-                        "results.json).", flag_values=fv)
-    flags.DEFINE_string("data_dir", None, "Folder with the four Fashion-MNIST "
-                        "IDX files (else Debian's package, the Keras cache).",
-                        flag_values=fv)
+
+    def string(name, default, help_):
+        flags.DEFINE_string(name, default, help_, flag_values=fv)
+
+    def integer(name, default, help_):
+        flags.DEFINE_integer(name, default, help_, flag_values=fv)
+
+    def number(name, default, help_):
+        flags.DEFINE_float(name, default, help_, flag_values=fv)
+
+    def listed(name, default, help_):
+        flags.DEFINE_list(name, default, help_, flag_values=fv)
+
+    string("model_dir", None, "Output folder (runs/ and results.json). Two "
+           "processes may share it: start the same command twice to run two "
+           "trainings at a time.")
+    string("data_dir", None, "Folder with the four Fashion-MNIST IDX files "
+           "(else Debian's package, the Keras cache).")
     flags.DEFINE_bool("quick", False, "Smoke run: " + ", ".join(
         f"{k}={v}" for k, v in QUICK.items()) + ".", flag_values=fv)
-    flags.DEFINE_integer("train_examples", 10000, "The first N training "
-                         "images are the training set.", flag_values=fv)
-    flags.DEFINE_integer("test_examples", 10000, "The first N test images "
-                         "are the test set.", flag_values=fv)
-    flags.DEFINE_list("widths", ["16", "32", "32", "64"], "Convolution "
-                      "widths of the ConvNet.", flag_values=fv)
-    flags.DEFINE_integer("batch_size", 128, "Batch size.", flag_values=fv)
-    flags.DEFINE_integer("epochs", 5, "Epochs of every training from "
-                         "scratch (dense, sparse, Scratch-E).", flag_values=fv)
-    flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate "
-                       "(cosine decay) of training from scratch.",
-                       flag_values=fv)
-    flags.DEFINE_integer("finetune_epochs", 3, "Fine-tuning epochs.",
-                         flag_values=fv)
-    flags.DEFINE_float("finetune_learning_rate", 0.01, "Initial learning "
-                       "rate (cosine decay) of fine-tuning.", flag_values=fv)
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of experiments 1, 3 "
-                      "and 4.", flag_values=fv)
-    flags.DEFINE_float("slimming_s", 0.03, "Network Slimming's L1 weight s "
-                       "on gammas.", flag_values=fv)
-    flags.DEFINE_list("ratios", ["0.3", "0.5", "0.7"], "Shares of channels "
-                      "pruned (experiments 1 and 4).", flag_values=fv)
-    flags.DEFINE_float("rethinking_ratio", 0.5, "Share of channels pruned in "
-                       "experiment 3.", flag_values=fv)
-    flags.DEFINE_float("scratch_b_cap", 2.0, "Scratch-B trains at most this "
-                       "many times --epochs.", flag_values=fv)
-    flags.DEFINE_list("rho", ["0.5", "1", "2"], "ISTA rho of models A, B, C.",
-                      flag_values=fv)
-    flags.DEFINE_integer("ista_epochs", 4, "ISTA epochs.", flag_values=fv)
-    flags.DEFINE_float("ista_learning_rate", 0.01, "Constant learning rate "
-                       "of the ISTA stage.", flag_values=fv)
-    flags.DEFINE_list("ista_seeds", ["0"], "Seeds of experiment 2.",
-                      flag_values=fv)
-    flags.DEFINE_float("lottery_sparsity", 0.8, "Share of convolution "
-                       "weights pruned by magnitude (experiment 5).",
-                       flag_values=fv)
-    flags.DEFINE_list("lottery_learning_rates", ["0.1", "0.01"], "Initial "
-                      "learning rates of experiment 5.", flag_values=fv)
-    flags.DEFINE_list("lottery_seeds", ["0", "1"], "Seeds of experiment 5.",
-                      flag_values=fv)
-    flags.DEFINE_list("experiments", list(EXPERIMENTS), "Experiments to run.",
-                      flag_values=fv)
+    integer("train_examples", 60000, "The first N training images; "
+            "--validation_examples of them are held out.")
+    integer("validation_examples", 5000, "Training images held out (a fixed "
+            "permutation drawn with --split_seed) for every choice.")
+    integer("split_seed", 2026, "Seed of the validation split.")
+    integer("test_examples", 10000, "The first N test images are the test "
+            "set (used only for the numbers reported).")
+    listed("widths", ["16", "32", "32", "64"], "Convolution widths of the "
+           "ConvNet.")
+    integer("batch_size", 128, "Batch size.")
+    number("learning_rate", 0.1, "Initial learning rate of training from "
+           "scratch (divided by 10 at 50% and 75% of the epochs).")
+    string("schedule", "step", "Learning-rate schedule of training from "
+           "scratch: step (the papers'), cosine.")
+    integer("epochs", 0, "Epochs of every training from scratch; 0: chosen "
+            "on validation from --epoch_grid.")
+    listed("epoch_grid", ["10", "20", "40"], "Candidate epochs: the first "
+           "whose doubling gains less than --epoch_min_gain validation "
+           "accuracy is taken.")
+    number("epoch_min_gain", 0.003, "Validation accuracy a doubling of the "
+           "epochs must gain to be worth it.")
+    number("finetune_fraction", 0.25, "Fine-tuning epochs as a share of the "
+           "training epochs, at the schedule's lowest rate (Rethinking).")
+    listed("seeds", ["0", "1", "2"], "Seeds of experiments 1, 3 and 4; the "
+           "first also makes the choices on validation.")
+    number("slimming_s", 0.0, "Network Slimming's L1 weight s; 0: chosen on "
+           "validation from --slimming_s_factors times the s whose total L1 "
+           "pull matches the paper's (s=1e-4, 160 CIFAR epochs, batch 64).")
+    listed("slimming_s_factors", ["0.333", "1", "3"], "The grid of s, as "
+           "multiples of the matched s.")
+    number("slimming_choice_ratio", 0.5, "s is chosen by the validation "
+           "accuracy of the network pruned at this ratio and fine-tuned.")
+    listed("ratios", ["0.3", "0.5", "0.7"], "Shares of channels pruned "
+           "(experiments 1 and 4).")
+    number("rethinking_ratio", 0.5, "Share of channels pruned in "
+           "experiment 3.")
+    number("scratch_b_cap", 0.0, "Scratch-B trains at most this many times "
+           "the epochs; 0: no cap (the paper's CIFAR rule).")
+    number("rho", 0.0, "ISTA's rho of model A; 0: Ye et al.'s rule (the "
+           "lasso term equals the task loss at the start).")
+    listed("rho_multiples", ["1", "2", "4"], "rho of models A, B, C as "
+           "multiples of A's; each starts from the one before.")
+    integer("ista_max_epochs", 0, "Most epochs of an ISTA stage (it stops at "
+            "a plateau); 0: the training epochs.")
+    integer("ista_patience", 2, "Epochs over which an ISTA plateau is "
+            "judged.")
+    number("ista_min_delta", 0.02, "Largest relative change that counts as "
+           "a plateau.")
+    number("ista_learning_rate", 0.01, "Constant learning rate of ISTA "
+           "(the paper's CIFAR ConvNet).")
+    listed("ista_seeds", ["0"], "Seeds of experiment 2 (one, as in the "
+           "paper).")
+    number("lottery_sparsity", 0.8, "Share of convolution weights pruned by "
+           "magnitude (experiment 5).")
+    listed("lottery_learning_rates", ["0.1", "0.01"], "Initial learning "
+           "rates of experiment 5.")
+    listed("lottery_seeds", ["0", "1"], "Seeds of experiment 5.")
+    listed("experiments", list(EXPERIMENTS), "Experiments to run, in order.")
 
 
 def config_from_flags(flags_obj):
     """The study's settings as a plain dict (`--quick` applied)."""
+    f = flags_obj
     c = {
-        "train_examples": flags_obj.train_examples,
-        "test_examples": flags_obj.test_examples,
-        "widths": [int(w) for w in flags_obj.widths],
-        "batch_size": flags_obj.batch_size,
-        "epochs": flags_obj.epochs,
-        "learning_rate": flags_obj.learning_rate,
-        "finetune_epochs": flags_obj.finetune_epochs,
-        "finetune_learning_rate": flags_obj.finetune_learning_rate,
-        "seeds": [int(s) for s in flags_obj.seeds],
-        "slimming_s": flags_obj.slimming_s,
-        "ratios": [float(r) for r in flags_obj.ratios],
-        "rethinking_ratio": flags_obj.rethinking_ratio,
-        "scratch_b_cap": flags_obj.scratch_b_cap,
-        "rho": [float(r) for r in flags_obj.rho],
-        "ista_epochs": flags_obj.ista_epochs,
-        "ista_learning_rate": flags_obj.ista_learning_rate,
-        "ista_seeds": [int(s) for s in flags_obj.ista_seeds],
-        "lottery_sparsity": flags_obj.lottery_sparsity,
+        "train_examples": f.train_examples,
+        "validation_examples": f.validation_examples,
+        "split_seed": f.split_seed,
+        "test_examples": f.test_examples,
+        "widths": [int(w) for w in f.widths],
+        "batch_size": f.batch_size,
+        "learning_rate": f.learning_rate,
+        "schedule": f.schedule,
+        "epochs": f.epochs,
+        "epoch_grid": [int(e) for e in f.epoch_grid],
+        "epoch_min_gain": f.epoch_min_gain,
+        "finetune_fraction": f.finetune_fraction,
+        "seeds": [int(s) for s in f.seeds],
+        "slimming_s": f.slimming_s,
+        "slimming_s_factors": [float(x) for x in f.slimming_s_factors],
+        "slimming_choice_ratio": f.slimming_choice_ratio,
+        "ratios": [float(r) for r in f.ratios],
+        "rethinking_ratio": f.rethinking_ratio,
+        "scratch_b_cap": f.scratch_b_cap,
+        "rho": f.rho,
+        "rho_multiples": [float(r) for r in f.rho_multiples],
+        "ista_max_epochs": f.ista_max_epochs,
+        "ista_patience": f.ista_patience,
+        "ista_min_delta": f.ista_min_delta,
+        "ista_learning_rate": f.ista_learning_rate,
+        "ista_seeds": [int(s) for s in f.ista_seeds],
+        "lottery_sparsity": f.lottery_sparsity,
         "lottery_learning_rates": [float(r) for r in
-                                   flags_obj.lottery_learning_rates],
-        "lottery_seeds": [int(s) for s in flags_obj.lottery_seeds],
-        "experiments": list(flags_obj.experiments),
-        "quick": flags_obj.quick,
+                                   f.lottery_learning_rates],
+        "lottery_seeds": [int(s) for s in f.lottery_seeds],
+        "experiments": list(f.experiments),
+        "quick": f.quick,
         "backend": keras.backend.backend(),
     }
-    if flags_obj.quick:
+    if f.quick:
         c.update(QUICK)
     unknown = set(c["experiments"]) - set(EXPERIMENTS)
     if unknown:
         raise ValueError(f"Expected `--experiments` among {EXPERIMENTS}. "
                          f"Received: {sorted(unknown)}")
+    if c["validation_examples"] >= c["train_examples"]:
+        raise ValueError("Expected `--validation_examples` below "
+                         "`--train_examples`. Received: "
+                         f"{c['validation_examples']} of "
+                         f"{c['train_examples']}")
+    if c["schedule"] not in ("step", "cosine"):
+        raise ValueError("Expected `--schedule` in ('step', 'cosine'). "
+                         f"Received: {c['schedule']!r}")
     return c

@@ -56,30 +56,99 @@ def build_convnet(widths, weight_decay=5e-5, bn_momentum=0.9):
     return keras.Model(inputs, outputs, name="fashion_convnet")
 
 
-def compile_sgd(model, learning_rate, steps, decay=True):
-    """SGD, momentum 0.9, a cosine decay over `steps` unless `decay` is off."""
-    schedule = learning_rate
-    if decay:
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate,
-                                                          max(1, steps))
+def learning_rate_schedule(learning_rate, steps, schedule="step"):
+    """The learning rate of `steps` optimizer steps.
+
+    `"step"`: the papers' CIFAR schedule (Network Slimming, Rethinking):
+    `learning_rate`, divided by 10 at 50% and again at 75% of the steps.
+    `"cosine"`: a cosine decay to 0. `"constant"`: `learning_rate`
+    throughout (fine-tuning, ISTA).
+    """
+    steps = max(1, steps)
+    if schedule == "step":
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [steps // 2, (3 * steps) // 4],
+            [learning_rate, learning_rate / 10, learning_rate / 100])
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    if schedule == "constant":
+        return learning_rate
+    raise ValueError("Expected `schedule` in ('step', 'cosine', 'constant'). "
+                     f"Received: schedule={schedule!r}")
+
+
+def summed_learning_rate(learning_rate, steps, schedule="step"):
+    """Sum of the learning rate over `steps` steps: the total pull of an
+    L1 penalty's subgradient on one weight (per unit of `s`)."""
+    if schedule == "constant":
+        return learning_rate * steps
+    if schedule == "step":
+        first, second = steps // 2, (3 * steps) // 4
+        return learning_rate * (first + (second - first) / 10
+                                + (steps - second) / 100)
+    raise ValueError(f"No summed learning rate for schedule={schedule!r}")
+
+
+def compile_sgd(model, learning_rate, steps, schedule="step"):
+    """SGD, momentum 0.9, with `learning_rate_schedule(...)`."""
     model.compile(
-        keras.optimizers.SGD(schedule, momentum=0.9),
+        keras.optimizers.SGD(learning_rate_schedule(learning_rate, steps,
+                                                    schedule), momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
 
 
+class EpochLog(keras.callbacks.Callback):
+    """One progress line per epoch: loss, validation accuracy, ETA."""
+
+    def __init__(self, name, epochs, log):
+        super().__init__()
+        self.name, self.epochs, self.log = name, epochs, log
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        spent = time.perf_counter() - self.start
+        eta = spent / (epoch + 1) * (self.epochs - epoch - 1)
+        val = logs.get("val_accuracy")
+        self.log(f"  {self.name}: epoch {epoch + 1}/{self.epochs}, loss "
+                 f"{logs.get('loss', float('nan')):.4f}"
+                 + (f", validation {val:.4f}" if val is not None else "")
+                 + f", {spent:.0f} s, ETA {eta:.0f} s")
+
+
 def fit(model, data, epochs, learning_rate, seed, batch_size,
-        decay=True, callbacks=()):
-    """Train `model` in place on `data = (x, y)`; returns the History."""
+        schedule="step", callbacks=(), validation=None):
+    """Train `model` in place on `data = (x, y)`; returns the History.
+
+    `validation = (x, y)` is evaluated after every epoch (its accuracy is
+    in `history.history["val_accuracy"]`)."""
     x, y = data
     keras.utils.set_random_seed(seed)
     steps = epochs * math.ceil(len(x) / batch_size)
-    compile_sgd(model, learning_rate, steps, decay)
+    compile_sgd(model, learning_rate, steps, schedule)
     if epochs == 0:
         return None
     return model.fit(x, y, batch_size=batch_size, epochs=epochs,
-                     callbacks=list(callbacks), verbose=0)
+                     callbacks=list(callbacks), verbose=0,
+                     validation_data=validation)
+
+
+def mean_cross_entropy(model, data, batch_size=1000):
+    """The task loss (mean cross-entropy, inference mode) on `data`."""
+    x, y = data
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        logits = keras.ops.convert_to_numpy(
+            model(x[start:start + batch_size], training=False)).astype("float64")
+        logits -= logits.max(axis=-1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        total -= float(log_p[np.arange(len(log_p)),
+                             y[start:start + batch_size]].sum())
+    return total / len(x)
 
 
 def accuracy(model, data, batch_size=1000):
@@ -145,32 +214,53 @@ def plan_equal_params(model, target, steps=14):
     return best[0], best[1]
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Runs:
     """Records of the study's runs under `model_dir/runs/`, resumable.
+
+    Several study processes may share one `model_dir` (the same command
+    started twice runs two trainings at a time): a run is claimed with a
+    lock file (`<name>.lock`, holding the process id) before it trains, and
+    a process that needs a run another one holds waits for its record. A
+    lock whose process is gone is taken over.
 
     Args:
         model_dir: the study's folder.
         log: callable taking one line of progress text.
         commit: the code's commit, stored in every record.
+        poll_seconds: how often a waiting process looks again.
     """
 
-    def __init__(self, model_dir, log=print, commit=None):
+    def __init__(self, model_dir, log=print, commit=None, poll_seconds=10.0):
         self.folder = os.path.join(model_dir, "runs")
         self.commit = commit
         os.makedirs(self.folder, exist_ok=True)
         self.log = log
+        self.poll_seconds = poll_seconds
         self.ran, self.skipped = [], []
 
     def _paths(self, name):
         base = os.path.join(self.folder, name)
         return base + ".json", base + ".keras"
 
-    def _load(self, name, need_model):
+    def done(self, name, need_model=False):
         record_path, model_path = self._paths(name)
-        if not os.path.exists(record_path):
+        return os.path.exists(record_path) and (
+            not need_model or os.path.exists(model_path))
+
+    def _load(self, name, need_model):
+        if not self.done(name, need_model):
             return None
-        if need_model and not os.path.exists(model_path):
-            return None
+        record_path, model_path = self._paths(name)
         with open(record_path) as f:
             record = json.load(f)
         model = (keras.models.load_model(model_path, compile=False)
@@ -178,8 +268,50 @@ class Runs:
         self.skipped.append(name)
         return record, model
 
+    # -- claiming runs across processes -----------------------------------
+
+    def _lock_path(self, name):
+        return os.path.join(self.folder, name + ".lock")
+
+    def held_elsewhere(self, name):
+        """Whether another live process holds run `name`."""
+        try:
+            with open(self._lock_path(name)) as f:
+                pid = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            return False
+        return pid != os.getpid() and _alive(pid)
+
+    def _acquire(self, name):
+        path = self._lock_path(name)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self.held_elsewhere(name):
+                    return False
+                try:  # its process is gone: take the run over
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
+
+    def _release(self, name):
+        try:
+            os.remove(self._lock_path(name))
+        except FileNotFoundError:
+            pass
+
+    # -- running ------------------------------------------------------------
+
     def run(self, name, train, keep_model=False):
         """The record (and model) of run `name`, run now only if not done.
+
+        Waits while another process holds the run.
 
         Args:
             name: unique run name (a file name).
@@ -190,9 +322,27 @@ class Runs:
             `(record, model)`; `model` is `None` for a skipped run unless
             `keep_model`.
         """
-        found = self._load(name, keep_model)
-        if found is not None:
-            return found
+        waited = False
+        while True:
+            found = self._load(name, keep_model)
+            if found is not None:
+                return found
+            if self._acquire(name):
+                break
+            if not waited:
+                self.log(f"{name}: held by another study process; waiting")
+                waited = True
+            time.sleep(self.poll_seconds)
+        try:
+            found = self._load(name, keep_model)  # finished meanwhile
+            if found is not None:
+                return found
+            return self._train(name, train, keep_model)
+        finally:
+            self._release(name)
+
+    def _train(self, name, train, keep_model):
+        self.log(f"{name}: training")
         start = time.perf_counter()
         record, model = train()
         record = dict(record, name=name, commit=self.commit,
@@ -204,12 +354,29 @@ class Runs:
             json.dump(record, f, indent=1, sort_keys=True)
         os.replace(record_path + ".tmp", record_path)  # written last
         self.ran.append(name)
-        self.log(f"{name}: accuracy {record['accuracy']:.4f}, "
-                 f"{record['params']:,} params, {record['wall_seconds']:.0f} s")
+        self.log(f"{name}: test accuracy {record['accuracy']:.4f}"
+                 + (f", validation {record['val_accuracy']:.4f}"
+                    if record.get("val_accuracy") is not None else "")
+                 + f", {record['params']:,} params, "
+                 f"{record['wall_seconds']:.0f} s")
         return record, model
 
+    def run_all(self, jobs):
+        """Run every job of `jobs` (`(name, train, keep_model)` tuples that
+        do not depend on one another), taking first the ones no other
+        process holds, so that two processes share them out."""
+        pending = list(jobs)
+        while pending:
+            pending = [j for j in pending if not self.done(j[0], j[2])]
+            free = [j for j in pending if not self.held_elsewhere(j[0])]
+            if free:
+                self.run(*free[0])
+            elif pending:
+                time.sleep(self.poll_seconds)
 
-def aggregate(records, keys=("accuracy", "params", "macs", "wall_seconds")):
+
+def aggregate(records, keys=("accuracy", "val_accuracy", "params", "macs",
+                             "wall_seconds", "epochs")):
     """Mean and sample standard deviation (ddof=1) of `keys` over records.
 
     Returns:
@@ -248,11 +415,14 @@ def summarize(rows, keys=("label", "method", "ratio", "learning_rate")):
 
 
 # Settings that change what a run of a given name computes (the others,
-# seeds, ratios, rho, learning rates of experiment 5, are in run names).
-RUN_SETTINGS = ("train_examples", "test_examples", "widths", "batch_size",
-                "epochs", "learning_rate", "finetune_epochs",
-                "finetune_learning_rate", "slimming_s", "scratch_b_cap",
-                "ista_epochs", "ista_learning_rate", "backend")
+# seeds, ratios, epochs, s, rho, learning rates, are in run names).
+RUN_SETTINGS = ("train_examples", "validation_examples", "split_seed",
+                "test_examples", "widths", "batch_size", "learning_rate",
+                "schedule", "finetune_fraction", "epoch_grid",
+                "epoch_min_gain", "slimming_s_factors", "slimming_choice_ratio",
+                "scratch_b_cap", "rho_multiples", "ista_max_epochs",
+                "ista_patience", "ista_min_delta", "ista_learning_rate",
+                "backend")
 
 
 def check_config(model_dir, config):

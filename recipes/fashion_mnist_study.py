@@ -3,15 +3,21 @@ r"""The seed papers' claims measured on Fashion-MNIST, with seeds and spread.
     python recipes/fashion_mnist_study.py --model_dir=DIR [--quick]
 
 Five experiments on a small BatchNormalization ConvNet (see
-`recipes/fashion_mnist_runs.py`), trained with plain `model.fit` on a fixed
-subset of the training images and evaluated on all 10,000 test images:
+`recipes/fashion_mnist_runs.py`), trained with plain `model.fit` on the
+60,000 training images less a fixed, seeded validation split of 5,000, and
+evaluated on all 10,000 test images. Every choice is made on the
+validation split by a paper's rule (`recipes/fashion_mnist_choices.py`):
+the epochs, Network Slimming's `s`, ISTA's `rho` and when each ISTA stage
+stops; fine-tuning runs a quarter of the epochs at the lowest learning rate
+and Scratch-B gets the large model's computation (Rethinking's CIFAR rules).
 
 1. Network Slimming (Liu et al. 2017): train with `GammaL1`, prune 30/50/70%
    of the channels by one global |gamma| threshold, fine-tune; against the
    dense network.
-2. ISTA (Ye et al. 2018): from the trained dense network, models A, B, C
-   with increasing `rho`; slim the zero-gamma channels (constants folded),
-   fine-tune; plus a network of B's size (uniform widths) from scratch.
+2. ISTA (Ye et al. 2018): from the trained dense network, models A -> B -> C
+   with increasing `rho`, each stage from the one before and until a
+   plateau; slim the zero-gamma channels (constants folded), fine-tune;
+   plus a network of B's size (uniform widths) from scratch.
 3. Rethinking (Liu et al. 2019): global-gamma and L1-norm pruning at one
    ratio, fine-tuned against Scratch-E and Scratch-B, over seeds.
 4. Rethinking, Figure 3: the widths slimming found against uniform widths
@@ -20,9 +26,12 @@ subset of the training images and evaluated on all 10,000 test images:
    re-initialisation for unstructured magnitude pruning, at learning rates
    0.1 and 0.01.
 
-Every finished run writes `DIR/runs/<run>.json` and is skipped on a rerun;
-the study writes `DIR/results.json`. `--quick` runs everything with one seed
-on a small subset (a smoke run: its numbers mean little).
+Every finished run writes `DIR/runs/<run>.json` (its commit, seed, settings,
+validation and test accuracy) and is skipped on a rerun; the study writes
+`DIR/results.json`. Two processes started with the same command share the
+runs (lock files), so two trainings run at a time. `--quick` runs
+everything with one seed on a small subset (a smoke run: its numbers mean
+little).
 """
 
 import os
@@ -40,6 +49,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import keras_slim  # noqa: E402
+from recipes import fashion_mnist_choices as choices  # noqa: E402
 from recipes import fashion_mnist_runs as lib  # noqa: E402
 from recipes.fashion_mnist_data import load_fashion_mnist  # noqa: E402
 
@@ -49,186 +59,255 @@ from recipes.fashion_mnist_flags import (  # noqa: E402
 
 
 def _data(config, data_dir, datasets_override):
+    """`(train, validation, test)`: the validation split is a fixed,
+    seeded draw of `validation_examples` of the first `train_examples`
+    training images, held out from training."""
     (x_train, y_train), (x_test, y_test) = (
         datasets_override or load_fashion_mnist(data_dir))
 
-    def prepare(x, y, n):
-        x = np.asarray(x[:n], "float32") / 255.0
-        return x[..., None], np.asarray(y[:n], "int32")
+    def prepare(x, y):
+        return (np.asarray(x, "float32")[..., None] / 255.0,
+                np.asarray(y, "int32"))
 
-    return (prepare(x_train, y_train, config["train_examples"]),
-            prepare(x_test, y_test, config["test_examples"]))
+    n = config["train_examples"]
+    order = np.random.default_rng(config["split_seed"]).permutation(n)
+    held = np.sort(order[:config["validation_examples"]])
+    kept = np.sort(order[config["validation_examples"]:])
+    x_train, y_train = np.asarray(x_train[:n]), np.asarray(y_train[:n])
+    m = config["test_examples"]
+    return (prepare(x_train[kept], y_train[kept]),
+            prepare(x_train[held], y_train[held]),
+            prepare(x_test[:m], y_test[:m]))
 
 
 class Study:
-    """The five experiments over one `Runs` folder; shared runs run once."""
+    """The five experiments over one `Runs` folder; shared runs run once.
 
-    def __init__(self, config, train, test, runs):
-        self.c, self.train, self.test, self.runs = config, train, test, runs
+    Every choice (epochs, Network Slimming's s, ISTA's rho and stops) is
+    made on the validation split and kept in `self.choices`, with the
+    validation accuracy it rests on; the test images are only evaluated.
+    """
+
+    def __init__(self, config, train, validation, test, runs):
+        self.c, self.runs = config, runs
+        self.train, self.validation, self.test = train, validation, test
+        self.choices = {}
 
     # -- training blocks ------------------------------------------------------
 
-    def _fit(self, model, epochs, learning_rate, seed, **kwargs):
+    def _fit(self, model, name, epochs, learning_rate, seed,
+             schedule=None, callbacks=()):
+        schedule = schedule or self.c["schedule"]
+        log = lib.EpochLog(name, epochs, self.runs.log)
         return lib.fit(model, self.train, epochs, learning_rate, seed,
-                       self.c["batch_size"], **kwargs)
+                       self.c["batch_size"], schedule=schedule,
+                       callbacks=[*callbacks, log],
+                       validation=self.validation)
 
-    def _record(self, model, seed, **extra):
-        return dict(lib.describe(model, self.test), seed=seed, **extra)
+    def _record(self, model, seed, history=None, **extra):
+        record = dict(lib.describe(model, self.test), seed=seed, **extra)
+        record["test_accuracy"] = record["accuracy"]
+        record["val_accuracy"] = lib.accuracy(model, self.validation)
+        if history is not None:
+            record["validation_curve"] = [
+                float(v) for v in history.history["val_accuracy"]]
+            record["loss_curve"] = [float(v) for v in history.history["loss"]]
+        return record
+
+    @property
+    def finetune_epochs(self):
+        return max(1, round(self.epochs * self.c["finetune_fraction"]))
+
+    @property
+    def finetune_learning_rate(self):
+        return self.c["learning_rate"] / 100  # the step schedule's lowest
 
     def initial(self, seed):
         """The dense network's initial weights for `seed` (deterministic)."""
         keras.utils.set_random_seed(seed)
         return lib.build_convnet(self.c["widths"])
 
-    def dense(self, seed, learning_rate=None):
+    def dense_job(self, seed, learning_rate=None, epochs=None):
         lr = self.c["learning_rate"] if learning_rate is None else learning_rate
+        epochs = self.epochs if epochs is None else epochs
+        name = f"dense-e{epochs}-lr{lr:g}-s{seed}"
 
         def train():
             model = self.initial(seed)
             initial = lib.checksum(model)
-            self._fit(model, self.c["epochs"], lr, seed)
-            return self._record(model, seed, epochs=self.c["epochs"],
+            history = self._fit(model, name, epochs, lr, seed)
+            return self._record(model, seed, history, epochs=epochs,
                                 learning_rate=lr,
                                 initial_checksum=initial), model
-        return self.runs.run(f"dense-lr{lr:g}-s{seed}", train, keep_model=True)
+        return name, train, True
 
-    def sparse(self, seed):
-        """Trained from scratch with Network Slimming's L1 on gammas."""
+    def dense(self, seed, learning_rate=None, epochs=None):
+        return self.runs.run(*self.dense_job(seed, learning_rate, epochs))
+
+    def sparse_job(self, seed, s=None):
+        s = self.slimming_s if s is None else s
+        name = f"sparse-l1{s:.3g}-e{self.epochs}-s{seed}"
+
         def train():
             model = keras_slim.add_gamma_regularizer(
-                self.initial(seed), keras_slim.GammaL1(self.c["slimming_s"]))
-            self._fit(model, self.c["epochs"], self.c["learning_rate"], seed)
-            return self._record(model, seed, epochs=self.c["epochs"],
-                                s=self.c["slimming_s"]), model
-        return self.runs.run(f"sparse-s{seed}", train, keep_model=True)
+                self.initial(seed), keras_slim.GammaL1(s))
+            history = self._fit(model, name, self.epochs,
+                                self.c["learning_rate"], seed)
+            return self._record(model, seed, history, epochs=self.epochs,
+                                s=s), model
+        return name, train, True
 
-    def fine_tune(self, name, source, plan, seed, **extra):
-        """Slim `source` by `plan`, record it, fine-tune without penalty."""
+    def sparse(self, seed, s=None):
+        return self.runs.run(*self.sparse_job(seed, s))
+
+    def fine_tune_job(self, name, source, plan, seed, **extra):
+        """Slim `source()` by `plan(model)`, record it, fine-tune at the
+        lowest learning rate without penalty."""
         def train():
-            slim = keras_slim.slim_model(source, plan)
+            model = source()
+            slim = keras_slim.slim_model(model, plan(model))
             pruned = lib.accuracy(slim, self.test)
+            pruned_val = lib.accuracy(slim, self.validation)
             slim = keras_slim.remove_gamma_regularizer(slim)
-            self._fit(slim, self.c["finetune_epochs"],
-                      self.c["finetune_learning_rate"], seed)
-            return self._record(slim, seed, pruned_accuracy=pruned,
-                                epochs=self.c["finetune_epochs"],
+            history = self._fit(slim, name, self.finetune_epochs,
+                                self.finetune_learning_rate, seed,
+                                schedule="constant")
+            return self._record(slim, seed, history, pruned_accuracy=pruned,
+                                pruned_val_accuracy=pruned_val,
+                                epochs=self.finetune_epochs,
+                                learning_rate=self.finetune_learning_rate,
                                 **extra), slim
-        return self.runs.run(name, train, keep_model=True)
+        return name, train, True
 
-    def scratch(self, name, architecture, seed, epochs, **extra):
-        """`architecture` re-initialised and trained from scratch."""
+    def scratch_job(self, name, architecture, seed, epochs, **extra):
+        """`architecture()` re-initialised and trained from scratch."""
         def train():
             model = keras_slim.reinitialize(
-                keras_slim.remove_gamma_regularizer(architecture),
+                keras_slim.remove_gamma_regularizer(architecture()),
                 seed=seed + 1000)
-            self._fit(model, epochs, self.c["learning_rate"], seed)
-            return self._record(model, seed, epochs=epochs, **extra), model
-        return self.runs.run(name, train)[0]
+            history = self._fit(model, name, epochs, self.c["learning_rate"],
+                                seed)
+            return self._record(model, seed, history, epochs=epochs,
+                                **extra), model
+        return name, train, False
+
+    def slimmed_job(self, seed, ratio, s=None):
+        """Network Slimming at `ratio` (experiment 1's runs)."""
+        s = self.slimming_s if s is None else s
+        return self.fine_tune_job(
+            f"slimming-l1{s:.3g}-e{self.epochs}-r{ratio:g}-s{seed}",
+            lambda: self.sparse(seed, s)[1],
+            lambda m: keras_slim.plan_global_gamma(m, ratio), seed,
+            ratio=ratio, s=s)
 
     def slimmed(self, seed, ratio):
-        """Network Slimming at `ratio` (experiment 1's runs)."""
-        sparse = self.sparse(seed)[1]
-        plan = keras_slim.plan_global_gamma(sparse, ratio)
-        return self.fine_tune(f"slimming-r{ratio:g}-s{seed}", sparse, plan,
-                              seed, ratio=ratio)
+        return self.runs.run(*self.slimmed_job(seed, ratio))
+
+    # -- choices on the validation split --------------------------------------
+
+    @property
+    def epochs(self):
+        if "epochs" not in self.choices:
+            self.choices["epochs"] = choices.choose_epochs(self)
+        return self.choices["epochs"]["value"]
+
+    @property
+    def slimming_s(self):
+        if "slimming_s" not in self.choices:
+            self.choices["slimming_s"] = choices.choose_slimming_s(self)
+        return self.choices["slimming_s"]["value"]
 
     # -- the experiments ------------------------------------------------------
 
     def network_slimming(self):
+        seeds = self.c["seeds"]
+        self.runs.run_all([self.dense_job(s) for s in seeds]
+                          + [self.sparse_job(s) for s in seeds])
+        self.runs.run_all([self.slimmed_job(s, r) for s in seeds
+                           for r in self.c["ratios"]])
         rows = []
-        for seed in self.c["seeds"]:
+        for seed in seeds:
             rows.append(dict(self.dense(seed)[0], label="dense"))
             rows.append(dict(self.sparse(seed)[0], label="sparse-trained"))
             for ratio in self.c["ratios"]:
                 record = self.slimmed(seed, ratio)[0]
                 rows.append(dict(record, label=f"pruned {ratio:.0%} + fine-tune"))
                 rows.append(dict(record, label=f"pruned {ratio:.0%}, no fine-tune",
-                                 accuracy=record["pruned_accuracy"]))
+                                 accuracy=record["pruned_accuracy"],
+                                 val_accuracy=record["pruned_val_accuracy"]))
         return rows
 
     def ista(self):
         rows = []
         for seed in self.c["ista_seeds"]:
-            dense = self.dense(seed)
-            rows.append(dict(dense[0], label="base"))
-            for letter, rho in zip("ABC", self.c["rho"]):
-                name = f"ista-{letter}-rho{rho:g}-s{seed}"
-
-                def train(rho=rho):
-                    model = keras.models.clone_model(dense[1])
-                    model.set_weights(dense[1].get_weights())
-                    history = self._fit(model, self.c["ista_epochs"],
-                                        self.c["ista_learning_rate"], seed,
-                                        decay=False,
-                                        callbacks=[keras_slim.ISTAGamma(rho)])
-                    zero = history.history["gamma_zero_fraction"][-1]
-                    return self._record(model, seed, rho=rho,
-                                        gamma_zero_fraction=float(zero),
-                                        epochs=self.c["ista_epochs"]), model
-                sparse = self.runs.run(name, train, keep_model=True)
-                plan = keras_slim.plan_zero_gamma(sparse[1])
-                tuned = self.fine_tune(f"{name}-slim", sparse[1], plan, seed,
-                                       rho=rho)[0]
-                rows.append(dict(sparse[0], label=f"{letter}: after ISTA"))
-                rows.append(dict(tuned, label=f"{letter}: slim, no fine-tune",
-                                 accuracy=tuned["pruned_accuracy"]))
-                rows.append(dict(tuned, label=f"{letter}: slim + fine-tune"))
-                if letter == "ABC"[len(self.c["rho"]) // 2]:  # B's size
-                    plan, ratio = lib.plan_equal_params(dense[1],
-                                                        tuned["params"])
-                    reference = keras_slim.slim_model(dense[1], plan)
-                    rows.append(dict(self.scratch(
-                        f"ista-reference-s{seed}", reference, seed,
-                        self.c["epochs"], uniform_ratio=ratio),
-                        label="reference (B's size, uniform, scratch)"))
+            rows.extend(choices.ista_chain(self, seed))
         return rows
 
     def rethinking(self):
-        rows, ratio = [], self.c["rethinking_ratio"]
-        epochs = self.c["epochs"]
-        for seed in self.c["seeds"]:
+        ratio, seeds = self.c["rethinking_ratio"], self.c["seeds"]
+        epochs = self.epochs
+        self.runs.run_all([self.dense_job(s) for s in seeds]
+                          + [self.sparse_job(s) for s in seeds])
+        l1_jobs = {s: self.fine_tune_job(
+            f"l1-e{epochs}-r{ratio:g}-s{s}", lambda s=s: self.dense(s)[1],
+            lambda m: keras_slim.plan_l1_norm(m, ratio), s, ratio=ratio)
+            for s in seeds}
+        self.runs.run_all([self.slimmed_job(s, ratio) for s in seeds]
+                          + list(l1_jobs.values()))
+        scratch, rows = [], []
+        for seed in seeds:
             dense = self.dense(seed)
             rows.append(dict(dense[0], label="unpruned", method="-"))
-            tuned_gamma = self.slimmed(seed, ratio)
-            plan = keras_slim.plan_l1_norm(dense[1], ratio)
-            tuned_l1 = self.fine_tune(f"l1-r{ratio:g}-s{seed}", dense[1], plan,
-                                      seed, ratio=ratio)
-            for method, (record, slim) in (("global_gamma", tuned_gamma),
-                                           ("l1_norm", tuned_l1)):
+            tuned = {"global_gamma": self.slimmed(seed, ratio),
+                     "l1_norm": self.runs.run(*l1_jobs[seed])}
+            for method, (record, slim) in tuned.items():
                 rows.append(dict(record, label="fine-tuned", method=method))
+                cap = self.c["scratch_b_cap"] or None
                 budget = keras_slim.scratch_budget(
-                    dense[0]["macs"], record["macs"], epochs,
-                    cap=self.c["scratch_b_cap"])
+                    dense[0]["macs"], record["macs"], epochs, cap=cap)
                 for kind, n in (("E", epochs), ("B", budget)):
-                    rows.append(dict(self.scratch(
-                        f"scratch-{kind}-{method}-r{ratio:g}-s{seed}", slim,
-                        seed, n, ratio=ratio), label=f"Scratch-{kind}",
-                        method=method))
-        return rows
+                    job = self.scratch_job(
+                        f"scratch-{kind}-{method}-e{n}-r{ratio:g}-s{seed}",
+                        lambda slim=slim: slim, seed, n, ratio=ratio)
+                    scratch.append(job)
+                    rows.append((job[0], dict(label=f"Scratch-{kind}",
+                                              method=method)))
+        self.runs.run_all(scratch)
+        jobs = {job[0]: job for job in scratch}
+        return [dict(self.runs.run(*jobs[row[0]])[0], **row[1])
+                if isinstance(row, tuple) else row for row in rows]
 
     def architecture(self):
-        rows, epochs = [], self.c["epochs"]
-        for seed in self.c["seeds"]:
+        seeds, epochs = self.c["seeds"], self.epochs
+        self.runs.run_all([self.slimmed_job(s, r) for s in seeds
+                           for r in self.c["ratios"]])
+        jobs, rows = [], []
+        for seed in seeds:
             dense = self.dense(seed)
             for ratio in self.c["ratios"]:
                 slim = self.slimmed(seed, ratio)[1]
-                found = self.scratch(
-                    f"scratch-E-global_gamma-r{ratio:g}-s{seed}", slim, seed,
-                    epochs, ratio=ratio)
-                rows.append(dict(found, label="slimming widths", ratio=ratio))
-                plan, uniform = lib.plan_equal_params(dense[1], found["params"])
-                rows.append(dict(self.scratch(
-                    f"uniform-r{ratio:g}-s{seed}",
-                    keras_slim.slim_model(dense[1], plan), seed, epochs,
-                    ratio=ratio, uniform_ratio=uniform),
-                    label="uniform widths", ratio=ratio))
-        return rows
+                found = (f"scratch-E-global_gamma-e{epochs}-r{ratio:g}-s{seed}",
+                         lambda slim=slim: slim)
+                plan, uniform = lib.plan_equal_params(
+                    dense[1], keras_slim.count_params(slim))
+                same = (f"uniform-e{epochs}-r{ratio:g}-s{seed}",
+                        lambda plan=plan, d=dense[1]: keras_slim.slim_model(d, plan))
+                for label, (name, build), extra in (
+                        ("slimming widths", found, {}),
+                        ("uniform widths", same, {"uniform_ratio": uniform})):
+                    jobs.append(self.scratch_job(name, build, seed, epochs,
+                                                 ratio=ratio, **extra))
+                    rows.append((jobs[-1], dict(label=label, ratio=ratio)))
+        self.runs.run_all(jobs)
+        return [dict(self.runs.run(*job)[0], **extra) for job, extra in rows]
 
     def lottery(self):
-        rows, sparsity = [], self.c["lottery_sparsity"]
-        epochs = self.c["epochs"]
-        for lr in self.c["lottery_learning_rates"]:
-            for seed in self.c["lottery_seeds"]:
+        sparsity, epochs = self.c["lottery_sparsity"], self.epochs
+        lrs, seeds = self.c["lottery_learning_rates"], self.c["lottery_seeds"]
+        self.runs.run_all([self.dense_job(s, lr) for lr in lrs for s in seeds])
+        jobs, rows = [], []
+        for lr in lrs:
+            for seed in seeds:
                 dense = self.dense(seed, lr)
                 rows.append(dict(dense[0], label="dense", learning_rate=lr))
                 masks = keras_slim.magnitude_masks(dense[1], sparsity)
@@ -239,31 +318,36 @@ class Study:
                                        "weights than the dense run's.")
                 initial = keras_slim.snapshot_weights(initial)
                 starts = {
-                    "winning ticket": lambda: keras_slim.rewind(
-                        dense[1], initial, masks=masks),
-                    "random re-init": lambda: keras_slim.reinitialize(
-                        dense[1], seed=seed + 1000),
+                    "winning ticket": lambda d=dense[1], i=initial, m=masks:
+                        keras_slim.rewind(d, i, masks=m),
+                    "random re-init": lambda d=dense[1], seed=seed:
+                        keras_slim.reinitialize(d, seed=seed + 1000),
                 }
                 for label, start in starts.items():
-                    def train(start=start):
+                    kind = "ticket" if "ticket" in label else "random"
+                    name = (f"lottery-{kind}-e{epochs}-lr{lr:g}-p{sparsity:g}"
+                            f"-s{seed}")
+
+                    def train(start=start, masks=masks, lr=lr, seed=seed,
+                              name=name):
                         model = start()
                         mask = keras_slim.MagnitudeMask(masks=masks)
-                        self._fit(model, epochs, lr, seed, callbacks=[mask])
+                        history = self._fit(model, name, epochs, lr, seed,
+                                            callbacks=[mask])
                         kept = lib.kept_share(model, masks)
-                        return self._record(model, seed, epochs=epochs,
-                                            sparsity=sparsity,
+                        return self._record(model, seed, history,
+                                            epochs=epochs, sparsity=sparsity,
                                             learning_rate=lr,
                                             kept_share=kept), model
-                    kind = "ticket" if "ticket" in label else "random"
-                    record = self.runs.run(
-                        f"lottery-{kind}-lr{lr:g}-p{sparsity:g}-s{seed}",
-                        train)[0]
-                    rows.append(dict(record, label=label))
-        return rows
+                    jobs.append((name, train, False))
+                    rows.append((jobs[-1], dict(label=label)))
+        self.runs.run_all(jobs)
+        return [row if isinstance(row, dict)
+                else dict(self.runs.run(*row[0])[0], **row[1]) for row in rows]
 
 
-def _write_results(flags_obj, config, train, test, runs, experiments, start,
-                   commit):
+def _write_results(flags_obj, config, study, experiments, start, commit):
+    runs, train, test = study.runs, study.train, study.test
     unique = {}
     for name in runs.ran + runs.skipped:
         with open(os.path.join(runs.folder, name + ".json")) as f:
@@ -275,7 +359,9 @@ def _write_results(flags_obj, config, train, test, runs, experiments, start,
                    + (" --quick" if flags_obj.quick else ""),
         "config": config,
         "dataset": {"name": "Fashion-MNIST", "train_examples": len(train[0]),
+                    "validation_examples": len(study.validation[0]),
                     "test_examples": len(test[0])},
+        "choices": study.choices,
         "experiments": dict(experiments),
         "finished": list(experiments) == config["experiments"],
         "wall_seconds_runs": round(sum(unique.values()), 2),
@@ -304,11 +390,12 @@ def run(flags_obj, datasets_override=None):
     start = time.perf_counter()
     commit = lib.git_commit()
     config = config_from_flags(flags_obj)
-    train, test = _data(config, flags_obj.data_dir, datasets_override)
+    train, validation, test = _data(config, flags_obj.data_dir,
+                                    datasets_override)
     lib.check_config(flags_obj.model_dir, config)
     runs = lib.Runs(flags_obj.model_dir, commit=commit,
                     log=lambda line: print(line, flush=True))
-    study = Study(config, train, test, runs)
+    study = Study(config, train, validation, test, runs)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,
                                      study.rethinking, study.architecture,
@@ -327,8 +414,8 @@ def run(flags_obj, datasets_override=None):
         }
         # Written after every experiment: an interrupted study still leaves
         # the finished ones (the next run redoes nothing it finished).
-        results = _write_results(flags_obj, config, train, test, runs,
-                                 experiments, start, commit)
+        results = _write_results(flags_obj, config, study, experiments,
+                                 start, commit)
     return results
 
 

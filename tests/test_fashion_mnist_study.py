@@ -15,9 +15,10 @@ from recipes import fashion_mnist_study as study
 from recipes.fashion_mnist_data import find_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--train_examples=64", "--test_examples=50", "--widths=4,8,8,8",
-        "--batch_size=32", "--epochs=1", "--finetune_epochs=1",
-        "--ista_epochs=1", "--seeds=0", "--ista_seeds=0", "--lottery_seeds=0",
+TINY = ["--train_examples=64", "--validation_examples=16",
+        "--test_examples=50", "--widths=4,8,8,8",
+        "--batch_size=32", "--epochs=1", "--ista_max_epochs=1",
+        "--seeds=0", "--ista_seeds=0", "--lottery_seeds=0",
         "--ratios=0.5", "--rethinking_ratio=0.5", "--rho=20",
         "--lottery_learning_rates=0.1", "--lottery_sparsity=0.5"]
 
@@ -86,8 +87,8 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     assert results["commit"] in text
     assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
     # Resuming with other training settings is refused.
-    other = parse(TINY + ["--model_dir=" + model_dir, "--epochs=2"])
-    with pytest.raises(ValueError, match="epochs: 1 then 2"):
+    other = parse(TINY + ["--model_dir=" + model_dir, "--learning_rate=0.2"])
+    with pytest.raises(ValueError, match="learning_rate: 0.1 then 0.2"):
         study.run(other, datasets_override=tiny_data())
 
 

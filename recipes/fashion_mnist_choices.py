@@ -1,0 +1,189 @@
+"""The study's choices on the validation split, each by a paper's rule.
+
+- Epochs: the dense network is trained for each of `--epoch_grid` (seed
+  of the first `--seeds`); the first number of epochs whose doubling
+  gains less than `--epoch_min_gain` validation accuracy is taken.
+- Network Slimming's `s`: the paper's total L1 pull is `s * sum_t lr_t`
+  (the subgradient `s * sign(gamma)` at every step), 1e-4 * 6,600 for VGG
+  on CIFAR (160 epochs of 782 steps at 0.1, 0.01, 0.001). The `s` with the
+  same pull over this study's schedule is scaled by `--slimming_s_factors`;
+  the one whose network, pruned at `--slimming_choice_ratio` and
+  fine-tuned, has the best validation accuracy is taken.
+- ISTA's `rho` (Ye et al.): model A's makes the lasso term
+  `rho * sum_l lambda_l |gamma_l|` equal to the task loss at the start;
+  B and C multiply it by `--rho_multiples`. The stages follow one another
+  (B starts from A's slim network, C from B's), and each stops when the
+  loss, the lasso term and the share of zero gammas plateau on
+  consecutive epochs (`ISTAGamma(stop_when_converged=True)`).
+
+Each choice is a dict: `value`, `rule` (one sentence), `candidates` (with
+their validation accuracy), and the runs it rests on.
+"""
+
+import math
+
+import keras
+
+import keras_slim
+from recipes import fashion_mnist_runs as lib
+
+# Network Slimming's VGG run on CIFAR-10: s = 1e-4, 160 epochs of
+# ceil(50000 / 64) = 782 steps, the learning rate 0.1, then 0.01 at 50%
+# and 0.001 at 75% of the epochs.
+PAPER_S = 1e-4
+PAPER_PULL = PAPER_S * lib.summed_learning_rate(0.1, 160 * 782, "step")
+
+
+def choose_epochs(study):
+    c = study.c
+    seed = c["seeds"][0]
+    if c["epochs"]:
+        return {"value": c["epochs"], "rule": "given by --epochs"}
+    grid, gain = sorted(c["epoch_grid"]), c["epoch_min_gain"]
+    tried = {}
+
+    def validation(epochs):
+        if epochs not in tried:
+            job = study.dense_job(seed, epochs=epochs)
+            tried[epochs] = study.runs.run(*job)[0]["val_accuracy"]
+        return tried[epochs]
+
+    chosen = grid[-1]
+    for i in range(len(grid) - 1):
+        # the pair trains at once when two study processes share the folder
+        study.runs.run_all([study.dense_job(seed, epochs=e)
+                            for e in grid[i:i + 2]])
+        if validation(grid[i + 1]) - validation(grid[i]) < gain:
+            chosen = grid[i]
+            break
+    if len(grid) == 1:
+        validation(grid[0])
+    return {
+        "value": chosen,
+        "rule": f"the first of {grid} whose doubling gains less than "
+                f"{gain:.1%} validation accuracy (dense network, seed {seed})",
+        "candidates": [{"epochs": e, "val_accuracy": v}
+                       for e, v in sorted(tried.items())],
+    }
+
+
+def matched_s(study):
+    """The `s` whose total L1 pull over this study's schedule equals the
+    paper's."""
+    c = study.c
+    steps = study.epochs * math.ceil(len(study.train[0]) / c["batch_size"])
+    return PAPER_PULL / lib.summed_learning_rate(c["learning_rate"], steps,
+                                                 c["schedule"]
+                                                 if c["schedule"] == "step"
+                                                 else "constant")
+
+
+def choose_slimming_s(study):
+    c = study.c
+    seed, ratio = c["seeds"][0], c["slimming_choice_ratio"]
+    if c["slimming_s"]:
+        return {"value": c["slimming_s"], "rule": "given by --slimming_s"}
+    base = matched_s(study)
+    grid = [float(f"{base * f:.3g}") for f in c["slimming_s_factors"]]
+    study.runs.run_all([study.sparse_job(seed, s) for s in grid])
+    study.runs.run_all([study.slimmed_job(seed, ratio, s) for s in grid])
+    candidates = []
+    for s in grid:
+        sparse = study.sparse(seed, s)[0]
+        tuned = study.runs.run(*study.slimmed_job(seed, ratio, s))[0]
+        candidates.append({"s": s, "sparse_val_accuracy": sparse["val_accuracy"],
+                           "pruned_val_accuracy": tuned["pruned_val_accuracy"],
+                           "val_accuracy": tuned["val_accuracy"]})
+    best = max(candidates, key=lambda e: e["val_accuracy"])
+    return {
+        "value": best["s"],
+        "matched_s": base,
+        "rule": f"grid {c['slimming_s_factors']} x the s matching the "
+                f"paper's total L1 pull ({PAPER_PULL:.3g}); best validation "
+                f"accuracy pruned at {ratio:.0%} and fine-tuned (seed {seed})",
+        "candidates": candidates,
+    }
+
+
+def lasso_term(model):
+    """`sum_l lambda_l * |gamma_l|` with Ye et al.'s memory-cost weights
+    (what `ISTAGamma` logs as `gamma_l1`)."""
+    batchnorms = [layer for layer in model.layers
+                  if isinstance(layer, keras.layers.BatchNormalization)]
+    weights = keras_slim.penalty_weights(model, batchnorms)
+    return float(sum(
+        (weights[b.name]
+         * abs(keras.ops.convert_to_numpy(b.gamma)).ravel()).sum()
+        for b in batchnorms))
+
+
+def ista_chain(study, seed):
+    """Models A, B, C in sequence; the rows of experiment 2."""
+    c = study.c
+    base = study.dense(seed)
+    rows = [dict(base[0], label="base")]
+    loss = lib.mean_cross_entropy(base[1], study.train)
+    lasso = lasso_term(base[1])
+    rho_a = c["rho"] or float(f"{loss / lasso:.3g}")
+    study.choices["rho"] = {
+        "value": rho_a,
+        "rule": ("given by --rho" if c["rho"] else
+                 "Ye et al.: rho * lasso term = task loss at the start "
+                 f"(cross-entropy {loss:.4f}, lasso term {lasso:.2f})"),
+        "multiples": c["rho_multiples"],
+    }
+    max_epochs = c["ista_max_epochs"] or study.epochs
+    start_name, start = None, (lambda: base[1])
+    stops = []
+    for letter, multiple in zip("ABC", c["rho_multiples"]):
+        rho = float(f"{rho_a * multiple:.3g}")
+        name = f"ista-{letter}-rho{rho:g}-e{study.epochs}-s{seed}"
+
+        def train(rho=rho, start=start, name=name):
+            source = start()
+            model = keras.models.clone_model(source)
+            model.set_weights(source.get_weights())
+            ista = keras_slim.ISTAGamma(rho, stop_when_converged=True,
+                                        patience=c["ista_patience"],
+                                        min_delta=c["ista_min_delta"])
+            history = study._fit(model, name, max_epochs,
+                                 c["ista_learning_rate"], seed,
+                                 schedule="constant", callbacks=[ista])
+            h = history.history
+            return study._record(
+                model, seed, history, rho=rho,
+                gamma_zero_fraction=float(h["gamma_zero_fraction"][-1]),
+                gamma_l1_curve=[float(v) for v in h["gamma_l1"]],
+                zero_fraction_curve=[float(v) for v in
+                                     h["gamma_zero_fraction"]],
+                epochs=len(h["loss"]), max_epochs=max_epochs,
+                stopped=ista.stopped_reason, started_from=start_name), model
+        sparse = study.runs.run(name, train, keep_model=True)
+        stops.append({"model": letter, "rho": rho,
+                      "epochs": sparse[0]["epochs"],
+                      "stopped": sparse[0]["stopped"],
+                      "val_accuracy": sparse[0]["val_accuracy"]})
+        tuned = study.runs.run(*study.fine_tune_job(
+            f"{name}-slim", lambda name=name: study.runs.run(
+                name, None, keep_model=True)[1],
+            keras_slim.plan_zero_gamma, seed, rho=rho))[0]
+        rows.append(dict(sparse[0], label=f"{letter}: after ISTA"))
+        rows.append(dict(tuned, label=f"{letter}: slim, no fine-tune",
+                         accuracy=tuned["pruned_accuracy"],
+                         val_accuracy=tuned["pruned_val_accuracy"]))
+        rows.append(dict(tuned, label=f"{letter}: slim + fine-tune"))
+        if letter == "B":
+            plan, ratio = lib.plan_equal_params(base[1], tuned["params"])
+            reference = study.scratch_job(
+                f"ista-reference-e{study.epochs}-s{seed}",
+                lambda plan=plan: keras_slim.slim_model(base[1], plan), seed,
+                study.epochs, uniform_ratio=ratio)
+            rows.append(dict(study.runs.run(*reference)[0],
+                             label="reference (B's size, uniform, scratch)"))
+        # the next stage starts from this stage's slim (not fine-tuned) net
+        start_name = name
+        start = (lambda name=name: keras_slim.slim_model(
+            *(lambda m: (m, keras_slim.plan_zero_gamma(m)))(
+                study.runs.run(name, None, keep_model=True)[1])))
+    study.choices["ista_stops"] = stops
+    return rows
