@@ -8,7 +8,7 @@ from absl import flags
 __all__ = ["EXPERIMENTS", "QUICK", "define_flags", "config_from_flags"]
 
 EXPERIMENTS = ("1_network_slimming", "2_ista", "3_rethinking",
-               "4_architecture", "5_lottery_ticket")
+               "4_architecture", "5_lottery_ticket", "6_budget")
 QUICK = {"train_examples": 2000, "validation_examples": 500,
          "test_examples": 2000, "epochs": 1, "seeds": [0],
          "ista_seeds": [0], "lottery_seeds": [0], "ista_max_epochs": 1}
@@ -93,6 +93,11 @@ def define_flags(flag_values=flags.FLAGS):
     listed("lottery_learning_rates", ["0.1", "0.01"], "Initial learning "
            "rates of experiment 5.")
     listed("lottery_seeds", ["0", "1"], "Seeds of experiment 5.")
+    number("budget_latency", 0.5, "Experiment 6's latency budget, a share "
+           "of the dense network's measured LiteRT latency.")
+    integer("budget_batch", 64, "Batch at which experiment 6 times models "
+            "(batch 1 is too fast to resolve on this network).")
+    integer("budget_runs", 50, "Timed invokes per model in experiment 6.")
     listed("experiments", list(EXPERIMENTS), "Experiments to run, in order.")
 
 
@@ -130,6 +135,9 @@ def config_from_flags(flags_obj):
         "lottery_learning_rates": [float(r) for r in
                                    f.lottery_learning_rates],
         "lottery_seeds": [int(s) for s in f.lottery_seeds],
+        "budget_latency": f.budget_latency,
+        "budget_batch": f.budget_batch,
+        "budget_runs": f.budget_runs,
         "experiments": list(f.experiments),
         "quick": f.quick,
         "backend": keras.backend.backend(),

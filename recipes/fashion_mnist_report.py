@@ -30,6 +30,8 @@ TITLES = {
                       "(Rethinking, Figure 3)",
     "5_lottery_ticket": "5. Lottery ticket vs random re-initialisation "
                         "(Rethinking, Section 6)",
+    "6_budget": "6. Accuracy at equal measured latency: latency-aware vs "
+                "global gamma",
 }
 PAPER = {
     "1_network_slimming": "VGG-19 on CIFAR-10 keeps its accuracy with 70% of "
@@ -46,6 +48,11 @@ PAPER = {
     "5_lottery_ticket": "the winning-ticket initialisation beats a random "
                         "re-initialisation only at the small initial "
                         "learning rate (0.01), not at 0.1.",
+    "6_budget": "no paper claim; keras_slim's own: at an equal measured "
+                "latency the latency-aware plan (HALP-style knapsack over "
+                "|gamma| per unit of latency) keeps more importance than one "
+                "global threshold, which should show as accuracy after "
+                "fine-tuning.",
 }
 
 
@@ -155,6 +162,14 @@ def comparison(name, experiment, config):
                 out.append(f"lr {lr:g}: ticket {_acc(ticket) - _acc(random):+.2f} "
                            "points against random re-init")
         return "; ".join(out) + "."
+    if name == "6_budget":
+        aware = _find(s, label="latency_aware")
+        plain = _find(s, label="global_gamma")
+        if aware and plain:
+            return (f"latency-aware {_acc(aware):.2f}% against global gamma "
+                    f"{_acc(plain):.2f}% ({_acc(aware) - _acc(plain):+.2f} "
+                    f"points), at {aware['params']['mean']:,.0f} against "
+                    f"{plain['params']['mean']:,.0f} params.")
     return ""
 
 
@@ -225,6 +240,9 @@ def plot(name, experiment, config, path):
                                      ("Scratch-B", "#2ca02c")):
                     _errorbar(axis, [_find(s, label=label, method=method)],
                               f"{method}: {label}", fmt=marker, color=color)
+        elif name == "6_budget":
+            for label, fmt in (("latency_aware", "o"), ("global_gamma", "s")):
+                _errorbar(axis, [_find(s, label=label)], label, fmt=fmt)
         elif name == "4_architecture":
             for label, fmt in (("slimming widths", "o-"),
                                ("uniform widths", "s--")):

@@ -354,10 +354,12 @@ class Runs:
             json.dump(record, f, indent=1, sort_keys=True)
         os.replace(record_path + ".tmp", record_path)  # written last
         self.ran.append(name)
-        self.log(f"{name}: test accuracy {record['accuracy']:.4f}"
-                 + (f", validation {record['val_accuracy']:.4f}"
-                    if record.get("val_accuracy") is not None else "")
-                 + f", {record['params']:,} params, "
+        figures = [f"{label} {record[key]:.4f}" for key, label in
+                   (("accuracy", "test accuracy"),
+                    ("val_accuracy", "validation")) if key in record]
+        if "params" in record:
+            figures.append(f"{record['params']:,} params")
+        self.log(f"{name}: {', '.join(figures + [''])}"
                  f"{record['wall_seconds']:.0f} s")
         return record, model
 

@@ -25,6 +25,8 @@ and Scratch-B gets the large model's computation (Rethinking's CIFAR rules).
 5. Rethinking, Section 6: lottery-ticket initialisation against a random
    re-initialisation for unstructured magnitude pruning, at learning rates
    0.1 and 0.01.
+6. Budgets: the latency-aware plan and the global-gamma plan at an equal
+   measured LiteRT latency, both fine-tuned (`recipes/fashion_mnist_budget.py`).
 
 Every finished run writes `DIR/runs/<run>.json` (its commit, seed, settings,
 validation and test accuracy) and is skipped on a rerun; the study writes
@@ -50,6 +52,7 @@ from absl import app, flags  # noqa: E402
 
 import keras_slim  # noqa: E402
 from recipes import fashion_mnist_choices as choices  # noqa: E402
+from recipes.fashion_mnist_budget import budget_experiment  # noqa: E402
 from recipes import fashion_mnist_runs as lib  # noqa: E402
 from recipes.fashion_mnist_data import load_fashion_mnist  # noqa: E402
 
@@ -88,8 +91,10 @@ class Study:
     validation accuracy it rests on; the test images are only evaluated.
     """
 
-    def __init__(self, config, train, validation, test, runs):
+    def __init__(self, config, train, validation, test, runs,
+                 runtime_override=None):
         self.c, self.runs = config, runs
+        self.runtime_override = runtime_override
         self.train, self.validation, self.test = train, validation, test
         self.choices = {}
 
@@ -377,13 +382,15 @@ def _write_results(flags_obj, config, study, experiments, start, commit):
     return results
 
 
-def run(flags_obj, datasets_override=None):
+def run(flags_obj, datasets_override=None, runtime_override=None):
     """Run the study; returns the dict written to `model_dir/results.json`.
 
     Args:
         flags_obj: the parsed flags (see `define_flags`).
         datasets_override: `((x_train, y_train), (x_test, y_test))` uint8
             images and labels used instead of Fashion-MNIST (tests).
+        runtime_override: `callable(batch, runs) -> keras_slim.Runtime`
+            used instead of LiteRT in experiment 6 (tests).
     """
     if not flags_obj.model_dir:
         raise ValueError("Expected `--model_dir`. Received: none")
@@ -395,11 +402,12 @@ def run(flags_obj, datasets_override=None):
     lib.check_config(flags_obj.model_dir, config)
     runs = lib.Runs(flags_obj.model_dir, commit=commit,
                     log=lambda line: print(line, flush=True))
-    study = Study(config, train, validation, test, runs)
+    study = Study(config, train, validation, test, runs, runtime_override)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,
                                      study.rethinking, study.architecture,
-                                     study.lottery)))
+                                     study.lottery,
+                                     lambda: budget_experiment(study))))
     results = None
     for name in config["experiments"]:
         began = time.perf_counter()

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from absl import flags
 
+import keras_slim
+
 from recipes import fashion_mnist_report as report
 from recipes import fashion_mnist_study as study
 from recipes.fashion_mnist_data import find_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--train_examples=64", "--validation_examples=16",
+TINY = ["--train_examples=64", "--validation_examples=16", "--budget_runs=3",
         "--test_examples=50", "--widths=4,8,8,8",
         "--batch_size=32", "--epochs=1", "--ista_max_epochs=1",
         "--seeds=0", "--ista_seeds=0", "--lottery_seeds=0",
@@ -29,6 +31,19 @@ def tiny_data():
              rng.integers(0, 10, 64, dtype=np.uint8)),
             (rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
              rng.integers(0, 10, 50, dtype=np.uint8)))
+
+
+class MacsRuntime(keras_slim.Runtime):
+    """Experiment 6's timings without LiteRT: milliseconds from MACs."""
+
+    name = "macs"
+
+    def __init__(self, batch, runs):
+        super().__init__(batch=batch)
+
+    def time(self, models):
+        return [0.01 + keras_slim.count_macs(m) * self.batch / 1e7
+                for m in models]
 
 
 def parse(args):
@@ -55,7 +70,8 @@ def check_results(results, runs_folder):
 def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     model_dir = str(tmp_path / "study")
     values = parse(TINY + ["--model_dir=" + model_dir])
-    results = study.run(values, datasets_override=tiny_data())
+    results = study.run(values, datasets_override=tiny_data(),
+                        runtime_override=MacsRuntime)
     check_results(results, os.path.join(model_dir, "runs"))
     with open(os.path.join(model_dir, "results.json")) as f:
         assert json.load(f)["experiments"].keys() == results["experiments"].keys()
@@ -72,7 +88,8 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
         if row["label"] != "dense":
             assert row["kept_share"] == pytest.approx(0.5, abs=0.01)
     # A rerun runs nothing again and reports the same numbers.
-    again = study.run(values, datasets_override=tiny_data())
+    again = study.run(values, datasets_override=tiny_data(),
+                        runtime_override=MacsRuntime)
     assert again["ran"] == []
     for name, experiment in results["experiments"].items():
         assert ([r["accuracy"] for r in again["experiments"][name]["runs"]]
@@ -89,13 +106,15 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     # Resuming with other training settings is refused.
     other = parse(TINY + ["--model_dir=" + model_dir, "--learning_rate=0.2"])
     with pytest.raises(ValueError, match="learning_rate: 0.1 then 0.2"):
-        study.run(other, datasets_override=tiny_data())
+        study.run(other, datasets_override=tiny_data(),
+                  runtime_override=MacsRuntime)
 
 
 def test_unknown_experiment_is_an_error(tmp_path):
     values = parse(["--model_dir=" + str(tmp_path), "--experiments=6_magic"])
     with pytest.raises(ValueError, match="6_magic"):
-        study.run(values, datasets_override=tiny_data())
+        study.run(values, datasets_override=tiny_data(),
+                        runtime_override=MacsRuntime)
 
 
 @pytest.mark.slow
@@ -113,3 +132,43 @@ def test_quick_study_runs_as_a_script_from_any_folder(tmp_path):
         results = json.load(f)
     check_results(results, os.path.join(model_dir, "runs"))
     assert results["config"]["quick"] is True
+
+
+def _record(name):
+    return {"accuracy": 0.5, "params": 1, "name": name}, None
+
+
+def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
+    from recipes import fashion_mnist_runs as lib
+
+    runs = lib.Runs(str(tmp_path), log=lambda line: None, poll_seconds=0.05)
+    other = subprocess.Popen([sys.executable, "-c",
+                              "import time; time.sleep(30)"])
+    try:
+        with open(runs._lock_path("held"), "w") as f:
+            f.write(str(other.pid))
+        order = []
+
+        def job(name):
+            return name, lambda: (order.append(name), _record(name))[1], False
+        # "held" is another live process's: the free run goes first, then
+        # this process waits for the held one's record.
+        def finish_held():
+            with open(os.path.join(runs.folder, "held.json"), "w") as f:
+                json.dump({"accuracy": 0.9, "params": 1}, f)
+        import threading
+        timer = threading.Timer(0.5, finish_held)
+        timer.start()
+        runs.run_all([job("held"), job("free")])
+        timer.join()
+        assert order == ["free"]
+        assert runs.run("held", None)[0]["accuracy"] == 0.9
+    finally:
+        other.kill()
+        other.wait()
+    # A lock left by a process that is gone is taken over.
+    with open(runs._lock_path("stale"), "w") as f:
+        f.write(str(other.pid))
+    record, _ = runs.run("stale", lambda: _record("stale"))
+    assert record["name"] == "stale"
+    assert not os.path.exists(runs._lock_path("stale"))
