@@ -21,6 +21,9 @@ if __package__ in (None, ""):  # run as a script: import this repository
 
 from absl import app, flags  # noqa: E402
 
+from recipes.fashion_mnist_claims import (  # noqa: E402
+    choices_section, commits_line, dense_section, verdict)
+
 TITLES = {
     "1_network_slimming": "1. Network Slimming (Liu et al. 2017)",
     "2_ista": "2. ISTA on gammas (Ye et al. 2018)",
@@ -67,8 +70,9 @@ def _pm(stat, scale=100.0, digits=2):
 
 def table(experiment, name):
     """Markdown table of an experiment's summary rows."""
-    lines = ["| run | test accuracy % (mean ± std) | params | MACs | "
-             "wall s per run (mean) |", "|:--|--:|--:|--:|--:|"]
+    lines = ["| run | test accuracy % (mean ± std) | validation % | params | "
+             "MACs | epochs | wall s per run (mean) |",
+             "|:--|--:|--:|--:|--:|--:|--:|"]
     for entry in experiment["summary"]:
         label = entry["label"]
         if entry.get("method") not in (None, "-"):
@@ -85,8 +89,13 @@ def table(experiment, name):
         if macs["std"]:
             macs_text += f" ± {macs['std']:,.0f}"
         wall = entry.get("wall_seconds")
-        lines.append(f"| {label} | {_pm(entry['accuracy'])} | {params_text} | "
-                     f"{macs_text} | {wall['mean']:.0f} |")
+        epochs = entry.get("epochs")
+        epochs_text = "–" if not epochs else (
+            f"{epochs['mean']:.0f}" if not epochs["std"]
+            else f"{epochs['mean']:.1f}")
+        lines.append(f"| {label} | {_pm(entry['accuracy'])} | "
+                     f"{_pm(entry.get('val_accuracy'))} | {params_text} | "
+                     f"{macs_text} | {epochs_text} | {wall['mean']:.0f} |")
     return "\n".join(lines)
 
 
@@ -273,14 +282,19 @@ def write(results_path, out_dir, notes_path=None):
         notes = _read_notes(notes_path)
     config = results["config"]
     lines = [notes.get("header", "# Evidence: Fashion-MNIST"), ""]
-    lines += [f"Commit: `{results['commit']}`. Command: `{results['command']}`. "
+    lines += [commits_line(results),
+              f"Command: `{results['command']}`. "
               f"Backend: {config['backend']}, CPU only (no GPU machine was "
               "lent to this task). Training time of all runs: "
-              f"{results['wall_seconds_runs'] / 60:.1f} min. Every number "
+              f"{results['wall_seconds_runs'] / 3600:.1f} h. Every number "
               "below is in [`fashion_mnist_results.json`]"
-              "(fashion_mnist_results.json).", ""]
+              "(fashion_mnist_results.json); each run's own record (commit, "
+              "seed, settings, validation and test accuracy) is in "
+              "[`study/runs/`](study/runs/).", ""]
     if notes.get("setup"):
         lines += [notes["setup"], ""]
+    lines += choices_section(results)
+    lines += dense_section(results, out_dir)
     missing = [n for n in TITLES if n not in results["experiments"]]
     if missing:
         lines += ["**Not in this results file (not finished):** "
@@ -291,7 +305,8 @@ def write(results_path, out_dir, notes_path=None):
         lines += [f"## {TITLES[name]}", "",
                   f"Paper: {PAPER[name]}", "",
                   table(experiment, name), "",
-                  f"Measured: {comparison(name, experiment, config)}", ""]
+                  f"Measured: {comparison(name, experiment, config)}", "",
+                  f"**Verdict:** {verdict(name, experiment, config)}", ""]
         if notes.get(name):
             lines += [notes[name], ""]
         lines += [f"Training time of this experiment's runs: "

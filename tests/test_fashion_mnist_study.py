@@ -102,6 +102,10 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
         assert f"## {title}" in text
         assert os.path.getsize(os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")) > 0
     assert results["commit"] in text
+    assert text.count("**Verdict:**") == len(study.EXPERIMENTS)
+    assert "## Choices made on the validation split" in text
+    assert "## The dense baseline" in text
+    assert os.path.getsize(os.path.join(docs, "fashion_mnist_dense_curve.png")) > 0
     assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
     # Resuming with other training settings is refused.
     other = parse(TINY + ["--model_dir=" + model_dir, "--learning_rate=0.2"])
