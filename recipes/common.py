@@ -14,10 +14,11 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 """
 
 import dataclasses
+import logging as pylogging
 import sys
 
 import keras
-from absl import flags
+from absl import flags, logging
 
 from keras_slim.core.counting import count_params
 from recipes import inputs
@@ -113,7 +114,16 @@ class UsageError(ValueError):
 
 def run_main(run_function, flags_obj):
     """`run_function(flags_obj)`, a `UsageError` shown as one line (exit 1)
-    instead of a traceback."""
+    instead of a traceback.
+
+    The libraries' INFO logs (TensorFlow's checkpoint and SavedModel
+    writers: "Sharding callback duration", "Assets written to", ...; JAX's
+    platform probing) are hidden unless absl's `--verbosity` is given, so
+    the run shows its stages, progress and results; warnings still show.
+    """
+    if "verbosity" not in flags_obj or not flags_obj["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+        pylogging.getLogger("tensorflow").setLevel(pylogging.WARNING)
     try:
         return run_function(flags_obj)
     except UsageError as error:
