@@ -19,11 +19,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[test,jax,torch]"
+	$(BIN)/python -m pip install -q -e ".[tensorflow,test,jax,torch]"
 	touch $@
 
 $(VENV)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[demo]"
+	$(BIN)/python -m pip install -q -e ".[tensorflow,demo]"
 	touch $@
 
 test: test-tensorflow test-jax test-torch

@@ -1,1 +1,1 @@
-"""Scripts reproducing the seed papers' runs (see README, "Recipes")."""
+"""Scripts reproducing the seed papers' runs (see docs/recipes.md)."""

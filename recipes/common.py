@@ -14,22 +14,19 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 """
 
 import dataclasses
-import os
+import logging as pylogging
 import sys
 
 import keras
-from absl import flags
+from absl import flags, logging
 
-from keras_slim.core import copying
 from keras_slim.core.counting import count_params
-from keras_slim.sparsity.ista import attach_ista
-from recipes import inputs, summaries
+from recipes import inputs
 from recipes.exporting import describe, export
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
-from recipes.strategies import (STRATEGIES, global_batch_size, make_strategy,
-                                set_precision)
-from recipes.training import Trainer, is_chief
+from recipes.strategies import (STRATEGIES, global_batch_size, make_backend,
+                                make_strategy, set_precision)
 
 __all__ = ["STRATEGIES", "describe", "export", "make_strategy", "set_precision"]
 
@@ -84,14 +81,20 @@ def define_flags(defaults, flag_values=flags.FLAGS):
 
 @dataclasses.dataclass
 class Run:
-    """Everything the stages of one recipe run share."""
+    """Everything the stages of one recipe run share.
+
+    `backend` (from `strategies.make_backend`, chosen once) trains,
+    evaluates and exports; `train_data` and `eval_data` are in the form it
+    reads (`dataset_fn`s under tf.distribute, arrays or NumPy batches under
+    keras.distribution).
+    """
 
     flags: object
-    strategy: object
+    backend: object
     classes: int
     image_shape: tuple
-    train_fn: object
-    eval_fn: object
+    train_data: object
+    eval_data: object
     steps_per_epoch: int
     eval_steps: int
     stages: object
@@ -101,24 +104,7 @@ class Run:
 
     @property
     def chief(self):
-        return is_chief(self.strategy)
-
-
-def _override_fns(datasets_override, batch_size, seed, observe):
-    train, evaluation = datasets_override
-    counts = []
-    for dataset in (train, evaluation):
-        count = int(dataset.cardinality())
-        if count < 0:
-            raise ValueError("Expected `datasets_override` datasets of known "
-                             "length (`dataset.cardinality()`).")
-        counts.append(count)
-    image_shape = tuple(train.element_spec[0].shape)
-    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed,
-                                   observe),
-            inputs.dataset_fn_from(evaluation, False, batch_size, image_shape,
-                                   seed),
-            counts, image_shape)
+        return self.backend.chief
 
 
 class UsageError(ValueError):
@@ -128,7 +114,16 @@ class UsageError(ValueError):
 
 def run_main(run_function, flags_obj):
     """`run_function(flags_obj)`, a `UsageError` shown as one line (exit 1)
-    instead of a traceback."""
+    instead of a traceback.
+
+    The libraries' INFO logs (TensorFlow's checkpoint and SavedModel
+    writers: "Sharding callback duration", "Assets written to", ...; JAX's
+    platform probing) are hidden unless absl's `--verbosity` is given, so
+    the run shows its stages, progress and results; warnings still show.
+    """
+    if "verbosity" not in flags_obj or not flags_obj["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+        pylogging.getLogger("tensorflow").setLevel(pylogging.WARNING)
     try:
         return run_function(flags_obj)
     except UsageError as error:
@@ -162,51 +157,25 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
         A `Run`.
     """
     hooks = hooks or Hooks()
-    if keras.backend.backend() != "tensorflow":  # keras.distribution
-        from recipes import data_parallel
-
-        return data_parallel.setup(flags_obj, info, preprocess, image_size,
-                                   datasets_override, log, hooks)
     keras.utils.set_random_seed(flags_obj.seed)
-    set_precision(flags_obj)
+    backend = make_backend(flags_obj, strategy_override, log)
     size = image_size or info.image_size
-    image_shape = (size, size, 3)
-    strategy = strategy_override or make_strategy(flags_obj.strategy,
-                                                  flags_obj.tpu)
-    replicas = strategy.num_replicas_in_sync
     try:
-        batch = global_batch_size(flags_obj.batch_size, replicas,
+        batch = global_batch_size(flags_obj.batch_size, backend.replicas,
                                   flags_obj["batch_size"].present, log)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    observe = hooks.training_examples
-    if datasets_override is not None:
-        train_fn, eval_fn, (train_count, eval_count), image_shape = \
-            _override_fns(datasets_override, batch, flags_obj.seed, observe)
-    elif flags_obj.dataset == "synthetic":
-        count = flags_obj.synthetic_examples
-        train_fn, train_count = inputs.synthetic_dataset_fn(
-            image_shape, info.classes, count, True, batch, flags_obj.seed,
-            observe)
-        eval_fn, eval_count = inputs.synthetic_dataset_fn(
-            image_shape, info.classes, count, False, batch, flags_obj.seed)
-    else:
-        train_fn, train_count = inputs.tfds_dataset_fn(
-            info, flags_obj.data_dir, True, batch, preprocess(True),
-            image_shape, flags_obj.seed, observe)
-        eval_fn, eval_count = inputs.tfds_dataset_fn(
-            info, flags_obj.data_dir, False, batch, preprocess(False),
-            image_shape, flags_obj.seed)
+    train_data, eval_data, (train_count, eval_count), image_shape = \
+        backend.datasets(flags_obj, info, preprocess, (size, size, 3), batch,
+                         datasets_override, hooks.training_examples)
     steps = flags_obj.steps_per_epoch or max(train_count // batch, 1)
-    log(f"strategy={type(strategy).__name__} replicas={replicas} "
-        f"global_batch={batch} steps_per_epoch={steps}")
-    stages = StageRunner(flags_obj.model_dir, is_chief(strategy), log)
-    stages.summary.update(dataset=flags_obj.dataset, strategy=flags_obj.strategy,
-                          replicas=replicas, global_batch_size=batch,
-                          steps_per_epoch=steps,
+    log(backend.describe(batch, steps))
+    stages = StageRunner(flags_obj.model_dir, backend.chief, log)
+    stages.summary.update(dataset=flags_obj.dataset, **backend.summary,
+                          global_batch_size=batch, steps_per_epoch=steps,
                           precision=keras.mixed_precision.global_policy().name)
-    return Run(flags_obj, strategy, info.classes, image_shape, train_fn,
-               eval_fn, steps, inputs.eval_steps(eval_count, batch), stages,
+    return Run(flags_obj, backend, info.classes, image_shape, train_data,
+               eval_data, steps, inputs.eval_steps(eval_count, batch), stages,
                batch, log, hooks)
 
 
@@ -221,13 +190,6 @@ def layer_widths(model):
         if width is not None:
             widths[layer.name] = int(width)
     return widths
-
-
-def in_scope(strategy, model):
-    """A copy of `model` whose variables belong to `strategy`."""
-    with strategy.scope():
-        copy = copying.clone_model(model)
-    return copy
 
 
 def strip_gamma_regularizers(model):
@@ -251,14 +213,6 @@ def set_weight_decay(model, weight_decay):
             layer.kernel_regularizer = regularizer
             kernel.regularizer = regularizer
     return model
-
-
-def make_optimizer(learning_rate, momentum=0.0, nesterov=False):
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                     nesterov=nesterov)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def step_decay(run, learning_rate, epochs, boundaries=(0.5, 0.75),
@@ -293,64 +247,14 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
     Returns:
         `(model, record)`.
     """
-    if run.strategy is None:  # not tf.distribute: keras.distribution
-        from recipes import data_parallel
-
-        return data_parallel.train(run, stage, model, directory, epochs,
-                                   learning_rate, momentum, nesterov, rho,
-                                   ista_layers, penalty)
-    strategy = run.strategy
-    model = in_scope(strategy, model)
-    with strategy.scope():
-        optimizer = make_optimizer(learning_rate, momentum, nesterov)
-        optimizer.build(model.trainable_variables)
-        ista = None
-        if rho is not None:
-            ista = attach_ista(model, rho, penalty=penalty,
-                               optimizer=optimizer, layers=ista_layers)
-    trainer = Trainer(strategy, model, optimizer, run.batch_size, log=run.log)
-    writer = summaries.stage_writer(directory, run.chief)
-
-    def on_epoch_end(epoch, logs):
-        step = (epoch + 1) * run.steps_per_epoch
-        values = {"loss": logs["loss"], "learning_rate":
-                  summaries.schedule_value(learning_rate, step - 1)}
-        if ista is not None:
-            logs["gamma_zero_fraction"] = ista.zero_fraction()
-            logs["gamma_l1"] = ista.lasso()
-            values.update(rho=summaries.schedule_value(rho, step - 1),
-                          gamma_zero_fraction=logs["gamma_zero_fraction"],
-                          gamma_l1=logs["gamma_l1"])
-        summaries.write_scalars(writer, values, step)
-        run.hooks.on_epoch_end(stage, epoch, logs)
-
-    try:
-        result = trainer.train(run.train_fn, epochs, run.steps_per_epoch,
-                               os.path.join(directory, "checkpoints"),
-                               on_epoch_end)
-    finally:
-        writer.close()
-    record = {**describe(model),
-              "accuracy": trainer.evaluate(run.eval_fn, run.eval_steps),
-              "loss": result["loss"], "epochs": epochs,
-              "steps": epochs * run.steps_per_epoch,
-              "resumed_from_epoch": result["resumed_from_epoch"]}
-    if ista is not None:
-        record["gamma_zero_fraction"] = ista.zero_fraction()
-        record["gamma_l1"] = ista.lasso()
-        ista.detach()
-    return model, record
+    return run.backend.train(run, stage, model, directory, epochs,
+                             learning_rate, momentum, nesterov, rho,
+                             ista_layers, penalty)
 
 
 def evaluate(run, model):
-    """Accuracy of `model` on the evaluation set, under the strategy."""
-    if run.strategy is None:  # not tf.distribute: keras.distribution
-        from recipes import data_parallel
-
-        return data_parallel.evaluate(run, model)
-    model = in_scope(run.strategy, model)
-    trainer = Trainer(run.strategy, model, None, run.batch_size, run.log)
-    return trainer.evaluate(run.eval_fn, run.eval_steps)
+    """Accuracy of `model` on the evaluation set, on the run's backend."""
+    return run.backend.evaluate(run, model)
 
 
 def slim(run, model, plan_function, after=None):

@@ -13,12 +13,8 @@ our choice); the reference has 224,008 parameters and an accuracy of 86.3%.
         --model_dir=/tmp/convnet --strategy=mirrored
 """
 
-if not __package__:  # run as `python recipes/convnet_cifar10.py`:
-    import os  # import from the repository root, not from recipes/
-    import sys
-    _RECIPES = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_RECIPES)] + [
-        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
+if not __package__:  # run as a file: import from the repository root
+    import _bootstrap  # noqa: F401
 
 from absl import app, flags
 

@@ -21,12 +21,8 @@ starts from random weights.
         --model_dir=gs://bucket/resnet101 --strategy=multi_worker_mirrored
 """
 
-if not __package__:  # run as `python recipes/resnet101_imagenet.py`:
-    import os  # import from the repository root, not from recipes/
-    import sys
-    _RECIPES = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_RECIPES)] + [
-        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
+if not __package__:  # run as a file: import from the repository root
+    import _bootstrap  # noqa: F401
 
 import os
 

@@ -15,12 +15,8 @@ rho 0.01 (50k steps), fine-tuning 50k steps.
         --model_dir=/tmp/resnet20 --strategy=mirrored
 """
 
-if not __package__:  # run as `python recipes/resnet20_cifar10.py`:
-    import os  # import from the repository root, not from recipes/
-    import sys
-    _RECIPES = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_RECIPES)] + [
-        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
+if not __package__:  # run as a file: import from the repository root
+    import _bootstrap  # noqa: F401
 
 from absl import app, flags
 

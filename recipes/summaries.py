@@ -6,52 +6,160 @@ ISTA `rho`, `gamma_zero_fraction`, `gamma_l1`), every stage once at its end
 (`accuracy`, `params`, `macs`). Only the
 chief writes; other workers get a writer that does nothing. See them with
 `tensorboard --logdir MODEL_DIR`: one run per stage.
+
+The event files are written here in plain Python (`EventWriter`), in the
+format `tf.summary.write` produces for a scalar (a TFRecord of `Event`
+protocol buffers holding a float32 tensor and the scalars plugin's
+metadata), so every backend writes them without TensorFlow; viewing them
+needs the `tensorboard` package only.
 """
 
+import itertools
 import os
-
-from recipes.lazy_tensorflow import tf
+import socket
+import struct
+import time
 
 # The record entries written as scalars when a stage ends (training stages
 # wrote `loss` and the gamma statistics after every epoch already).
 RECORD_SCALARS = ("accuracy", "params", "macs")
 
 
+# -- the event file format ------------------------------------------------------
+
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """The CRC-32C (Castagnoli) checksum of `data`, as TFRecord uses it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc(data):
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord(data):
+    """`data` framed as one TFRecord: length, its checksum, data, checksum."""
+    length = struct.pack("<Q", len(data))
+    return (length + struct.pack("<I", _masked_crc(length)) + data
+            + struct.pack("<I", _masked_crc(data)))
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number, payload):
+    """A length-delimited protocol buffer field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+# tensorflow.Summary.Value.metadata: SummaryMetadata{plugin_data{plugin_name}}
+_SCALAR_METADATA = _field(9, _field(1, _field(1, b"scalars")))
+
+
+def scalar_event(tag, value, step, wall_time):
+    """The serialized `tensorflow.Event` of one scalar summary."""
+    tensor = (_varint(1 << 3) + _varint(1)  # dtype: DT_FLOAT
+              + _field(2, b"")  # tensor_shape: a scalar
+              + _field(4, struct.pack("<f", value)))  # tensor_content
+    summary_value = _field(1, tag.encode()) + _field(8, tensor) + _SCALAR_METADATA
+    return (_varint(1 << 3 | 1) + struct.pack("<d", wall_time)  # wall_time
+            + _varint(2 << 3) + _varint(int(step))  # step
+            + _field(5, _field(1, summary_value)))  # summary.value
+
+
+def _version_event(wall_time):
+    return (_varint(1 << 3 | 1) + struct.pack("<d", wall_time)
+            + _field(3, b"brain.Event:2"))  # file_version
+
+
+_FILE_NUMBERS = itertools.count()
+
+
+class EventWriter:
+    """Appends scalar summaries to a new TensorBoard event file in
+    `directory` (made if missing)."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        now = time.time()
+        name = (f"events.out.tfevents.{int(now)}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(_FILE_NUMBERS)}.v2")
+        self.path = os.path.join(directory, name)
+        self._file = open(self.path, "wb")
+        self._file.write(tfrecord(_version_event(now)))
+
+    def write(self, tag, value, step):
+        self._file.write(tfrecord(scalar_event(tag, float(value), step,
+                                               time.time())))
+
+    def flush(self):
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+class NoOpWriter:
+    """The writer of a worker that is not the chief: writes nothing."""
+
+    def write(self, tag, value, step):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
 def stage_writer(directory, chief):
-    """A `tf.summary` writer for the stage folder `directory` (the chief's),
-    or a no-op writer on other workers."""
+    """An event writer for the stage folder `directory` (the chief's), or a
+    no-op writer on other workers."""
     if not chief:
-        return tf.summary.create_noop_writer()
-    return tf.summary.create_file_writer(os.path.join(directory, "tensorboard"))
-
-
-def _scalar_metadata():
-    # What `tf.summary.scalar` writes (TensorBoard's scalars plugin), built
-    # here because `tf.summary.scalar` needs the `tensorboard` package, which
-    # TensorFlow 2.21 no longer installs; viewing needs it, writing does not.
-    plugin = tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
-    return tf.compat.v1.SummaryMetadata(
-        plugin_data=plugin).SerializeToString()
+        return NoOpWriter()
+    return EventWriter(os.path.join(directory, "tensorboard"))
 
 
 def write_scalars(writer, values, step):
     """Write every float or int of `values` (a dict) at `step` as a
     TensorBoard scalar; flush."""
-    metadata = _scalar_metadata()
-    with writer.as_default():
-        for name, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                tf.summary.write(name, tf.constant(float(value), tf.float32),
-                                 step=int(step), metadata=metadata)
+    for name, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.write(name, value, step)
     writer.flush()
 
 
 def read_scalars(directory):
-    """`{tag: [(step, value), ...]}` of the event files in `directory` (for
-    tests and scripts that check what was written)."""
+    """`{tag: [(step, value), ...]}` of the event files in `directory`, read
+    with TensorFlow's own parsers (for tests and scripts that check what
+    was written)."""
     import glob
 
     import numpy as np
+    import tensorflow as tf
 
     scalars = {}
     for path in sorted(glob.glob(os.path.join(directory, "events.out.*"))):
@@ -62,6 +170,20 @@ def read_scalars(directory):
                                              np.float32)[0])
                 scalars.setdefault(value.tag, []).append((event.step, number))
     return scalars
+
+
+def write_epoch(writer, steps_per_epoch, epoch, logs, learning_rate, rho=None):
+    """The scalars of a training epoch (0-based `epoch`) at its last step:
+    `loss`, `learning_rate` and, with ISTA (`rho` given), `rho`,
+    `gamma_zero_fraction` and `gamma_l1` from `logs`."""
+    step = (epoch + 1) * steps_per_epoch
+    values = {"loss": float(logs["loss"]),
+              "learning_rate": schedule_value(learning_rate, step - 1)}
+    if rho is not None:
+        values.update(rho=schedule_value(rho, step - 1),
+                      gamma_zero_fraction=float(logs["gamma_zero_fraction"]),
+                      gamma_l1=float(logs["gamma_l1"]))
+    write_scalars(writer, values, step)
 
 
 def write_record(directory, chief, record):

@@ -16,12 +16,8 @@ training stage.
         --data_dir=~/tensorflow_datasets --model_dir=/tmp/vgg19 --scratch=E,B
 """
 
-if not __package__:  # run as `python recipes/vgg_cifar_slimming.py`:
-    import os  # import from the repository root, not from recipes/
-    import sys
-    _RECIPES = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [os.path.dirname(_RECIPES)] + [
-        p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
+if not __package__:  # run as a file: import from the repository root
+    import _bootstrap  # noqa: F401
 
 from absl import app, flags
 

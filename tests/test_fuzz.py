@@ -12,8 +12,8 @@ invariants of issue 10:
 In both, a fold is allowed to be approximate only when `slim_model` warned
 so, naming layers that pad with zeros: a zero channel can still reach a
 consumer as a nonzero constant (`act(0)`, `x + 0.25`), and a "same"-padded
-consumer sees 0, not that constant, at the borders (see README, "When a
-fold is exact").
+consumer sees 0, not that constant, at the borders (see
+docs/surgery-and-exactness.md, "When a fold is exact").
 
 A run where nothing is ever cut fails: the invariants must not pass
 vacuously. The CI budget is fixed and derandomized; `make fuzz` runs a long

@@ -1,8 +1,8 @@
-"""The README's Python examples run as written.
+"""The README's and the guides' Python examples run as written.
 
-Every ```python block of README.md runs, in a fresh namespace and a
-temporary folder, unless the HTML comment on the line before it says
-otherwise:
+Every ```python block of README.md and of the guides (docs/*.md) runs, in
+a fresh namespace and a temporary folder, unless the HTML comment on the
+line before it says otherwise:
 
 - `<!-- readme-test: skip (reason) -->`: not run (training, conversions,
   timing); the reason names the test that covers it instead.
@@ -18,7 +18,9 @@ import re
 import keras
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README] + sorted((ROOT / "docs").glob("*.md"))
 
 _TINY = '''
 import keras
@@ -70,57 +72,65 @@ _BLOCK = re.compile(r"(?:<!-- readme-test: (.*?) -->\n)?```python\n(.*?)```",
                     re.S)
 
 
-def _blocks():
-    """[(first line, marker or "", code)] of README.md, in order."""
-    text = README.read_text()
+def _blocks(page):
+    """[(first line, marker or "", code)] of one page, in order."""
+    text = page.read_text()
     return [(text[:m.start()].count("\n") + 1, m.group(1) or "", m.group(2))
             for m in _BLOCK.finditer(text)]
 
 
 def _cases():
-    """Runnable units: chains of blocks joined by `continues`."""
+    """Runnable units: chains of blocks joined by `continues`, as
+    `(place, marker, [code])` with place `README.md:LINE`."""
     cases = []
-    for line, marker, code in _blocks():
-        if marker == "continues":
-            cases[-1][2].append(code)
-        else:
-            cases.append((line, marker, [code]))
+    for page in PAGES:
+        first = len(cases)
+        for line, marker, code in _blocks(page):
+            if marker == "continues":
+                assert len(cases) > first, f"{page.name}:{line} continues nothing"
+                cases[-1][2].append(code)
+            else:
+                cases.append((f"{page.relative_to(ROOT)}:{line}", marker,
+                              [code]))
     return cases
 
 
 CASES = _cases()
 
 
-def test_the_readme_has_examples_and_markers_are_known():
+def test_the_pages_have_examples_and_markers_are_known():
     assert len(CASES) >= 6
-    for line, marker, _ in CASES:
+    assert {place.split(":")[0] for place, _, _ in CASES} >= {
+        "README.md", "docs/getting-started.md", "docs/extending.md"}
+    for place, marker, _ in CASES:
         assert (marker == "" or marker.startswith("skip (")
-                or marker.removeprefix("setup=") in SETUPS), (line, marker)
+                or marker.removeprefix("setup=") in SETUPS), (place, marker)
 
 
 def test_slimming_a_model_runs_unchanged():
     first = CASES[0]
+    assert first[0].startswith("README.md:")
     assert first[1] == "" and "keras.applications.ResNet50" in first[2][0]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"line{c[0]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_readme_block_runs(case, tmp_path, monkeypatch):
-    line, marker, codes = case
+    place, marker, codes = case
     if marker.startswith("skip"):
-        pytest.skip(f"README line {line}: {marker}")
+        pytest.skip(f"{place}: {marker}")
     monkeypatch.chdir(tmp_path)
     keras.utils.set_random_seed(0)
-    namespace = {"__name__": f"readme_line_{line}"}
+    namespace = {"__name__": "readme_" + re.sub(r"\W", "_", place)}
     if marker.startswith("setup="):
         exec(compile(SETUPS[marker.removeprefix("setup=")],
                      f"<setup {marker}>", "exec"), namespace)
     for code in codes:
-        exec(compile(code, f"README.md:{line}", "exec"), namespace)
+        exec(compile(code, place, "exec"), namespace)
     # Each example ends with something made; check that it is real.
     made = [namespace[name] for name in ("slim", "result") if name in namespace]
     if "report" in codes[0]:
         assert (tmp_path / "report" / "index.html").is_file()
     else:
-        assert made and isinstance(made[0], keras.Model), line
+        assert made and isinstance(made[0], keras.Model), place
         original = namespace.get("model", namespace.get("sparse"))
         assert made[0] is not original  # a new model; the user's is kept

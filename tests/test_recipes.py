@@ -367,6 +367,44 @@ def test_unprepared_data_dir_is_a_clear_error(tmp_path, recipe, dataset):
     assert os.listdir(tmp_path) == []
 
 
+def test_event_files_are_what_tf_summary_writes(tmp_path):
+    """`summaries.EventWriter` (no TensorFlow) writes the bytes
+    `tf.summary.write` writes for a float32 scalar with the scalars
+    plugin's metadata; TensorFlow reads them back, checksums checked."""
+    from recipes import summaries
+
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(
+            plugin_name="scalars")).SerializeToString()
+    writer = tf.summary.create_file_writer(str(tmp_path / "tf"))
+    with writer.as_default():
+        tf.summary.write("loss", tf.constant(1.25, tf.float32), step=300001,
+                         metadata=metadata)
+    writer.close()
+    (path,) = (tmp_path / "tf").iterdir()
+    theirs = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    event = tf.compat.v1.Event.FromString(theirs[1])
+    assert summaries.scalar_event("loss", 1.25, 300001,
+                                  event.wall_time) == theirs[1]
+
+    ours = summaries.stage_writer(str(tmp_path / "stage"), chief=True)
+    summaries.write_scalars(ours, {"loss": 0.5, "params": 281274,
+                                   "skipped": True}, 7)
+    ours.close()
+    assert summaries.read_scalars(str(tmp_path / "stage" / "tensorboard")) == {
+        "loss": [(7, 0.5)], "params": [(7, 281274.0)]}
+    (file,) = (tmp_path / "stage" / "tensorboard").iterdir()
+    data = bytearray(file.read_bytes())
+    data[-5] ^= 1  # a flipped bit fails the record's checksum
+    file.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.DataLossError):
+        list(tf.data.TFRecordDataset(str(file)))
+    assert not os.path.exists(tmp_path / "worker")
+    summaries.write_scalars(summaries.stage_writer(str(tmp_path / "worker"),
+                                                   chief=False), {"loss": 1.0}, 1)
+    assert not os.path.exists(tmp_path / "worker")
+
+
 def test_unknown_strategy_is_a_clear_error():
     with pytest.raises(ValueError, match="Expected `strategy`"):
         common.make_strategy("horovod")
