@@ -14,10 +14,9 @@ numbers lives in the notes file and is included as it is.
 import json
 import os
 import shutil
-import sys
 
-if __package__ in (None, ""):  # run as a script: import this repository
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a file: import this repository
+    import _bootstrap  # noqa: F401
 
 from absl import app, flags  # noqa: E402
 

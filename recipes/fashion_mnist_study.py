@@ -37,11 +37,10 @@ little).
 """
 
 import os
-import sys
 import time
 
-if __package__ in (None, ""):  # run as a script: import this repository
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # run as a file: import this repository
+    import _bootstrap  # noqa: F401
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # noqa: E402
