@@ -2,7 +2,7 @@ r"""The seed papers' claims measured on Fashion-MNIST, with seeds and spread.
 
     python recipes/fashion_mnist_study.py --model_dir=DIR [--quick]
 
-Five experiments on a small BatchNormalization ConvNet (see
+Six experiments on a small BatchNormalization ConvNet (see
 `recipes/fashion_mnist_runs.py`), trained with plain `model.fit` on the
 60,000 training images less a fixed, seeded validation split of 5,000, and
 evaluated on all 10,000 test images. Every choice is made on the
