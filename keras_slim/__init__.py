@@ -7,9 +7,6 @@ hold the rest: `keras_slim.regularizers`, `keras_slim.callbacks`,
 subpackages; see docs/architecture.md.
 """
 
-import sys as _sys
-import types as _types
-
 from keras_slim import callbacks, constraints, protocols, regularizers, rules
 from keras_slim.core.counting import count_macs, count_params
 from keras_slim.core.graph import ChannelGroup, channel_groups
@@ -116,20 +113,3 @@ __all__ = [
     "summarize",
 ]
 
-
-class _Package(_types.ModuleType):
-    """Keeps the verbs `export` and `report` bound after an old-path import.
-
-    Importing the deprecated module `keras_slim.export` makes the import
-    system set the attribute `keras_slim.export` to that module; the function
-    of the same name must stay.
-    """
-
-    def __setattr__(self, name, value):
-        if (name in ("export", "report") and isinstance(value, _types.ModuleType)
-                and callable(self.__dict__.get(name))):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

@@ -182,15 +182,9 @@ def test_private_keras_api_is_used_in_keras_compat_only():
     assert PRIVATE_KERAS.search(compat)  # the pattern does find them
 
 
-def _is_alias(path):
-    return "_alias(__name__" in path.read_text()
-
-
 def test_every_module_declares_all():
     missing = []
     for path in PATHS:
-        if _is_alias(path):
-            continue  # a deprecated path: replaced by the new module
         tree = ast.parse(path.read_text())
         if not any(isinstance(node, ast.Assign) and any(
                 getattr(target, "id", None) == "__all__"
@@ -203,10 +197,6 @@ def test_all_names_exist():
     import importlib
 
     for module_name in sorted(MODULES):
-        path = ROOT.parent / pathlib.Path(*module_name.split("."))
-        if path.with_suffix(".py").exists() and _is_alias(
-                path.with_suffix(".py")):
-            continue
         module = importlib.import_module(module_name)
         for name in module.__all__:
             assert hasattr(module, name), (module_name, name)

@@ -285,11 +285,3 @@ def _names(layers):
         shown += f" and {len(names) - 5} more"
     return f"BatchNormalization layer(s) {shown}"
 
-
-def __getattr__(name):
-    # `ISTAGamma` lived here before the callback got its own module; the
-    # import is lazy because that module imports this one.
-    if name == "ISTAGamma":
-        from keras_slim.sparsity.ista_callback import ISTAGamma
-        return ISTAGamma
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
