@@ -24,14 +24,25 @@ from keras_slim.core import copying
 from keras_slim.core.counting import count_params
 from keras_slim.sparsity.ista import attach_ista
 from recipes import inputs, summaries
-from recipes.exporting import describe, export
+from recipes import data_parallel, exporting
+from recipes.exporting import describe
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
 from recipes.strategies import (STRATEGIES, global_batch_size, make_strategy,
                                 set_precision)
-from recipes.training import Trainer, is_chief
+from recipes.training import Trainer, is_chief, make_optimizer
+from recipes.usage import UsageError, run_main
 
-__all__ = ["STRATEGIES", "describe", "export", "make_strategy", "set_precision"]
+__all__ = [
+    "STRATEGIES",
+    "UsageError",
+    "describe",
+    "export",
+    "make_optimizer",
+    "make_strategy",
+    "run_main",
+    "set_precision",
+]
 
 
 # -- flags --------------------------------------------------------------------
@@ -104,37 +115,6 @@ class Run:
         return is_chief(self.strategy)
 
 
-def _override_fns(datasets_override, batch_size, seed, observe):
-    train, evaluation = datasets_override
-    counts = []
-    for dataset in (train, evaluation):
-        count = int(dataset.cardinality())
-        if count < 0:
-            raise ValueError("Expected `datasets_override` datasets of known "
-                             "length (`dataset.cardinality()`).")
-        counts.append(count)
-    image_shape = tuple(train.element_spec[0].shape)
-    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed,
-                                   observe),
-            inputs.dataset_fn_from(evaluation, False, batch_size, image_shape,
-                                   seed),
-            counts, image_shape)
-
-
-class UsageError(ValueError):
-    """A flag value the run cannot use; the command line shows it as one
-    line (`run_main`)."""
-
-
-def run_main(run_function, flags_obj):
-    """`run_function(flags_obj)`, a `UsageError` shown as one line (exit 1)
-    instead of a traceback."""
-    try:
-        return run_function(flags_obj)
-    except UsageError as error:
-        sys.exit(f"error: {error}")
-
-
 def setup(flags_obj, info, preprocess=None, image_size=None,
           datasets_override=None, strategy_override=None, log=print,
           hooks=None):
@@ -163,8 +143,6 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     """
     hooks = hooks or Hooks()
     if keras.backend.backend() != "tensorflow":  # keras.distribution
-        from recipes import data_parallel
-
         return data_parallel.setup(flags_obj, info, preprocess, image_size,
                                    datasets_override, log, hooks)
     keras.utils.set_random_seed(flags_obj.seed)
@@ -182,7 +160,7 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     observe = hooks.training_examples
     if datasets_override is not None:
         train_fn, eval_fn, (train_count, eval_count), image_shape = \
-            _override_fns(datasets_override, batch, flags_obj.seed, observe)
+            inputs.override_dataset_fns(datasets_override, batch, flags_obj.seed, observe)
     elif flags_obj.dataset == "synthetic":
         count = flags_obj.synthetic_examples
         train_fn, train_count = inputs.synthetic_dataset_fn(
@@ -253,14 +231,6 @@ def set_weight_decay(model, weight_decay):
     return model
 
 
-def make_optimizer(learning_rate, momentum=0.0, nesterov=False):
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                     nesterov=nesterov)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def step_decay(run, learning_rate, epochs, boundaries=(0.5, 0.75),
                factor=0.1):
     """Learning rate divided by `1 / factor` at the given shares of training."""
@@ -294,8 +264,6 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
         `(model, record)`.
     """
     if run.strategy is None:  # not tf.distribute: keras.distribution
-        from recipes import data_parallel
-
         return data_parallel.train(run, stage, model, directory, epochs,
                                    learning_rate, momentum, nesterov, rho,
                                    ista_layers, penalty)
@@ -342,11 +310,17 @@ def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
     return model, record
 
 
+def export(run, model, directory, accuracy=None):
+    """`exporting.export` (or, off tf.distribute, `data_parallel.export`):
+    the model's export files and record."""
+    if run.strategy is None:  # not tf.distribute: keras.distribution
+        return data_parallel.export(run, model, directory, accuracy)
+    return exporting.export(run, model, directory, accuracy)
+
+
 def evaluate(run, model):
     """Accuracy of `model` on the evaluation set, under the strategy."""
     if run.strategy is None:  # not tf.distribute: keras.distribution
-        from recipes import data_parallel
-
         return data_parallel.evaluate(run, model)
     model = in_scope(run.strategy, model)
     trainer = Trainer(run.strategy, model, None, run.batch_size, run.log)

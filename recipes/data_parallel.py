@@ -28,8 +28,12 @@ import numpy as np
 from keras_slim.core import copying
 from keras_slim.core.counting import count_macs, count_params
 from keras_slim.sparsity.ista_callback import ISTAGamma
+from recipes.exporting import describe, float32_copy
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
+from recipes.strategies import global_batch_size
+from recipes.training import make_optimizer
+from recipes.usage import UsageError
 
 
 @dataclasses.dataclass
@@ -95,14 +99,11 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     image_shape = (size, size, 3)
     distribution = make_distribution(log)
     replicas = 1 if distribution is None else distribution.device_mesh.devices.size
-    from recipes import common
-    from recipes.strategies import global_batch_size
-
     try:
         batch = global_batch_size(flags_obj.batch_size, replicas,
                                   flags_obj["batch_size"].present, log)
     except ValueError as error:
-        raise common.UsageError(str(error)) from None
+        raise UsageError(str(error)) from None
     if datasets_override is None and flags_obj.dataset == "synthetic":
         count = flags_obj.synthetic_examples
         train_data = synthetic_arrays(image_shape, info.classes, count, True,
@@ -117,12 +118,12 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
                 yield (images[start:stop], labels[start:stop],
                        np.ones(len(labels[start:stop]), "float32"))
     else:
-        from recipes import common, inputs  # tf.data for input only
+        from recipes import inputs  # tf.data for input only
 
         if datasets_override is not None:
             train_fn, eval_fn, (train_count, eval_count), image_shape = \
-                common._override_fns(datasets_override, batch, flags_obj.seed,
-                                     None)
+                inputs.override_dataset_fns(datasets_override, batch,
+                                            flags_obj.seed, None)
         else:
             train_fn, train_count = inputs.tfds_dataset_fn(
                 info, flags_obj.data_dir, True, batch, preprocess(True),
@@ -167,8 +168,6 @@ class _EpochHook(keras.callbacks.Callback):
 def train(run, stage, model, directory, epochs, learning_rate, momentum=0.0,
           nesterov=False, rho=None, ista_layers=None, penalty="memory"):
     """`common.train` with `fit`; returns `(model, record)`."""
-    from recipes.common import make_optimizer
-
     model = _copy(model)
     optimizer = make_optimizer(learning_rate, momentum, nesterov)
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(
@@ -213,8 +212,6 @@ def export(run, model, directory, accuracy=None):
     """The model as a TFLite file, checked against this backend's outputs
     (`keras_slim.deploy.export` converts in a TensorFlow-backend process); needs
     TensorFlow installed, else the record says it was skipped."""
-    from recipes.exporting import describe, float32_copy
-
     record = {**describe(model), "accuracy": accuracy}
     model = float32_copy(model)
     if importlib.util.find_spec("tensorflow") is None:

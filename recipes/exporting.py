@@ -3,7 +3,6 @@ Keras by `keras_slim.deploy.export` (the library's one export path)."""
 
 import os
 
-
 from keras_slim.core import copying
 from keras_slim.core.counting import count_macs, count_params
 
@@ -35,10 +34,6 @@ def export(run, model, directory, accuracy=None):
     """
     from keras_slim.deploy.export import export as export_model
 
-    if run.strategy is None:  # not tf.distribute: keras.distribution
-        from recipes import data_parallel
-
-        return data_parallel.export(run, model, directory, accuracy)
     record = {**describe(model), "accuracy": accuracy}
     if not run.chief:
         return None, record
