@@ -15,6 +15,7 @@ from keras_slim.core.slicers import register_rule
 from keras_slim.core.surgery import applied_plan, slim_model
 from keras_slim.deploy.export import ExportResult, export
 from keras_slim.deploy.loading import load_model
+from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
@@ -97,6 +98,7 @@ __all__ = [
     "protocols",
     "prune",
     "register_rule",
+    "register_runtime",
     "regularizers",
     "reinitialize",
     "remove_gamma_regularizer",

@@ -15,7 +15,7 @@ import pytest
 
 from keras_slim.tools import cli
 from keras_slim.tools.pruning import prune
-from keras_slim.deploy.runtime import TFLiteModel
+from keras_slim.deploy.tflite import TFLiteModel
 
 from tests import zoo
 

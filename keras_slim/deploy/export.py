@@ -26,7 +26,8 @@ import numpy as np
 from keras_slim.core.graph import check_model
 from keras_slim.deploy.inputs import (  # noqa: F401  (re-exported)
     as_input_list, input_specs, keras_outputs, packed_inputs, random_inputs)
-from keras_slim.deploy.runtime import ProgressLine, TFLiteModel, quiet_native_output
+from keras_slim.deploy.console import ProgressLine, quiet_native_output
+from keras_slim.deploy.tflite import TFLiteModel
 
 __all__ = ["ExportResult", "FORMATS", "QUANTIZATIONS", "export"]
 

@@ -23,7 +23,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_slim.deploy.timers import RUNTIMES  # noqa: E402
+from keras_slim.deploy.runtimes import RUNTIMES  # noqa: E402
 from keras_slim.tools.commands import (  # noqa: E402
     METHODS,
     CommandError,
@@ -108,8 +108,9 @@ def build_parser():
                      "keras-slim[onnx])")
     sub.add_argument("--threads", type=int, default=None,
                      help="--target-latency: the runtime's threads")
-    sub.add_argument("--runs", type=int, default=30,
-                     help="--target-latency: timed runs per model")
+    sub.add_argument("--runs", type=int, default=None,
+                     help="--target-latency: timed runs per model (default: "
+                     "the runtime's, 30 for litert and onnxruntime)")
     sub.add_argument("--table", metavar="TABLE.json",
                      help="--target-latency: latency table to reuse, or "
                      "where to save the one built")

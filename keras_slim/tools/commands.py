@@ -131,14 +131,15 @@ def _budget_plan(args, model):
     table = runtime = None
     latency = args.target_latency
     if latency is not None:
+        from keras_slim.deploy import runtimes
         from keras_slim.planners import latency_table
 
         try:
             latency = float(latency)
         except ValueError:
             pass
-        runtime = latency_table.RUNTIMES[args.runtime](threads=args.threads,
-                                                       runs=args.runs)
+        runtime = runtimes.make_runtime(args.runtime, threads=args.threads,
+                                        runs=args.runs)
         if args.table and os.path.exists(args.table):
             table = latency_table.LatencyTable.load(args.table)
             if table.runtime.get("name") != args.runtime:
@@ -288,7 +289,7 @@ def run_export(args):
 
 def run_bench(args):
     from keras_slim.tools import summary
-    from keras_slim.deploy.runtime import time_tflite
+    from keras_slim.deploy.timing import time_model_files
 
     for path in args.files:
         if not os.path.isfile(path):
@@ -302,8 +303,8 @@ def run_bench(args):
                              ("--threads", args.threads or 1, 1)):
         if value < low:
             raise CommandError(f"Expected {flag} >= {low}. Received: {value}")
-    results = time_tflite(args.files, runs=args.runs, warmup=args.warmup,
-                          num_threads=args.threads, verbose=True)
+    results = time_model_files(args.files, runs=args.runs,
+                               warmup=args.warmup, num_threads=args.threads, verbose=True)
     base = results[0].median_ms
     # Microseconds for small models, milliseconds otherwise.
     unit, scale = ("us", 1000.0) if max(r.p90_ms for r in results) < 1 \
