@@ -19,6 +19,7 @@ from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
+from keras_slim.planners.methods import METHODS, register_method
 from keras_slim.planners.latency_table import (
     LatencyTable,
     LiteRTRuntime,
@@ -68,6 +69,7 @@ __all__ = [
     "ISTAPenalty",
     "LatencyTable",
     "LiteRTRuntime",
+    "METHODS",
     "MagnitudeMask",
     "ONNXRuntime",
     "PruningPlan",
@@ -97,6 +99,7 @@ __all__ = [
     "plan_zero_gamma",
     "protocols",
     "prune",
+    "register_method",
     "register_rule",
     "register_runtime",
     "regularizers",
