@@ -7,6 +7,11 @@ hold the rest: `keras_slim.regularizers`, `keras_slim.callbacks`,
 subpackages; see docs/architecture.md.
 """
 
+from keras_slim._start import quiet_start as _quiet_start
+
+with _quiet_start():  # TensorFlow starts here; its start-up lines filtered
+    import keras as _keras
+
 from keras_slim import callbacks, constraints, protocols, regularizers, rules
 from keras_slim.core.counting import count_macs, count_params
 from keras_slim.core.graph import ChannelGroup, channel_groups
@@ -19,7 +24,6 @@ from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
-from keras_slim.planners.methods import METHODS, register_method
 from keras_slim.planners.latency_table import (
     LatencyTable,
     LiteRTRuntime,
@@ -27,7 +31,7 @@ from keras_slim.planners.latency_table import (
     Runtime,
     build_latency_table,
 )
-from keras_slim.tools.pruning import prune
+from keras_slim.planners.methods import METHODS, register_method
 from keras_slim.planners.selection import (
     merged_layers,
     plan_global_gamma,
@@ -54,8 +58,11 @@ from keras_slim.sparsity.regularizers import (
     remove_gamma_regularizer,
 )
 from keras_slim.sparsity.rescaling import rescale_gammas
+from keras_slim.tools.pruning import prune
 from keras_slim.tools.report import Report, report
 from keras_slim.tools.summary import summarize
+
+del _keras, _quiet_start
 
 __version__ = "0.1.0"
 
