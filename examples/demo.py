@@ -24,16 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from examples.digits import load_digits  # noqa: E402
 from keras_slim.core import copying  # noqa: E402
 from keras_slim.core.counting import count_macs, count_params  # noqa: E402
-from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
-from examples.digits import load_digits  # noqa: E402
+from keras_slim.core.surgery import slim_model  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
+from keras_slim.deploy.timing import time_model_files  # noqa: E402
+from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
 from keras_slim.sparsity.ista_callback import ISTAGamma  # noqa: E402
 from keras_slim.tools.report import report  # noqa: E402
-from keras_slim.deploy.timing import time_model_files  # noqa: E402
 from keras_slim.tools.summary import format_table, human  # noqa: E402
-from keras_slim.core.surgery import slim_model  # noqa: E402
 
 L = keras.layers
 

@@ -15,7 +15,6 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 
 import dataclasses
 import os
-import sys
 
 import keras
 from absl import flags
@@ -23,13 +22,16 @@ from absl import flags
 from keras_slim.core import copying
 from keras_slim.core.counting import count_params
 from keras_slim.sparsity.ista import attach_ista
-from recipes import inputs, summaries
-from recipes import data_parallel, exporting
+from recipes import data_parallel, exporting, inputs, summaries
 from recipes.exporting import describe
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
-from recipes.strategies import (STRATEGIES, global_batch_size, make_strategy,
-                                set_precision)
+from recipes.strategies import (
+    STRATEGIES,
+    global_batch_size,
+    make_strategy,
+    set_precision,
+)
 from recipes.training import Trainer, is_chief, make_optimizer
 from recipes.usage import UsageError, run_main
 
@@ -160,7 +162,8 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
     observe = hooks.training_examples
     if datasets_override is not None:
         train_fn, eval_fn, (train_count, eval_count), image_shape = \
-            inputs.override_dataset_fns(datasets_override, batch, flags_obj.seed, observe)
+            inputs.override_dataset_fns(datasets_override, batch,
+                                        flags_obj.seed, observe)
     elif flags_obj.dataset == "synthetic":
         count = flags_obj.synthetic_examples
         train_fn, train_count = inputs.synthetic_dataset_fn(
@@ -341,8 +344,8 @@ def slim(run, model, plan_function, after=None):
         `(slim_model, record)` with params, macs, accuracy (before any
         fine-tuning), the plan and the width of every layer.
     """
-    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
     from keras_slim.core.surgery import slim_model
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
 
     plan = plan_function(model)
     slimmed = remove_gamma_regularizer(slim_model(model, plan))

@@ -107,7 +107,8 @@ def comparison(name, experiment, config):
                 parts.append(f"{ratio:.0%} pruned: "
                              f"{_acc(tuned) - _acc(dense):+.2f} points at "
                              f"{share:.0%} of the parameters")
-        return f"Fine-tuned against dense ({_acc(dense):.2f}%): " + "; ".join(parts) + "."
+        return (f"Fine-tuned against dense ({_acc(dense):.2f}%): "
+                + "; ".join(parts) + ".")
     if name == "2_ista":
         base = _find(s, label="base")
         out = []

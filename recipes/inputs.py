@@ -23,6 +23,7 @@ recipes never download: the dataset must be prepared in `data_dir` first.
 import dataclasses
 
 import numpy as np
+
 from recipes.lazy_tensorflow import tf
 
 

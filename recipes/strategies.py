@@ -9,8 +9,9 @@ anything is built.
 import os
 
 import keras
-from recipes.lazy_tensorflow import tf
 from absl import logging
+
+from recipes.lazy_tensorflow import tf
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",
               "tpu")

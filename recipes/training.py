@@ -23,8 +23,8 @@ import shutil
 import time
 
 import keras
-from recipes.lazy_tensorflow import tf
 
+from recipes.lazy_tensorflow import tf
 from recipes.summaries import eta, format_seconds
 
 

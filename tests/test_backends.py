@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim.tools import cli
 from keras_slim.deploy.conversion_process import child_environment
 from keras_slim.deploy.export import FLOAT_TOLERANCE, export
 from keras_slim.deploy.onnx_export import ONNXModel
 from keras_slim.deploy.tflite import TFLiteModel
 from keras_slim.deploy.timing import time_model_files
+from keras_slim.tools import cli
 from tests import zoo
 
 L = keras.layers

@@ -11,12 +11,11 @@ import keras
 import numpy as np
 import pytest
 
+import keras_slim
 from keras_slim.deploy import conversion_process
 from keras_slim.deploy import runtimes as runtimes_lib
 from keras_slim.deploy.onnx_export import ONNXModel, session
 from keras_slim.planners import latency_table as table_lib
-
-import keras_slim
 
 
 def _conv(k_in, k_out, batch=None):

@@ -11,7 +11,6 @@ from examples.digits import load_digits
 from keras_slim.deploy.export import export
 from keras_slim.deploy.tflite import TFLiteModel
 from keras_slim.deploy.timing import time_model_files
-
 from tests import zoo
 
 # Needs TensorFlow: deselected under the JAX and PyTorch backends.

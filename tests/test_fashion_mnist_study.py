@@ -82,7 +82,8 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     text = open(page).read()
     for name, title in report.TITLES.items():
         assert f"## {title}" in text
-        assert os.path.getsize(os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")) > 0
+        plot = os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")
+        assert os.path.getsize(plot) > 0
     assert results["commit"] in text
     assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
     # Resuming with other training settings is refused.

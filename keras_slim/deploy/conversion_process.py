@@ -5,8 +5,9 @@ conversion (tf2onnx) need TensorFlow's. A `.keras` file holds no trace of
 the backend that trained it, so a model built on JAX or PyTorch is saved to
 a temporary `.keras` file and converted in a child process with
 `KERAS_BACKEND=tensorflow` (`python -m keras_slim.deploy.conversion_child`).
-The caller then checks the file against its own model (`export._check`), so the parity check compares
-the export with the backend that trained the model.
+The caller then checks the file against its own model (`export._check`), so
+the parity check compares the export with the backend that trained the
+model.
 
 Custom layers must be importable in the child (registered with
 `keras.saving.register_keras_serializable` in a module it imports); the

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from keras_slim.deploy.console import ProgressLine, quiet_native_output
 from keras_slim.deploy import onnx_export
+from keras_slim.deploy.console import ProgressLine, quiet_native_output
 from keras_slim.deploy.tflite import litert_interpreter, quantize
 
 __all__ = ["check_count", "Latency", "time_model_files"]

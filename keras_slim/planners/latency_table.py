@@ -26,8 +26,14 @@ import numpy as np
 from keras_slim.core import slicers
 from keras_slim.core.widths import WidthCounter
 from keras_slim.deploy.runtimes import (  # noqa: F401  (re-exported)
-    RUNTIMES, LiteRTRuntime, ONNXRuntime, Runtime, check_litert,
-    check_onnxruntime, runtime_from_info)
+    RUNTIMES,
+    LiteRTRuntime,
+    ONNXRuntime,
+    Runtime,
+    check_litert,
+    check_onnxruntime,
+    runtime_from_info,
+)
 
 __all__ = [
     "build_latency_table",
