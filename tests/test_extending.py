@@ -71,6 +71,15 @@ def test_a_criterion_of_ones_own_through_prune(registered):
     assert keras_slim.count_params(slim) < keras_slim.count_params(model)
 
 
+def test_a_planner_function_works_where_a_name_does():
+    model = _model()
+    for plan in (keras_slim.prune(model, plan_keep_last, ratio=0.5,
+                                  return_plan=True)[1],
+                 keras_slim.plan_for_budget(model, plan_keep_last,
+                                            macs=0.5).plan):
+        _assert_keeps_the_last_channels(model, plan)
+
+
 def test_a_criterion_of_ones_own_through_plan_for_budget(registered):
     model = _model()
     result = keras_slim.plan_for_budget(model, "keep_last", macs=0.5)

@@ -129,7 +129,9 @@ def plan_for(model, method, **kwargs):
         method: a registered name (`METHODS`): "global_gamma"
             (`plan_global_gamma`), "zero_gamma" (`plan_zero_gamma`),
             "l1_norm" (`plan_l1_norm`), "uniform" (`plan_uniform`), or one
-            added with `register_method`.
+            added with `register_method`; or a planner function itself,
+            `method(model, **kwargs) -> PruningPlan`, as `plan_for_budget`
+            takes.
         **kwargs: the planner's arguments (`ratio`, `min_channels`, ...).
 
     Returns:
@@ -140,7 +142,10 @@ def plan_for(model, method, **kwargs):
         TypeError: an argument the method does not take, or a required one
             missing (naming the method and the arguments it takes).
     """
-    entry = method_for(method)
+    if callable(method):
+        entry = Method(getattr(method, "__name__", repr(method)), method)
+    else:
+        entry = method_for(method)
     if entry.budget_only:
         raise ValueError(
             f"Pruning method {method!r} plans for a budget only: call "
@@ -152,7 +157,7 @@ def plan_for(model, method, **kwargs):
     except TypeError as error:
         accepted = ", ".join(f"`{p}`" for p in list(signature.parameters)[1:])
         raise TypeError(
-            f"Pruning method {method!r} ({entry.planner.__name__}) takes "
+            f"Pruning method {entry.name!r} ({entry.planner.__name__}) takes "
             f"{accepted}: {error}"
         ) from None
     return entry.planner(model, **kwargs)

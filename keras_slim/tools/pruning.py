@@ -15,7 +15,8 @@ def prune(model, method="global_gamma", fold_constants=True,
         method: a registered method name (`keras_slim.METHODS`):
             "global_gamma" (Network Slimming), "zero_gamma" (channels whose
             gamma is exactly zero, as after ISTA), "l1_norm" (Li et al.),
-            "uniform", or one added with `register_method`.
+            "uniform", or one added with `register_method`; or a planner
+            function `method(model, **kwargs) -> PruningPlan`.
         fold_constants: passed to `slim_model`: fold the constant output of
             the cut channels (their BatchNormalization beta) into the layers
             that read them (default), or drop them as Network Slimming's
