@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: test test-tensorflow test-jax test-torch test-slow fuzz demo bench clean
+.PHONY: lint test test-tensorflow test-jax test-torch test-slow fuzz demo bench clean
 # pytest once per Keras backend (Keras picks its backend once per process);
 # tests/conftest.py selects what runs off TensorFlow.
 PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
@@ -27,6 +27,10 @@ $(VENV)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 test: test-tensorflow test-jax test-torch
+
+# Style (pyproject.toml's [tool.ruff]): unused names, import order, lines.
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 
 test-tensorflow: $(VENV)/.installed-test
 	KERAS_BACKEND=tensorflow $(PYTEST) tests

@@ -41,9 +41,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
+from keras_slim.core.graph import ChannelGraph  # noqa: E402
+from keras_slim.core.widths import WidthCounter  # noqa: E402
 from keras_slim.planners.allocation import importance_kept  # noqa: E402
 from keras_slim.planners.budget import plan_for_budget  # noqa: E402
-from keras_slim.core.graph import ChannelGraph  # noqa: E402
 from keras_slim.planners.latency_table import (  # noqa: E402
     RUNTIMES,
     LatencyTable,
@@ -52,7 +53,6 @@ from keras_slim.planners.latency_table import (  # noqa: E402
     suggest_round_to,
 )
 from keras_slim.tools.report import plot_budget  # noqa: E402
-from keras_slim.core.widths import WidthCounter  # noqa: E402
 
 LABELS = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",
@@ -230,7 +230,7 @@ def print_rows(all_rows, args):
         budget, real, _ = rows["mac_budget"]
         print(f"| {rows['model']} | {budget} | {real:.4f} | "
               f"{(real - budget) / budget:+.2%} |")
-    print(f"\nDense latency when the tables were built: "
+    print("\nDense latency when the tables were built: "
           + ", ".join(f"{r['model']} {r['dense_ms']:.2f} ms" for r in all_rows)
           + ".")
     print(f"\nLatency budget: {args.latency} x the dense model's latency "

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import keras_slim  # noqa: E402
 from examples.demo import build_model  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
-from keras_slim.deploy.runtime import time_tflite  # noqa: E402
+from keras_slim.deploy.timing import time_model_files  # noqa: E402
 from recipes.models import resnet20  # noqa: E402
 
 L = keras.layers
@@ -90,8 +90,8 @@ def measure(name, model, share, args, directory):
     for fold, slim in slims.items():
         path = os.path.join(directory, f"{name}_{fold}.tflite")
         paths.append(export(slim, path, check=True).path)
-    bias_ms, exact_ms = time_tflite(paths, runs=args.runs, warmup=args.warmup,
-                                    num_threads=args.threads)
+    bias_ms, exact_ms = time_model_files(
+        paths, runs=args.runs, warmup=args.warmup, num_threads=args.threads)
     row = {"model": name}
     for fold, slim in slims.items():
         row[f"{fold}_macs"] = keras_slim.count_macs(slim)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
-from keras_slim.deploy.runtime import time_tflite  # noqa: E402
+from keras_slim.deploy.timing import time_model_files  # noqa: E402
 from keras_slim.planners.selection import plan_global_gamma  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def measure(name, args, directory):
     macs = keras_slim.count_macs(model), keras_slim.count_macs(slim)
     rows = []
     for threads in args.threads:
-        dense_ms, slim_ms = time_tflite(
+        dense_ms, slim_ms = time_model_files(
             paths, runs=args.runs, warmup=args.warmup, num_threads=threads,
             verbose=True,
         )

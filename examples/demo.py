@@ -24,16 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from examples.digits import load_digits  # noqa: E402
 from keras_slim.core import copying  # noqa: E402
 from keras_slim.core.counting import count_macs, count_params  # noqa: E402
-from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
-from examples.digits import load_digits  # noqa: E402
+from keras_slim.core.surgery import slim_model  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
+from keras_slim.deploy.timing import time_model_files  # noqa: E402
+from keras_slim.planners.criteria import plan_zero_gamma  # noqa: E402
 from keras_slim.sparsity.ista_callback import ISTAGamma  # noqa: E402
 from keras_slim.tools.report import report  # noqa: E402
-from keras_slim.deploy.runtime import time_tflite  # noqa: E402
 from keras_slim.tools.summary import format_table, human  # noqa: E402
-from keras_slim.core.surgery import slim_model  # noqa: E402
 
 L = keras.layers
 
@@ -159,8 +159,8 @@ def run(config=None, data=None):
         path = os.path.join(config.out, f"{name}.tflite")
         paths.append(export(model, path, representative_data=x_test[:64],
                             verbose=config.verbose > 0).path)
-    latency = time_tflite(paths, runs=config.latency_runs, warmup=20,
-                          num_threads=1, verbose=config.verbose > 0)
+    latency = time_model_files(paths, runs=config.latency_runs, warmup=20,
+                               num_threads=1, verbose=config.verbose > 0)
 
     _stage(5, "writing the report")
     numbers = {}

@@ -7,8 +7,10 @@ hold the rest: `keras_slim.regularizers`, `keras_slim.callbacks`,
 subpackages; see docs/architecture.md.
 """
 
-import sys as _sys
-import types as _types
+from keras_slim._start import quiet_start as _quiet_start
+
+with _quiet_start():  # TensorFlow starts here; its start-up lines filtered
+    import keras as _keras
 
 from keras_slim import callbacks, constraints, protocols, regularizers, rules
 from keras_slim.core.counting import count_macs, count_params
@@ -18,6 +20,7 @@ from keras_slim.core.slicers import register_rule
 from keras_slim.core.surgery import applied_plan, slim_model
 from keras_slim.deploy.export import ExportResult, export
 from keras_slim.deploy.loading import load_model
+from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
@@ -28,7 +31,7 @@ from keras_slim.planners.latency_table import (
     Runtime,
     build_latency_table,
 )
-from keras_slim.tools.pruning import prune
+from keras_slim.planners.methods import METHODS, register_method
 from keras_slim.planners.selection import (
     merged_layers,
     plan_global_gamma,
@@ -55,8 +58,11 @@ from keras_slim.sparsity.regularizers import (
     remove_gamma_regularizer,
 )
 from keras_slim.sparsity.rescaling import rescale_gammas
+from keras_slim.tools.pruning import prune
 from keras_slim.tools.report import Report, report
 from keras_slim.tools.summary import summarize
+
+del _keras, _quiet_start
 
 __version__ = "0.1.0"
 
@@ -70,6 +76,7 @@ __all__ = [
     "ISTAPenalty",
     "LatencyTable",
     "LiteRTRuntime",
+    "METHODS",
     "MagnitudeMask",
     "ONNXRuntime",
     "PruningPlan",
@@ -99,7 +106,9 @@ __all__ = [
     "plan_zero_gamma",
     "protocols",
     "prune",
+    "register_method",
     "register_rule",
+    "register_runtime",
     "regularizers",
     "reinitialize",
     "remove_gamma_regularizer",
@@ -116,20 +125,3 @@ __all__ = [
     "summarize",
 ]
 
-
-class _Package(_types.ModuleType):
-    """Keeps the verbs `export` and `report` bound after an old-path import.
-
-    Importing the deprecated module `keras_slim.export` makes the import
-    system set the attribute `keras_slim.export` to that module; the function
-    of the same name must stay.
-    """
-
-    def __setattr__(self, name, value):
-        if (name in ("export", "report") and isinstance(value, _types.ModuleType)
-                and callable(self.__dict__.get(name))):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

@@ -6,7 +6,6 @@ A rule says what a layer does to channels (`Role`) and how it is cut
 to import them from.
 """
 
-from keras_slim._forward import forward as _forward
 from keras_slim.core.slicers import (
     BARRIER,
     CHANNELWISE,
@@ -36,6 +35,3 @@ __all__ = [
     "rule_for",
     "take",
 ]
-
-# The old flat module held the built-in rules; those names are deprecated.
-__getattr__ = _forward(__name__, "keras_slim.core.rules")

@@ -14,19 +14,23 @@ shared file system or a bucket), as in TensorFlow Model Garden.
 """
 
 import dataclasses
-import logging as pylogging
-import sys
 
 import keras
-from absl import flags, logging
+from absl import flags
 
 from keras_slim.core.counting import count_params
 from recipes import inputs
+from recipes.backends import make_backend
 from recipes.exporting import describe, export
 from recipes.hooks import Hooks
 from recipes.stages import StageRunner
-from recipes.strategies import (STRATEGIES, global_batch_size, make_backend,
-                                make_strategy, set_precision)
+from recipes.strategies import (
+    STRATEGIES,
+    global_batch_size,
+    make_strategy,
+    set_precision,
+)
+from recipes.usage import UsageError, run_main  # noqa: F401 (scripts use them)
 
 __all__ = ["STRATEGIES", "describe", "export", "make_strategy", "set_precision"]
 
@@ -83,7 +87,7 @@ def define_flags(defaults, flag_values=flags.FLAGS):
 class Run:
     """Everything the stages of one recipe run share.
 
-    `backend` (from `strategies.make_backend`, chosen once) trains,
+    `backend` (from `backends.make_backend`, chosen once) trains,
     evaluates and exports; `train_data` and `eval_data` are in the form it
     reads (`dataset_fn`s under tf.distribute, arrays or NumPy batches under
     keras.distribution).
@@ -105,29 +109,6 @@ class Run:
     @property
     def chief(self):
         return self.backend.chief
-
-
-class UsageError(ValueError):
-    """A flag value the run cannot use; the command line shows it as one
-    line (`run_main`)."""
-
-
-def run_main(run_function, flags_obj):
-    """`run_function(flags_obj)`, a `UsageError` shown as one line (exit 1)
-    instead of a traceback.
-
-    The libraries' INFO logs (TensorFlow's checkpoint and SavedModel
-    writers: "Sharding callback duration", "Assets written to", ...; JAX's
-    platform probing) are hidden unless absl's `--verbosity` is given, so
-    the run shows its stages, progress and results; warnings still show.
-    """
-    if "verbosity" not in flags_obj or not flags_obj["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-        pylogging.getLogger("tensorflow").setLevel(pylogging.WARNING)
-    try:
-        return run_function(flags_obj)
-    except UsageError as error:
-        sys.exit(f"error: {error}")
 
 
 def setup(flags_obj, info, preprocess=None, image_size=None,
@@ -271,8 +252,8 @@ def slim(run, model, plan_function, after=None):
         `(slim_model, record)` with params, macs, accuracy (before any
         fine-tuning), the plan and the width of every layer.
     """
-    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
     from keras_slim.core.surgery import slim_model
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
 
     plan = plan_function(model)
     slimmed = remove_gamma_regularizer(slim_model(model, plan))

@@ -2,7 +2,7 @@
 
 Under the TensorFlow backend the recipes train with tf.distribute
 (`recipes.tf_distribute`). Under `KERAS_BACKEND=jax`,
-`strategies.make_backend` picks `KerasDistribution` instead: the model is
+`backends.make_backend` picks `KerasDistribution` instead: the model is
 replicated over all local devices (every GPU, every TPU core, or the CPU)
 with `keras.distribution.DataParallel`, which splits each global batch over
 them, and trained with `model.fit` and the `ISTAGamma` callback. Under
@@ -31,7 +31,7 @@ from keras_slim.core.counting import count_macs, count_params
 from keras_slim.sparsity.ista_callback import ISTAGamma
 from recipes import summaries
 from recipes.exporting import describe, float32_copy
-from recipes.strategies import make_optimizer
+from recipes.training import make_optimizer
 
 
 def make_distribution(log=print):

@@ -84,7 +84,7 @@ def plans_job(study, seed):
 
 
 def budget_experiment(study):
-    c, seeds = study.c, study.c["seeds"]
+    seeds = study.c["seeds"]
     study.runs.run_all([study.sparse_job(s) for s in seeds])
     study.runs.run_all([plans_job(study, s) for s in seeds])
     jobs, rows = [], []

@@ -20,6 +20,7 @@ Each choice is a dict: `value`, `rule` (one sentence), `candidates` (with
 their validation accuracy), and the runs it rests on.
 """
 
+import functools
 import math
 
 import keras
@@ -117,6 +118,12 @@ def lasso_term(model):
         for b in batchnorms))
 
 
+def _slim_of(study, name):
+    """Run `name`'s model with its zero-gamma channels cut."""
+    model = study.runs.run(name, None, keep_model=True)[1]
+    return keras_slim.slim_model(model, keras_slim.plan_zero_gamma(model))
+
+
 def ista_chain(study, seed):
     """Models A, B, C in sequence; the rows of experiment 2."""
     c = study.c
@@ -182,8 +189,6 @@ def ista_chain(study, seed):
                              label="reference (B's size, uniform, scratch)"))
         # the next stage starts from this stage's slim (not fine-tuned) net
         start_name = name
-        start = (lambda name=name: keras_slim.slim_model(
-            *(lambda m: (m, keras_slim.plan_zero_gamma(m)))(
-                study.runs.run(name, None, keep_model=True)[1])))
+        start = functools.partial(_slim_of, study, name)
     study.choices["ista_stops"] = stops
     return rows

@@ -21,7 +21,11 @@ if not __package__:  # run as a file: import this repository
 from absl import app, flags  # noqa: E402
 
 from recipes.fashion_mnist_claims import (  # noqa: E402
-    choices_section, commits_line, dense_section, verdict)
+    choices_section,
+    commits_line,
+    dense_section,
+    verdict,
+)
 
 TITLES = {
     "1_network_slimming": "1. Network Slimming (Liu et al. 2017)",
@@ -122,7 +126,8 @@ def comparison(name, experiment, config):
                 parts.append(f"{ratio:.0%} pruned: "
                              f"{_acc(tuned) - _acc(dense):+.2f} points at "
                              f"{share:.0%} of the parameters")
-        return f"Fine-tuned against dense ({_acc(dense):.2f}%): " + "; ".join(parts) + "."
+        return (f"Fine-tuned against dense ({_acc(dense):.2f}%): "
+                + "; ".join(parts) + ".")
     if name == "2_ista":
         base = _find(s, label="base")
         out = []

@@ -51,13 +51,11 @@ from absl import app, flags  # noqa: E402
 
 import keras_slim  # noqa: E402
 from recipes import fashion_mnist_choices as choices  # noqa: E402
-from recipes.fashion_mnist_budget import budget_experiment  # noqa: E402
-from recipes import fashion_mnist_runs as lib  # noqa: E402
-from recipes.fashion_mnist_data import load_fashion_mnist  # noqa: E402
-
 from recipes import fashion_mnist_flags  # noqa: E402
-from recipes.fashion_mnist_flags import (  # noqa: E402
-    EXPERIMENTS, QUICK, config_from_flags, define_flags)
+from recipes import fashion_mnist_runs as lib  # noqa: E402
+from recipes.fashion_mnist_budget import budget_experiment  # noqa: E402
+from recipes.fashion_mnist_data import load_fashion_mnist  # noqa: E402
+from recipes.fashion_mnist_flags import EXPERIMENTS, config_from_flags, define_flags  # noqa: E402
 
 
 def _data(config, data_dir, datasets_override):

@@ -23,6 +23,7 @@ recipes never download: the dataset must be prepared in `data_dir` first.
 import dataclasses
 
 import numpy as np
+
 from recipes.lazy_tensorflow import tf
 
 
@@ -284,3 +285,23 @@ def dataset_fn_from(dataset, training, global_batch_size, image_shape,
                             image_shape)
 
     return dataset_fn
+
+
+def override_dataset_fns(datasets_override, batch_size, seed, observe):
+    """The training and evaluation dataset functions of a
+    `datasets_override` pair of unbatched datasets, their counts and the
+    image shape."""
+    train, evaluation = datasets_override
+    counts = []
+    for dataset in (train, evaluation):
+        count = int(dataset.cardinality())
+        if count < 0:
+            raise ValueError("Expected `datasets_override` datasets of known "
+                             "length (`dataset.cardinality()`).")
+        counts.append(count)
+    image_shape = tuple(train.element_spec[0].shape)
+    return (dataset_fn_from(train, True, batch_size, image_shape, seed,
+                                   observe),
+            dataset_fn_from(evaluation, False, batch_size, image_shape,
+                                   seed),
+            counts, image_shape)

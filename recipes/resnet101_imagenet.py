@@ -152,7 +152,8 @@ def run(flags_obj, datasets_override=None, strategy_override=None,
         run_, sparse, plan_zero_gamma, after=undo_rescaling))
     tuned, record = stages.run("fine-tune", lambda d: common.train(
         run_, "fine-tune",
-        common.set_weight_decay(slim, flags_obj.weight_decay), d, flags_obj.finetune_epochs,
+        common.set_weight_decay(slim, flags_obj.weight_decay), d,
+        flags_obj.finetune_epochs,
         common.step_decay(run_, flags_obj.finetune_learning_rate,
                           flags_obj.finetune_epochs), momentum=0.9))
     stages.run("export", lambda d: common.export(run_, tuned, d,

@@ -1,48 +1,20 @@
-"""The training backend of a run, its strategy, precision and global batch.
+"""A run's tf.distribute strategy, precision and global batch.
 
-`make_backend` is the one place that chooses how a run trains: a
-`tf.distribute` strategy under the TensorFlow backend
-(`tf_distribute.TFDistribute`; `make_strategy` turns `--strategy` into the
-strategy), `keras.distribution` under JAX or PyTorch
-(`data_parallel.KerasDistribution`). `global_batch_size` checks
-`--batch_size` against the replica count before anything is built.
+`make_strategy` turns `--strategy` into the strategy
+(`backends.make_backend` chooses between tf.distribute and
+keras.distribution); `global_batch_size` checks `--batch_size` against the
+replica count before anything is built.
 """
 
 import os
 
 import keras
-from recipes.lazy_tensorflow import tf
 from absl import logging
+
+from recipes.lazy_tensorflow import tf
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored",
               "tpu")
-
-
-def make_backend(flags_obj, strategy_override=None, log=print):
-    """The training backend of a run, chosen once from the Keras backend.
-
-    Both kinds have the same interface: `replicas`, `chief`, `summary`
-    (entries of summary.json), `describe(batch, steps)`, `datasets(...)`,
-    `train(...)`, `evaluate(run, model)` and `export(...)`.
-
-    Args:
-        flags_obj: the parsed flags.
-        strategy_override: a `tf.distribute.Strategy` used instead of
-            `--strategy` (TensorFlow backend only).
-        log: a callable taking a line.
-    """
-    if keras.backend.backend() == "tensorflow":
-        from recipes.tf_distribute import TFDistribute
-
-        return TFDistribute(flags_obj, strategy_override, log)
-    if strategy_override is not None:
-        raise ValueError("Expected `strategy_override=None` off the TensorFlow "
-                         "backend (a tf.distribute strategy). Received: "
-                         f"strategy_override={strategy_override!r} under "
-                         f"KERAS_BACKEND={keras.backend.backend()}")
-    from recipes.data_parallel import KerasDistribution
-
-    return KerasDistribution(flags_obj, log)
 
 
 def make_strategy(name, tpu=""):
@@ -88,15 +60,6 @@ def set_precision(flags_obj):
     if flags_obj.mixed_precision:
         policy = "mixed_bfloat16" if flags_obj.strategy == "tpu" else "mixed_float16"
     keras.mixed_precision.set_global_policy(policy)
-
-
-def make_optimizer(learning_rate, momentum=0.0, nesterov=False):
-    """SGD, wrapped for loss scaling under `mixed_float16`."""
-    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum,
-                                     nesterov=nesterov)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def nearest_multiples(value, replicas):

@@ -1,6 +1,6 @@
 """The recipes under TensorFlow: a `tf.distribute` strategy and one loop.
 
-`TFDistribute` is the training backend `strategies.make_backend` picks under
+`TFDistribute` is the training backend `backends.make_backend` picks under
 the TensorFlow backend (`data_parallel.KerasDistribution` is the other):
 the model is copied into the strategy's scope and trained by the custom
 loop of `recipes.training` (Keras 3's `fit` fails under
@@ -14,8 +14,8 @@ from keras_slim.core import copying
 from keras_slim.sparsity.ista import attach_ista
 from recipes import inputs, summaries
 from recipes.exporting import describe, float32_copy
-from recipes.strategies import make_optimizer, make_strategy, set_precision
-from recipes.training import Trainer, is_chief
+from recipes.strategies import make_strategy, set_precision
+from recipes.training import Trainer, is_chief, make_optimizer
 
 
 def in_scope(strategy, model):

@@ -23,8 +23,8 @@ import shutil
 import time
 
 import keras
-from recipes.lazy_tensorflow import tf
 
+from recipes.lazy_tensorflow import tf
 from recipes.summaries import eta, format_seconds
 
 
@@ -203,3 +203,12 @@ class Trainer:
             correct += float(c)
             count += float(n)
         return correct / max(count, 1.0)
+
+
+def make_optimizer(learning_rate, momentum=0.0, nesterov=False):
+    """SGD, wrapped in a loss-scale optimizer under mixed_float16."""
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=momentum,
+                                     nesterov=nesterov)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

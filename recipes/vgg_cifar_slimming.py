@@ -21,9 +21,9 @@ if not __package__:  # run as a file: import from the repository root
 
 from absl import app, flags
 
+from keras_slim.planners.selection import plan_global_gamma
 from keras_slim.protocols.rethinking import reinitialize, scratch_budget
 from keras_slim.sparsity.regularizers import GammaL1, add_gamma_regularizer
-from keras_slim.planners.selection import plan_global_gamma
 from recipes import common, inputs, models
 
 NAME = "vgg_cifar_slimming"

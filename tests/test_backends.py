@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim.tools import cli
 from keras_slim.deploy.conversion_process import child_environment
 from keras_slim.deploy.export import FLOAT_TOLERANCE, export
 from keras_slim.deploy.onnx_export import ONNXModel
-from keras_slim.deploy.runtime import TFLiteModel, time_files
+from keras_slim.deploy.tflite import TFLiteModel
+from keras_slim.deploy.timing import time_model_files
+from keras_slim.tools import cli
 from tests import zoo
 
 L = keras.layers
@@ -100,7 +101,7 @@ def test_export_api_writes_checked_tflite_and_onnx(tmp_path):
         assert result.relative_difference <= FLOAT_TOLERANCE
         assert os.path.getsize(path) == result.size_bytes > 0
     _assert_parity(expected, ONNXModel(str(tmp_path / "slim.onnx"))([probe])[0])
-    latencies = time_files([str(tmp_path / "slim.tflite"),
+    latencies = time_model_files([str(tmp_path / "slim.tflite"),
                             str(tmp_path / "slim.onnx")], runs=3, warmup=1)
     assert [os.path.basename(r.path) for r in latencies] == \
         ["slim.tflite", "slim.onnx"]

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 import keras_slim
-import zoo
-from keras_slim.deploy import timers as timers_lib
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.widths import WidthCounter, plan_widths
+from keras_slim.deploy import runtimes as runtimes_lib
 from keras_slim.planners import latency_table as table_lib
 from keras_slim.planners.allocation import allowed_widths, importance_kept
 from keras_slim.planners.budget import parse_latency, plan_for_budget
-from keras_slim.core.graph import ChannelGraph
-from keras_slim.core.widths import WidthCounter, plan_widths
+
+import zoo
 
 
 class FakeRuntime(table_lib.Runtime):
@@ -203,9 +204,9 @@ def test_latency_budget_parsing():
 
 
 def test_latency_budget_without_a_runtime_installed(monkeypatch):
-    real = timers_lib.importlib.util.find_spec
+    real = runtimes_lib.importlib.util.find_spec
     monkeypatch.setattr(
-        timers_lib.importlib.util, "find_spec",
+        runtimes_lib.importlib.util, "find_spec",
         lambda name: None if name == "ai_edge_litert" else real(name),
     )
     with pytest.raises(ImportError, match="pip install ai-edge-litert"):

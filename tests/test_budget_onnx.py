@@ -11,12 +11,11 @@ import keras
 import numpy as np
 import pytest
 
+import keras_slim
 from keras_slim.deploy import conversion_process
-from keras_slim.deploy import timers as timers_lib
+from keras_slim.deploy import runtimes as runtimes_lib
 from keras_slim.deploy.onnx_export import ONNXModel, session
 from keras_slim.planners import latency_table as table_lib
-
-import keras_slim
 
 
 def _conv(k_in, k_out, batch=None):
@@ -37,9 +36,9 @@ def _tiny():
 
 
 def _no(module, monkeypatch):
-    real = timers_lib.importlib.util.find_spec
+    real = runtimes_lib.importlib.util.find_spec
     monkeypatch.setattr(
-        timers_lib.importlib.util, "find_spec",
+        runtimes_lib.importlib.util, "find_spec",
         lambda name: None if name == module else real(name),
     )
 
@@ -47,13 +46,13 @@ def _no(module, monkeypatch):
 def test_onnx_runtime_times_each_model_and_deletes_its_files(monkeypatch):
     runtime = keras_slim.ONNXRuntime(threads=1, batch=2, runs=2, warmup=1)
     seen = []
-    real = timers_lib._TimedRuntime._time_files
+    real = runtimes_lib._TimedRuntime._time_files
 
     def record(self, files):
         seen.append([(f, session(f).get_inputs()[0].shape) for f in files])
         return real(self, files)
 
-    monkeypatch.setattr(timers_lib._TimedRuntime, "_time_files", record)
+    monkeypatch.setattr(runtimes_lib._TimedRuntime, "_time_files", record)
     times = runtime.time([_conv(3, 4), _conv(8, 16)])
     assert len(times) == 2 and all(t > 0 for t in times)
     # Each file has the runtime's batch, fixed, whatever the model's.
@@ -114,11 +113,11 @@ def test_onnx_files_written_in_a_tensorflow_child_under_another_backend(
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
     conversion_process.write_runtime_files(models, paths, "onnx", batch=2)
-    # One child for all the models: FORMAT, BATCH, then (saved, written)
+    # One child for all the models: write, FORMAT, BATCH, then (saved, written)
     # pairs.
     assert len(child_commands) == 1
-    assert child_commands[0][3:5] == ["onnx", "2"]
-    assert child_commands[0][6::2] == [str(p) for p in paths]
+    assert child_commands[0][3:6] == ["write", "onnx", "2"]
+    assert child_commands[0][7::2] == [str(p) for p in paths]
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
     got = ONNXModel(paths[0])([x])[0]
     np.testing.assert_allclose(got, models[0].predict(x, verbose=0),
@@ -130,15 +129,15 @@ def test_litert_files_written_in_a_tensorflow_child_under_another_backend(
         tmp_path, child_commands):
     # LiteRTRuntime converts in this process under TensorFlow; under JAX or
     # PyTorch all the models of a call go to one TensorFlow child.
-    from keras_slim.deploy.runtime import _interpreter
+    from keras_slim.deploy.tflite import litert_interpreter
 
     models = [_conv(3, 4), _conv(5, 2, batch=1)]
     paths = [tmp_path / "a.tflite", tmp_path / "b.tflite"]
     conversion_process.write_runtime_files(models, paths, "tflite", batch=2)
     assert len(child_commands) == 1
-    assert child_commands[0][3:5] == ["tflite", "2"]
+    assert child_commands[0][3:6] == ["write", "tflite", "2"]
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 3))
-    interpreter = _interpreter(str(paths[0]))
+    interpreter = litert_interpreter(str(paths[0]))
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"],
                            x.astype("float32"))
@@ -164,7 +163,7 @@ def test_onnx_runtime_not_installed_names_the_fix(monkeypatch, tmp_path,
     with pytest.raises(ImportError, match=r"pip install keras-slim\[onnx\]"):
         keras_slim.ONNXRuntime()
     with pytest.raises(ImportError, match="onnxruntime is not installed"):
-        timers_lib.check_onnxruntime()
+        runtimes_lib.check_onnxruntime()
     path = tmp_path / "model.keras"
     _tiny().save(path)
     assert cli.main(["prune", str(path), "--target-latency", "0.6",
@@ -198,7 +197,7 @@ def test_cli_refuses_a_table_timed_on_another_runtime(tmp_path, capsys):
 
 def test_timed_onnx_sessions_do_not_spin(tmp_path, monkeypatch):
     from keras_slim.deploy import onnx_export
-    from keras_slim.deploy.runtime import time_tflite
+    from keras_slim.deploy.timing import time_model_files
 
     path = tmp_path / "conv.onnx"
     onnx_export.write_onnx(_conv(3, 4), path, batch=1)
@@ -210,7 +209,7 @@ def test_timed_onnx_sessions_do_not_spin(tmp_path, monkeypatch):
         return made[-1]
 
     monkeypatch.setattr(onnx_export, "session", record)
-    assert time_tflite([path, path], runs=1, warmup=0, num_threads=2)
+    assert time_model_files([path, path], runs=1, warmup=0, num_threads=2)
     key = "session.intra_op.allow_spinning"
     assert [s.get_session_options().get_session_config_entry(key)
             for s in made] == ["0", "0"]

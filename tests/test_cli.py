@@ -13,10 +13,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_slim.deploy.tflite import TFLiteModel
 from keras_slim.tools import cli
 from keras_slim.tools.pruning import prune
-from keras_slim.deploy.runtime import TFLiteModel
-
 from tests import zoo
 
 # Needs TensorFlow: deselected under the JAX and PyTorch backends.

@@ -9,9 +9,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from keras_slim.core.counting import count_params
+from keras_slim.core.surgery import slim_model
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.sparsity.ista_callback import ISTAGamma
-from keras_slim.core.surgery import slim_model
 
 L = keras.layers
 RHOS = (0.5, 1.0, 1.5)

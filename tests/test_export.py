@@ -9,8 +9,8 @@ import pytest
 
 from examples.digits import load_digits
 from keras_slim.deploy.export import export
-from keras_slim.deploy.runtime import TFLiteModel, time_tflite
-
+from keras_slim.deploy.tflite import TFLiteModel
+from keras_slim.deploy.timing import time_model_files
 from tests import zoo
 
 # Needs TensorFlow: deselected under the JAX and PyTorch backends.
@@ -190,12 +190,12 @@ def test_subclassed_model_is_refused(tmp_path):
         export(Net(), tmp_path / "x.tflite")
 
 
-def test_time_tflite_reports_each_file(tmp_path):
+def test_time_model_files_reports_each_file(tmp_path):
     small = keras.Sequential([keras.Input((8,)), L.Dense(4)])
     big = keras.Sequential([keras.Input((8,)), L.Dense(256), L.Dense(4)])
     paths = [export(m, tmp_path / f"{i}.tflite", check=False).path
              for i, m in enumerate((small, big))]
-    results = time_tflite(paths, runs=5, warmup=1, num_threads=1)
+    results = time_model_files(paths, runs=5, warmup=1, num_threads=1)
     assert [r.path for r in results] == paths
     for r in results:
         assert r.runs == 5 and r.threads == 1
@@ -207,17 +207,17 @@ def test_time_tflite_reports_each_file(tmp_path):
     [({"runs": 0}, "`runs`"), ({"warmup": -1}, "`warmup`"),
      ({"num_threads": 0}, "`num_threads`")],
 )
-def test_time_tflite_bad_arguments(tmp_path, kwargs, match):
+def test_time_model_files_bad_arguments(tmp_path, kwargs, match):
     path = export(keras.Sequential([keras.Input((2,)), L.Dense(2)]),
                   tmp_path / "m.tflite", check=False).path
     with pytest.raises(ValueError, match=match):
-        time_tflite([path], **kwargs)
+        time_model_files([path], **kwargs)
 
 
-def test_time_tflite_missing_or_invalid_file(tmp_path):
+def test_time_model_files_missing_or_invalid_file(tmp_path):
     with pytest.raises(ValueError, match="No TFLite file"):
-        time_tflite([str(tmp_path / "missing.tflite")])
+        time_model_files([str(tmp_path / "missing.tflite")])
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(ValueError, match="not a TFLite model"):
-        time_tflite([str(bad)])
+        time_model_files([str(bad)])

@@ -11,7 +11,6 @@ import pytest
 from absl import flags
 
 import keras_slim
-
 from recipes import fashion_mnist_report as report
 from recipes import fashion_mnist_study as study
 from recipes.fashion_mnist_data import find_folder
@@ -100,7 +99,8 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     text = open(page).read()
     for name, title in report.TITLES.items():
         assert f"## {title}" in text
-        assert os.path.getsize(os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")) > 0
+        plot = os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")
+        assert os.path.getsize(plot) > 0
     assert results["commit"] in text
     assert text.count("**Verdict:**") == len(study.EXPERIMENTS)
     assert "## Choices made on the validation split" in text

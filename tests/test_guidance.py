@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.planners import guidance
 from keras_slim.core.plan import PruningPlan
 from keras_slim.core.surgery import slim_model
+from keras_slim.planners import guidance
 
 L = keras.layers
 

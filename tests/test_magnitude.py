@@ -35,7 +35,8 @@ def kernels(model):
 
 
 def test_magnitude_masks_global_and_layer():
-    arrays = {"a": np.array([[0.1, -5.0], [0.3, 2.0]]), "b": np.array([-0.2, 4.0, 0.05])}
+    arrays = {"a": np.array([[0.1, -5.0], [0.3, 2.0]]),
+              "b": np.array([-0.2, 4.0, 0.05])}
     masks = magnitude.masks_of_arrays(arrays, 0.3)  # round(2.1) of 7
     assert masks["a"].tolist() == [[False, True], [True, True]]
     assert masks["b"].tolist() == [True, True, False]

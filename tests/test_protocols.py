@@ -2,11 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.protocols import rethinking as protocols
-from keras_slim.planners import selection
 from keras_slim.core.counting import count_macs
-from keras_slim.protocols.magnitude import MagnitudeMask
 from keras_slim.core.surgery import slim_model
+from keras_slim.planners import selection
+from keras_slim.protocols import rethinking as protocols
+from keras_slim.protocols.magnitude import MagnitudeMask
 
 L = keras.layers
 

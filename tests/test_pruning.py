@@ -2,10 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.tools import pruning
+from keras_slim.core.surgery import slim_model
 from keras_slim.planners import selection
 from keras_slim.planners.criteria import plan_zero_gamma
-from keras_slim.core.surgery import slim_model
+from keras_slim.tools import pruning
 
 L = keras.layers
 
@@ -35,7 +35,7 @@ def bn_model():
 def test_prune_equals_plan_then_slim(method, kwargs):
     model = bn_model()
     slim, plan = pruning.prune(model, method, return_plan=True, **kwargs)
-    planner = pruning.PLANNERS[method]
+    planner = pruning.METHODS[method].planner
     assert plan == planner(model, **kwargs)
     assert plan.kept
     for name, kept in plan.kept.items():

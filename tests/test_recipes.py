@@ -59,7 +59,8 @@ SCENARIO = TWO_CPUS + textwrap.dedent(
     from recipes.common import UsageError
     from recipes.hooks import Hooks
 
-    out_dir, recipes, small = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+    out_dir = sys.argv[1]
+    recipes, small = json.loads(sys.argv[2]), json.loads(sys.argv[3])
     # One strategy for the whole process: collective keys of two
     # MirroredStrategy objects in one process collide.
     from recipes.common import make_strategy

@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.tools import summary
 from keras_slim.core.counting import count_macs, count_params
-from keras_slim.tools.report import plot_model, report
-from keras_slim.planners.selection import plan_global_gamma
 from keras_slim.core.surgery import slim_model
-
+from keras_slim.planners.selection import plan_global_gamma
+from keras_slim.tools import summary
+from keras_slim.tools.report import plot_model, report
 from tests import zoo
 
 PNG = b"\x89PNG\r\n\x1a\n"

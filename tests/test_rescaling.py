@@ -119,8 +119,8 @@ def test_model_without_batchnorm():
 
 
 def test_rescale_slim_and_undo_keeps_the_function():
-    from keras_slim.planners.criteria import plan_zero_gamma
     from keras_slim.core.surgery import slim_model
+    from keras_slim.planners.criteria import plan_zero_gamma
 
     model = zoo.chain(padding="valid")
     rng = np.random.default_rng(2)

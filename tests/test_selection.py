@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_slim.planners import selection
 from keras_slim.core.graph import channel_groups
 from keras_slim.core.surgery import slim_model
+from keras_slim.planners import selection
 
 L = keras.layers
 

@@ -7,11 +7,10 @@ import pytest
 import tensorflow as tf
 
 import keras_slim
-from keras_slim.tools import cli
 from keras_slim.sparsity.ista import GammaProx, attach_ista
 from keras_slim.sparsity.ista_callback import ISTAGamma
+from keras_slim.tools import cli
 from tests.test_ista import built, data, gammas, small_model
-
 
 # -- frozen BatchNormalization ---------------------------------------------
 

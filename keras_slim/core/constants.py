@@ -18,8 +18,7 @@ depthwise convolution has touched, with the names of those layers.
 import keras
 import numpy as np
 
-from keras_slim.core import rules
-from keras_slim.core import slicers
+from keras_slim.core import rules, slicers
 
 __all__ = [
     "batchnorm_constant",

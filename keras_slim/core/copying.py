@@ -11,6 +11,7 @@ in one place.
 """
 
 import keras
+
 from keras_slim.core import keras_compat
 
 __all__ = [

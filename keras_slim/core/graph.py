@@ -11,13 +11,17 @@ import warnings
 
 import keras
 
-from keras_slim.core import keras_compat
+from keras_slim.core import keras_compat, slicers
 from keras_slim.core import layout as layout_lib
-from keras_slim.core import slicers
 from keras_slim.core.groups import Call, ChannelGroup
 from keras_slim.core.layout import Layout, Segment
 from keras_slim.core.models import (  # noqa: F401  (re-exported)
-    check_model, graph_of, is_graph_model, leaf_layers, ordered_nodes)
+    check_model,
+    graph_of,
+    is_graph_model,
+    leaf_layers,
+    ordered_nodes,
+)
 
 __all__ = ["Call", "ChannelGraph", "ChannelGroup", "channel_groups",
            "check_model", "graph_of", "is_graph_model", "leaf_layers",

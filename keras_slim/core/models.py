@@ -2,6 +2,7 @@
 Sequential, its leaf layers and its nodes in execution order."""
 
 import keras
+
 from keras_slim.core import keras_compat
 
 __all__ = [

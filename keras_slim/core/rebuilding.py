@@ -3,8 +3,7 @@ the graph rebuilt in execution order, and the cut weights assigned."""
 
 import keras
 
-from keras_slim.core import copying
-from keras_slim.core import keras_compat
+from keras_slim.core import copying, keras_compat
 from keras_slim.core.graph import graph_of, is_graph_model, ordered_nodes
 
 __all__ = ["assign", "clone_layer", "rebuild"]

@@ -12,9 +12,7 @@ import keras
 import numpy as np
 
 from keras_slim.core import constants as constants_lib
-from keras_slim.core import folding
-from keras_slim.core import rules
-from keras_slim.core import slicers
+from keras_slim.core import folding, rules, slicers
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 from keras_slim.core.rebuilding import assign, clone_layer, rebuild

@@ -3,10 +3,11 @@
 Keras picks its backend once per process, and TFLite, SavedModel and ONNX
 conversion (tf2onnx) need TensorFlow's. A `.keras` file holds no trace of
 the backend that trained it, so a model built on JAX or PyTorch is saved to
-a temporary `.keras` file and `keras-slim export --no-check` converts it in
-a child process with `KERAS_BACKEND=tensorflow`. The caller then checks the
-file against its own model (`export._check`), so the parity check compares
-the export with the backend that trained the model.
+a temporary `.keras` file and converted in a child process with
+`KERAS_BACKEND=tensorflow` (`python -m keras_slim.deploy.conversion_child`).
+The caller then checks the file against its own model (`export._check`), so
+the parity check compares the export with the backend that trained the
+model.
 
 Custom layers must be importable in the child (registered with
 `keras.saving.register_keras_serializable` in a module it imports); the
@@ -20,17 +21,24 @@ import tempfile
 
 import numpy as np
 
-import keras_slim
+from keras_slim.deploy.onnx_export import write_onnx
+from keras_slim.deploy.tflite import tflite_flatbuffer
 
 __all__ = [
     "child_environment",
     "convert_in_tensorflow",
+    "write_one",
     "write_runtime_files",
 ]
 
 
+_CHILD = (sys.executable, "-m", "keras_slim.deploy.conversion_child")
+
+
 def _package_root():
-    return os.path.dirname(os.path.dirname(os.path.abspath(keras_slim.__file__)))
+    # keras_slim/deploy/conversion_process.py -> the folder holding keras_slim
+    here = os.path.abspath(__file__)
+    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def child_environment():
@@ -63,18 +71,15 @@ def convert_in_tensorflow(model, path, format, quantize, representative,
     Raises:
         RuntimeError: the child failed (its last error line is quoted).
     """
-    command = [sys.executable, "-m", "keras_slim.tools.cli", "export"]
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "model.keras")
         model.save(saved)
-        command += [saved, "-o", os.path.abspath(path), "--format", format,
-                    "--no-check", "--unsafe"]
-        if quantize is not None:
-            command += ["--quantize", quantize]
+        command = [*_CHILD, "export", saved, os.path.abspath(path), format,
+                   quantize or "none"]
         if representative is not None:
             data = os.path.join(tmp, "representative.npz")
             np.savez(data, **dict(zip(names, representative)))
-            command += ["--representative-data", data]
+            command.append(data)
         _run_child(command)
     if os.path.isdir(path):
         return sum(os.path.getsize(os.path.join(root, f))
@@ -95,14 +100,12 @@ def _run_child(command):
         )
 
 
-def _write_one(model, path, format, batch):
+def write_one(model, path, format, batch=None):
+    """Write `model` (TensorFlow backend) to `path` as "onnx" or "tflite",
+    inputs at batch `batch` (`None`: the model's own; TFLite: 1)."""
     if format == "onnx":
-        from keras_slim.deploy.onnx_export import write_onnx
-
         write_onnx(model, path, batch=batch)
     else:
-        from keras_slim.deploy.timers import tflite_flatbuffer
-
         with open(path, "wb") as file:
             file.write(tflite_flatbuffer(model, batch or 1))
 
@@ -127,12 +130,9 @@ def write_runtime_files(models, paths, format, batch=None):
         )
     if keras.backend.backend() == "tensorflow":
         for model, path in zip(models, paths):
-            _write_one(model, path, format, batch)
+            write_one(model, path, format, batch)
         return
-    command = [sys.executable, "-c",
-               "import sys; from keras_slim.deploy.conversion_process "
-               "import _write_saved; _write_saved(sys.argv[1:])",
-               format, str(batch or 0)]
+    command = [*_CHILD, "write", format, str(batch or 0)]
     with tempfile.TemporaryDirectory() as tmp:
         for index, (model, path) in enumerate(zip(models, paths)):
             saved = os.path.join(tmp, f"model_{index}.keras")
@@ -140,15 +140,3 @@ def write_runtime_files(models, paths, format, batch=None):
             command += [saved, os.path.abspath(path)]
         _run_child(command)
 
-
-def _write_saved(argv):
-    """The child's side of `write_runtime_files`:
-    `FORMAT BATCH (SAVED PATH)...`."""
-    import keras
-
-    format, batch = argv[0], int(argv[1]) or None
-    # The files were saved by `write_runtime_files` from models in the
-    # caller's memory, so loading them runs no code the caller did not.
-    for saved, path in zip(argv[2::2], argv[3::2]):
-        model = keras.saving.load_model(saved, safe_mode=False)
-        _write_one(model, path, format, batch)

@@ -24,9 +24,17 @@ import keras
 import numpy as np
 
 from keras_slim.core.graph import check_model
+from keras_slim.deploy.console import ProgressLine, quiet_native_output
+from keras_slim.deploy.conversion_process import convert_in_tensorflow
 from keras_slim.deploy.inputs import (  # noqa: F401  (re-exported)
-    as_input_list, input_specs, keras_outputs, packed_inputs, random_inputs)
-from keras_slim.deploy.runtime import ProgressLine, TFLiteModel, quiet_native_output
+    as_input_list,
+    input_specs,
+    keras_outputs,
+    packed_inputs,
+    random_inputs,
+)
+from keras_slim.deploy.onnx_export import ONNXModel, write_onnx
+from keras_slim.deploy.tflite import TFLiteModel
 
 __all__ = ["ExportResult", "FORMATS", "QUANTIZATIONS", "export"]
 
@@ -217,11 +225,40 @@ def export(model, path, format="tflite", quantize=None,
     >>> result = keras_slim.export(slim, "slim.tflite", quantize="dynamic")
     >>> result.size_bytes, result.relative_difference
     """
+    path = _check_arguments(model, path, format, quantize, representative_data)
+    representative = None
+    if representative_data is not None:
+        representative = as_input_list(model, representative_data)
+    names = [name for name, _, _ in input_specs(model)]
+    in_process = keras.backend.backend() == "tensorflow"
+    writing = 2 if in_process and format == "tflite" else 1
+    progress = ProgressLine(writing + 1 if check else writing, verbose)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    if in_process:
+        size = _write(model, path, format, quantize, representative, names,
+                      progress)
+    else:
+        progress.step(f"converting `{model.name}` in a TensorFlow process")
+        size = convert_in_tensorflow(model, path, format, quantize,
+                                     representative, names)
+    result = ExportResult(path=path, format=format, quantize=quantize,
+                          size_bytes=int(size))
+    if check:
+        progress.step("checking against Keras")
+        _check(model, result, representative, names)
+    progress.done(result.summary())
+    return result
+
+
+def _check_arguments(model, path, format, quantize, representative_data):
+    """`path` as a string, or a ValueError naming the bad argument."""
     check_model(model)
     _check_choice(format, FORMATS, "format")
     _check_choice(quantize, QUANTIZATIONS, "quantize")
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ValueError(f"Expected `path` to be a file path. Received: path={path!r}")
+        raise ValueError(
+            f"Expected `path` to be a file path. Received: path={path!r}")
     path = os.fspath(path)
     if format != "tflite" and quantize is not None:
         raise ValueError(
@@ -238,49 +275,29 @@ def export(model, path, format="tflite", quantize=None,
             "quantize='int8' needs `representative_data`: a few hundred "
             "example inputs to calibrate the activation ranges."
         )
-    representative = None
-    if representative_data is not None:
-        representative = as_input_list(model, representative_data)
-    names = [name for name, _, _ in input_specs(model)]
-    in_process = keras.backend.backend() == "tensorflow"
-    writing = 2 if in_process and format == "tflite" else 1
-    progress = ProgressLine(writing + 1 if check else writing, verbose)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    if not in_process:
-        from keras_slim.deploy.conversion_process import convert_in_tensorflow
+    return path
 
-        progress.step(f"converting `{model.name}` in a TensorFlow process")
-        size = convert_in_tensorflow(model, path, format, quantize,
-                                     representative, names)
-    elif format == "onnx":
-        from keras_slim.deploy.onnx_export import write_onnx
 
+def _write(model, path, format, quantize, representative, names, progress):
+    """Write the export under the TensorFlow backend; its size in bytes."""
+    if format == "onnx":
         progress.step(f"writing the ONNX file of `{model.name}`")
         write_onnx(model, path)
-        size = os.path.getsize(path)
-    elif format == "saved_model":
+        return os.path.getsize(path)
+    if format == "saved_model":
         progress.step(f"writing the SavedModel of `{model.name}`")
         model.export(path, format="tf_saved_model", verbose=False)
-        size = _saved_model_size(path)
-    else:
-        progress.step(f"writing the SavedModel of `{model.name}`")
-        with tempfile.TemporaryDirectory() as tmp:
-            model.export(tmp, format="tf_saved_model", verbose=False)
-            kind = {None: "float32", "dynamic": "dynamic-range",
-                    "int8": "int8"}[quantize]
-            progress.step(f"converting to {kind} TFLite")
-            flatbuffer = _convert(tmp, quantize, representative, names)
-        with open(path, "wb") as file:
-            file.write(flatbuffer)
-        size = len(flatbuffer)
-    result = ExportResult(path=path, format=format, quantize=quantize,
-                          size_bytes=int(size))
-    if check:
-        progress.step("checking against Keras")
-        _check(model, result, representative, names)
-    progress.done(result.summary())
-    return result
+        return _saved_model_size(path)
+    progress.step(f"writing the SavedModel of `{model.name}`")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        kind = {None: "float32", "dynamic": "dynamic-range",
+                "int8": "int8"}[quantize]
+        progress.step(f"converting to {kind} TFLite")
+        flatbuffer = _convert(tmp, quantize, representative, names)
+    with open(path, "wb") as file:
+        file.write(flatbuffer)
+    return len(flatbuffer)
 
 
 def _check(model, result, representative, names):
@@ -299,8 +316,6 @@ def _check(model, result, representative, names):
         exported = [np.asarray(o, dtype="float64")
                     for o in keras.tree.flatten(outputs)]
     elif result.format == "onnx":
-        from keras_slim.deploy.onnx_export import ONNXModel
-
         exported = ONNXModel(result.path)(inputs)
     else:
         exported = TFLiteModel(result.path)(inputs, names)

@@ -4,7 +4,7 @@ The second deployment target next to TFLite. `write_onnx` calls Keras'
 `model.export(path, format="onnx")`, which under the TensorFlow backend
 traces the model to a `tf.function` and converts it with tf2onnx (packages
 `tf2onnx` and `onnx`). `ONNXModel` runs the file in ONNX Runtime
-(`onnxruntime`), the way `runtime.TFLiteModel` runs a TFLite file in LiteRT;
+(`onnxruntime`), the way `tflite.TFLiteModel` runs a TFLite file in LiteRT;
 `keras_slim.export(..., format="onnx")` uses both and checks the file
 against Keras.
 """
@@ -16,7 +16,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_slim.deploy.runtime import quiet_native_output
+from keras_slim.deploy.console import quiet_native_output
 
 __all__ = [
     "input_signature",

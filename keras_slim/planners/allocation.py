@@ -19,12 +19,12 @@ import math
 
 import numpy as np
 
+from keras_slim.planners.scores import score_groups
 from keras_slim.planners.selection import (
     build_plan,
     candidate_groups,
     check_constraints,
 )
-from keras_slim.planners.scores import score_groups
 
 __all__ = [
     "allowed_widths",
@@ -127,9 +127,9 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
         cost: a cost (`MacCost`, `ParamCost`, `ScaledCost`): `total(widths)`
             and, for a fast local step, `group_calls` and `call_cost`.
         done: `done(widths, total)` -> bool, whether the budget is met.
-        score: channel importance, as for `plan_uniform` ("gamma", "l1" or
-            "random"); a group's kept importance is the sum of its kept
-            channels' scores.
+        score: channel importance, as for `plan_uniform` ("gamma", "l1",
+            "random" or an importance function); a group's kept importance
+            is the sum of its kept channels' scores.
         seed: seed of the "random" score.
         min_channels, round_to, max_ratio, skip: the shared constraints.
         lookahead: how many allowed widths below the current one each step

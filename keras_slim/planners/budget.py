@@ -17,10 +17,9 @@ import re
 
 import numpy as np
 
-from keras_slim.planners import allocation
-from keras_slim.planners import methods
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.widths import WidthCounter, plan_widths
+from keras_slim.planners import allocation, methods
 from keras_slim.planners.budget_result import (
     KINDS,  # noqa: F401  (re-exported)
     BudgetResult,
@@ -36,8 +35,6 @@ __all__ = [
     "plan_for_budget",
 ]
 
-RATIO_METHODS = ("global_gamma", "l1_norm", "uniform")
-METHODS = RATIO_METHODS + ("latency_aware",)
 _UNITS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 
 
@@ -80,12 +77,16 @@ def parse_latency(value):
 
 
 def check_method(method, kwargs):
-    if not callable(method) and method not in METHODS:
+    """Raise unless `method` is a planner function or the name of a
+    registered method `plan_for_budget` can drive, and `kwargs` holds no
+    `ratio`."""
+    names = methods.budget_methods()
+    if not callable(method) and method not in names:
         raise ValueError(
-            f"Expected `method` to be one of {', '.join(METHODS)} (the "
-            "methods with a ratio to search, and the latency-aware "
-            "allocation), or a planner `method(model, ratio, **kwargs) -> "
-            f"PruningPlan`. Received: method={method!r}"
+            f"Expected `method` to be one of {', '.join(names)} (the "
+            "registered methods with a ratio to search, and the "
+            "budget-only ones), or a planner `method(model, ratio, "
+            f"**kwargs) -> PruningPlan`. Received: method={method!r}"
         )
     if "ratio" in kwargs:
         raise TypeError(
@@ -176,43 +177,78 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         targets["params"] = parse_count(params, dense["params"], "params")
     if latency is not None:
         absolute, fraction = parse_latency(latency)
-        from keras_slim.planners import latency_table as table_lib
-        if table is None:
-            runtime = runtime or table_lib.LiteRTRuntime()
-            table = table_lib.build_latency_table(model, runtime,
-                                                  verbose=verbose)
-        elif runtime is None and confirm:
-            runtime = table_lib.runtime_from_info(table.runtime)
+        table, runtime = _table_and_runtime(model, table, runtime, confirm,
+                                            verbose)
         dense["latency"] = table.dense_ms
         targets["latency"] = (absolute if absolute is not None
                               else fraction * table.dense_ms)
     if table is not None:
-        table.bind(counter)
-        if not table.layers_ms > 0:
-            raise ValueError(
-                "Every layer of the latency table timed at or below the cost "
-                f"of an empty call on {table.runtime.get('name')}, so it "
-                "predicts 0 ms for any plan: the model's layers are too "
-                "small for the runtime to tell their widths apart. Time a "
-                "larger `batch`, or give the budget in `macs`."
-            )
+        _bind(table, counter)
     if auto:
-        if table.steps is None:
-            raise ValueError(
-                '`round_to="auto"` needs a latency table with a width scan; '
-                "this one has none (built with scan=False or by an older "
-                "keras_slim). Build it again, or pass `round_to` as a number."
-            )
-        method_kwargs["round_to"] = int(table.steps["round_to"])
+        method_kwargs["round_to"] = _auto_round_to(table)
     search = _Search(model, graph, counter, method, method_kwargs,
                      dict(targets), table)
+    ratio, plan, figures, measured = _search_and_confirm(
+        search, runtime if "latency" in targets and confirm else None,
+        dense, targets, fraction, rounds)
+    return BudgetResult(
+        plan=plan, method=search.name, ratio=ratio, targets=targets,
+        dense=dense,
+        achieved=figures, measured_ms=measured,
+        candidates=search.candidates,
+        round_to=method_kwargs.get("round_to", 1),
+    )
+
+
+def _table_and_runtime(model, table, runtime, confirm, verbose):
+    """The latency table (built on `runtime` when not given) and the runtime
+    that confirms the plan (made again from the table's info if needed)."""
+    from keras_slim.planners import latency_table as table_lib
+
+    if table is None:
+        runtime = runtime or table_lib.LiteRTRuntime()
+        table = table_lib.build_latency_table(model, runtime, verbose=verbose)
+    elif runtime is None and confirm:
+        runtime = table_lib.runtime_from_info(table.runtime)
+    return table, runtime
+
+
+def _bind(table, counter):
+    table.bind(counter)
+    if not table.layers_ms > 0:
+        raise ValueError(
+            "Every layer of the latency table timed at or below the cost "
+            f"of an empty call on {table.runtime.get('name')}, so it "
+            "predicts 0 ms for any plan: the model's layers are too "
+            "small for the runtime to tell their widths apart. Time a "
+            "larger `batch`, or give the budget in `macs`."
+        )
+
+
+def _auto_round_to(table):
+    if table.steps is None:
+        raise ValueError(
+            '`round_to="auto"` needs a latency table with a width scan; '
+            "this one has none (built with scan=False or by an older "
+            "keras_slim). Build it again, or pass `round_to` as a number."
+        )
+    return int(table.steps["round_to"])
+
+
+def _search_and_confirm(search, runtime, dense, targets, fraction, rounds):
+    """`(ratio, plan, figures, measured_ms)` of the search; with a `runtime`,
+    the plan is timed against the dense model and the table's prediction
+    corrected until the measured latency lands in [90%, 100%] of the budget
+    or `rounds` timings are spent. Updates `dense` and `targets` in place
+    for a fractional latency budget (judged against this run's dense)."""
     scale, measured = 1.0, None
+    table, model = search.table, search.model
     for round_ in range(max(1, rounds)):
         ratio, plan, figures = search.run(scale, closest=round_ > 0)
         figures = dict(figures)
         if table is not None:
             figures["latency"] /= scale  # the table's own prediction
-        if "latency" not in targets or not confirm:
+        if runtime is None:
             break
         # The slim model is timed with the dense one, interleaved, so that a
         # fractional budget is judged against the dense latency of this run.
@@ -236,13 +272,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         else:
             correction = measured / max(predicted, 1e-9)
         scale *= float(np.clip(correction / scale, 0.75, 4 / 3))
-    return BudgetResult(
-        plan=plan, method=search.name, ratio=ratio, targets=targets,
-        dense=dense,
-        achieved=figures, measured_ms=measured,
-        candidates=search.candidates,
-        round_to=method_kwargs.get("round_to", 1),
-    )
+    return ratio, plan, figures, measured
 
 
 def _slim(model, plan):
@@ -285,7 +315,8 @@ class _Search:
         measured correction can push the prediction past what the method
         reaches, while the runtime may still meet the budget)."""
         self.scale, self.closest = scale, closest
-        if self.method == "latency_aware":
+        if not callable(self.method) and \
+                methods.method_for(self.method).budget_only:
             ratio, plan, figures = self._allocate()
         else:
             ratio, plan, figures = self._bisect()
@@ -344,14 +375,14 @@ class _Search:
         def done(widths, total):
             return total <= target and self.fits(self.figures(widths))
 
+        entry = methods.method_for(self.method)
         try:
-            plan, trace = allocation.plan_by_cost(self.graph, cost, done,
-                                                  **self.kwargs)
+            plan, trace = entry.planner(self.graph, cost, done, **self.kwargs)
         except TypeError as error:
+            taken = ", ".join(f"`{option}`" for option in entry.options
+                              if option != "trace_every")
             raise TypeError(
-                f"Pruning method 'latency_aware' takes `score`, `seed`, "
-                "`min_channels`, `round_to`, `max_ratio`, `skip`, "
-                f"`lookahead` and `granularity`: {error}"
+                f"Pruning method {self.name!r} takes {taken}: {error}"
             ) from None
         for widths in trace:
             self.record(None, self.figures(widths))

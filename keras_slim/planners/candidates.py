@@ -7,8 +7,8 @@ from keras_slim.core import slicers
 from keras_slim.core.graph import ChannelGraph, is_graph_model
 from keras_slim.core.plan import PruningPlan
 from keras_slim.planners.limits import (
-    constrain_width,
     _prune_count,
+    constrain_width,
 )
 
 __all__ = [

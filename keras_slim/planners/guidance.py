@@ -6,9 +6,9 @@ architecture to train from scratch. A stage is, by default, the layers whose
 outputs have the same feature-map size, as in the paper.
 """
 
-from keras_slim.planners import selection
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
+from keras_slim.planners import selection
 from keras_slim.planners.scores import score_groups
 
 __all__ = ["plan_guided", "stage_ratios", "stages"]
@@ -70,7 +70,8 @@ def stage_ratios(model, plans, stage_of=None, skip=None):
         plans = [plans]
     if not plans or not all(isinstance(p, PruningPlan) for p in plans):
         raise TypeError(
-            f"Expected `plans` to be a PruningPlan or a list of them. Received: {plans!r}"
+            "Expected `plans` to be a PruningPlan or a list of them. "
+            f"Received: {plans!r}"
         )
     shares = {}
     for key, groups in stages(model, stage_of, skip).items():

@@ -1,5 +1,5 @@
 """Measured latency: a per-layer lookup table (the runtimes are in
-`keras_slim/deploy/timers.py`).
+`keras_slim/deploy/runtimes.py`).
 
 Latency is measured on the runtime that will serve the model, never
 modelled from MACs. Timing every candidate of a search end to end would
@@ -25,9 +25,15 @@ import numpy as np
 
 from keras_slim.core import slicers
 from keras_slim.core.widths import WidthCounter
-from keras_slim.deploy.timers import (  # noqa: F401  (re-exported)
-    RUNTIMES, LiteRTRuntime, ONNXRuntime, Runtime, check_litert,
-    check_onnxruntime, runtime_from_info)
+from keras_slim.deploy.runtimes import (  # noqa: F401  (re-exported)
+    RUNTIMES,
+    LiteRTRuntime,
+    ONNXRuntime,
+    Runtime,
+    check_litert,
+    check_onnxruntime,
+    runtime_from_info,
+)
 
 __all__ = [
     "build_latency_table",
@@ -220,7 +226,7 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
     Returns:
         A `LatencyTable`, bound to the model.
     """
-    from keras_slim.deploy.runtime import ProgressLine
+    from keras_slim.deploy.console import ProgressLine
 
     runtime = runtime or LiteRTRuntime()
     counter = WidthCounter(model)

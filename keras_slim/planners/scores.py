@@ -1,6 +1,15 @@
-"""Per-channel scores of a channel group: |gamma|, filter L1 norm, random.
+"""Per-channel scores of a channel group: |gamma|, filter L1 norm, random,
+or a user's importance function.
 
 Higher scores are kept first. Plain NumPy over the model's weights.
+
+An importance function is `importance(graph, group) -> scores`: `graph` is
+the model's `ChannelGraph` (`graph.layer(name)` is a layer, `group.producers`
+the layers writing the group's channels, `group.batchnorms` its
+BatchNormalizations), and `scores` an array of `group.width` finite numbers,
+or `None` to keep the group whole. It goes wherever a score name does:
+`score=` of `plan_uniform`, of `plan_for_budget(method="latency_aware")` and
+of `keras_slim.planners.allocation.plan_by_cost`.
 """
 
 import numpy as np
@@ -65,12 +74,16 @@ def score_groups(graph, groups, score, seed=None):
     """dict group name -> per-channel scores, for the groups that have one.
 
     `score` is "gamma" (groups without a scaled BatchNormalization are left
-    out), "l1" or "random" (a generator seeded by `seed`).
+    out), "l1", "random" (a generator seeded by `seed`) or an importance
+    function `score(graph, group) -> scores or None` (see the module).
     """
+    if callable(score):
+        return _called_scores(graph, groups, score)
     if score not in SCORES:
         raise ValueError(
-            f"Expected `score` to be one of {', '.join(SCORES)}. "
-            f"Received: score={score!r}"
+            f"Expected `score` to be one of {', '.join(SCORES)}, or a "
+            "function `score(graph, group)` returning one score per "
+            f"channel. Received: score={score!r}"
         )
     rng = np.random.default_rng(seed)
     scores = {}
@@ -83,4 +96,25 @@ def score_groups(graph, groups, score, seed=None):
             value = rng.random(group.width)
         if value is not None:
             scores[group.name] = value
+    return scores
+
+
+def _called_scores(graph, groups, importance):
+    """`score_groups` for an importance function, its answers checked."""
+    name = getattr(importance, "__name__", repr(importance))
+    scores = {}
+    for group in groups:
+        value = importance(graph, group)
+        if value is None:
+            continue
+        value = np.asarray(value, dtype="float64")
+        if value.shape != (group.width,) or not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"Expected the importance function `{name}` to return "
+                f"{group.width} finite scores for group `{group.name}` (one "
+                f"per channel) or None. Received: an array of shape "
+                f"{value.shape}"
+                + ("" if value.shape != (group.width,) else " with NaN or inf")
+            )
+        scores[group.name] = value
     return scores

@@ -19,24 +19,24 @@ unknown layers) are never in a plan.
 import numpy as np
 
 from keras_slim.core.graph import ChannelGraph
-from keras_slim.planners.scores import score_groups
-from keras_slim.planners.limits import (  # noqa: F401  (constrain_width re-exported)
-    _check_against_max_ratio,
-    check_constraints,
-    check_ratio,
-    constrain_width,
-    _prune_count,
-)
 from keras_slim.planners.candidates import (
-    build_plan,
-    candidate_groups,
     _group_layers,
     _layers_by_name,
-    merged_layers,
     _no_candidates,
+    build_plan,
+    candidate_groups,
+    merged_layers,
     plan_per_group,
     skipped_groups,
 )
+from keras_slim.planners.limits import (  # noqa: F401  (constrain_width re-exported)
+    _check_against_max_ratio,
+    _prune_count,
+    check_constraints,
+    check_ratio,
+    constrain_width,
+)
+from keras_slim.planners.scores import score_groups
 
 __all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform"]
 
@@ -203,7 +203,9 @@ def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
         ratio: share of channels pruned in every group, in [0, 1).
         score: which channels go within a group: "gamma" (smallest |gamma|;
             groups without a scaled BatchNormalization are kept whole),
-            "l1" (smallest filter L1 norm) or "random".
+            "l1" (smallest filter L1 norm), "random", or an importance
+            function `score(graph, group) -> scores` (see
+            `keras_slim.planners.scores`).
         seed: seed of the "random" score.
         min_channels, round_to, max_ratio, skip: see `plan_global_gamma`.
 

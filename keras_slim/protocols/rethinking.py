@@ -16,10 +16,10 @@ import numpy as np
 from keras_slim.core import copying
 from keras_slim.core.counting import count_macs
 from keras_slim.core.graph import check_model, leaf_layers
-from keras_slim.protocols.magnitude import MagnitudeMask
 from keras_slim.core.plan import PruningPlan
-from keras_slim.planners.methods import plan_for
 from keras_slim.core.surgery import slim_model
+from keras_slim.planners.methods import plan_for
+from keras_slim.protocols.magnitude import MagnitudeMask
 
 __all__ = [
     "reinitialize",
@@ -76,7 +76,8 @@ def reinitialize(model, seed=None):
     """
     check_model(model)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"Expected `seed` to be an int or None. Received: seed={seed!r}")
+        raise TypeError(
+            f"Expected `seed` to be an int or None. Received: seed={seed!r}")
     rng = np.random.default_rng(seed)
 
     def draw():

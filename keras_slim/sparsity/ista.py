@@ -233,6 +233,18 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
         raise TypeError(
             f"Expected `model` to be a keras.Model. Received: model={model!r}"
         )
+    optimizer = _optimizer_of(model, optimizer)
+    step = int(regularizers_lib.to_array(optimizer.iterations))
+    _rho_value(rho, step)
+    chosen = _penalised_layers(model, layers)
+    weights = penalties.penalty_weights(model, chosen, penalty) if chosen else {}
+    ista = ISTAPenalty(model, optimizer, rho, chosen, weights)
+    ista.attach()
+    return ista
+
+
+def _optimizer_of(model, optimizer):
+    """`optimizer`, or the model's, with a readable learning rate."""
     if optimizer is None:
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
@@ -241,14 +253,18 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
                 "pass `optimizer`."
             )
     _learning_rate(optimizer)
-    step = int(regularizers_lib.to_array(optimizer.iterations))
-    _rho_value(rho, step)
+    return optimizer
+
+
+def _penalised_layers(model, layers):
+    """The built, trainable BatchNormalization layers ISTA acts on (the
+    warnings point at the caller of `attach_ista`)."""
     chosen = regularizers_lib.select_batchnorms(model, layers)
     if not chosen:
         warnings.warn(
             "No BatchNormalization layer with a gamma was selected by "
             "`layers`; ISTA does nothing.",
-            stacklevel=2,
+            stacklevel=3,
         )
     frozen = regularizers_lib.frozen_gammas(model, chosen)
     if frozen and len(frozen) == len(chosen):
@@ -262,7 +278,7 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
         warnings.warn(
             f"The gammas of {_names(frozen)} are not trainable "
             "(`trainable=False`); ISTA leaves them alone.",
-            stacklevel=2,
+            stacklevel=3,
         )
         chosen = [layer for layer in chosen if layer not in frozen]
     for layer in chosen:
@@ -272,10 +288,7 @@ def attach_ista(model, rho, penalty="memory", optimizer=None, layers=None):
                 "build the model before attaching ISTA."
             )
         regularizers_lib.check_gamma_dtype(layer)
-    weights = penalties.penalty_weights(model, chosen, penalty) if chosen else {}
-    ista = ISTAPenalty(model, optimizer, rho, chosen, weights)
-    ista.attach()
-    return ista
+    return chosen
 
 
 def _names(layers):
@@ -285,11 +298,3 @@ def _names(layers):
         shown += f" and {len(names) - 5} more"
     return f"BatchNormalization layer(s) {shown}"
 
-
-def __getattr__(name):
-    # `ISTAGamma` lived here before the callback got its own module; the
-    # import is lazy because that module imports this one.
-    if name == "ISTAGamma":
-        from keras_slim.sparsity.ista_callback import ISTAGamma
-        return ISTAGamma
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

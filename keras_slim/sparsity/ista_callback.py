@@ -5,10 +5,10 @@ import warnings
 import keras
 import numpy as np
 
-from keras_slim.sparsity import regularizers as regularizers_lib
-from keras_slim.sparsity.proximal import _rho_value
-from keras_slim.sparsity.ista import attach_ista
 from keras_slim.core import keras_compat
+from keras_slim.sparsity import regularizers as regularizers_lib
+from keras_slim.sparsity.ista import attach_ista
+from keras_slim.sparsity.proximal import _rho_value
 
 __all__ = ["ISTAGamma"]
 

@@ -12,9 +12,8 @@ import warnings
 import keras
 from keras import ops
 
-from keras_slim.core import copying
+from keras_slim.core import copying, keras_compat
 from keras_slim.core import graph as graph_lib
-from keras_slim.core import keras_compat
 
 __all__ = [
     "add_gamma_regularizer",

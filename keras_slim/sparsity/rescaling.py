@@ -19,8 +19,8 @@ import warnings
 
 import keras
 
-from keras_slim.sparsity import regularizers as regularizers_lib
 from keras_slim.core.graph import ChannelGraph
+from keras_slim.sparsity import regularizers as regularizers_lib
 
 __all__ = ["rescale_gammas"]
 

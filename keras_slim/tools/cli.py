@@ -23,9 +23,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from keras_slim.deploy.timers import RUNTIMES  # noqa: E402
+from keras_slim import __version__  # noqa: E402
+from keras_slim.deploy.runtimes import RUNTIMES  # noqa: E402
+from keras_slim.planners.methods import METHODS  # noqa: E402
 from keras_slim.tools.commands import (  # noqa: E402
-    METHODS,
     CommandError,
     run_bench,
     run_export,
@@ -45,45 +46,55 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _round_to(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or 'auto', not {text!r}") from None
+
+
+def _model_command(commands, name, help_text):
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.add_argument("model", metavar="MODEL", help="a .keras file")
+    sub.add_argument("--unsafe", action="store_true",
+                     help="allow Lambda layers (runs their code)")
+    return sub
+
+
 def build_parser():
+    """The `keras-slim` parser; `--method` and `--runtime` choices come from
+    the method and runtime registries as they are now."""
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an error")
-    from keras_slim import __version__
-
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=_Parser)
     commands.required = True
-
-    def model_command(name, help_text):
-        sub = commands.add_parser(name, help=help_text,
-                                  description=help_text)
-        sub.add_argument("model", metavar="MODEL", help="a .keras file")
-        sub.add_argument("--unsafe", action="store_true",
-                         help="allow Lambda layers (runs their code)")
-        return sub
-
-    def _round_to(text):
-        if text == "auto":
-            return text
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer or 'auto', not {text!r}") from None
-
-    sub = model_command("inspect", "table of the prunable channel groups")
+    sub = _model_command(commands, "inspect",
+                         "table of the prunable channel groups")
     sub.add_argument("--plot", metavar="FILE.png",
                      help="draw |gamma| and width per layer")
     sub.set_defaults(run=run_inspect)
 
-    sub = model_command("prune", "cut channels and save the slim model")
-    sub.add_argument("--method", choices=METHODS + ("latency_aware",),
+    _add_prune(commands)
+    _add_export(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _add_prune(commands):
+    sub = _model_command(commands, "prune",
+                         "cut channels and save the slim model")
+    sub.add_argument("--method", choices=sorted(METHODS),
                      help="pruning method (default with --target-*: "
-                     "global_gamma; latency_aware: knapsack over importance "
-                     "per ms)")
+                     "global_gamma): " + "; ".join(
+                         f"{name}: {METHODS[name].summary}"
+                         for name in sorted(METHODS)))
     sub.add_argument("--ratio", type=float,
                      help="share of channels to cut, in [0, 1)")
     sub.add_argument("--round-to", type=_round_to, metavar="N",
@@ -108,8 +119,9 @@ def build_parser():
                      "keras-slim[onnx])")
     sub.add_argument("--threads", type=int, default=None,
                      help="--target-latency: the runtime's threads")
-    sub.add_argument("--runs", type=int, default=30,
-                     help="--target-latency: timed runs per model")
+    sub.add_argument("--runs", type=int, default=None,
+                     help="--target-latency: timed runs per model (default: "
+                     "the runtime's, 30 for litert and onnxruntime)")
     sub.add_argument("--table", metavar="TABLE.json",
                      help="--target-latency: latency table to reuse, or "
                      "where to save the one built")
@@ -120,7 +132,9 @@ def build_parser():
                      help="also write a report page (.html or .md)")
     sub.set_defaults(run=run_prune)
 
-    sub = model_command("export",
+
+def _add_export(commands):
+    sub = _model_command(commands, "export",
                         "write TFLite, ONNX or SavedModel, checked")
     sub.add_argument("-o", "--output", required=True, metavar="OUT.tflite",
                      help="a .tflite or .onnx file (format from the suffix)")
@@ -132,6 +146,8 @@ def build_parser():
                      help="skip the comparison with Keras")
     sub.set_defaults(run=run_export)
 
+
+def _add_bench(commands):
     sub = commands.add_parser(
         "bench", help="time TFLite and ONNX files",
         description="time TFLite (LiteRT) and ONNX (ONNX Runtime) files, "
@@ -142,7 +158,6 @@ def build_parser():
     sub.add_argument("--threads", type=int,
                      help="interpreter threads (default: the runtime's)")
     sub.set_defaults(run=run_bench)
-    return parser
 
 
 def main(argv=None):

@@ -4,6 +4,8 @@ Every failure the user can fix is a `CommandError`."""
 
 import os
 
+from keras_slim.planners import methods
+
 __all__ = [
     "CommandError",
     "run_bench",
@@ -11,11 +13,6 @@ __all__ = [
     "run_inspect",
     "run_prune",
 ]
-
-METHODS = ("global_gamma", "zero_gamma", "l1_norm", "uniform")
-RATIO_METHODS = ("global_gamma", "l1_norm", "uniform")
-BUDGET_METHODS = RATIO_METHODS + ("latency_aware",)
-
 
 class CommandError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
@@ -65,7 +62,8 @@ def run_inspect(args):
 
 
 def _planner_kwargs(args):
-    if args.method in RATIO_METHODS:
+    method = methods.method_for(args.method)
+    if method.takes_ratio:
         if args.ratio is None:
             raise CommandError(f"--method {args.method} needs --ratio.")
         if not 0 <= args.ratio < 1:
@@ -80,10 +78,10 @@ def _planner_kwargs(args):
                             ("--round-to", args.round_to)):
             if value is not None:
                 raise CommandError(
-                    f"{flag} does not apply to --method zero_gamma, which "
-                    "cuts the channels whose gamma is zero (see --tol)."
+                    f"{flag} does not apply to --method {args.method}, "
+                    f"which takes no ratio: {method.summary}."
                 )
-        kwargs = {"tol": args.tol}
+        kwargs = {"tol": args.tol} if "tol" in method.options else {}
     if args.round_to is not None and args.round_to < 1:
         raise CommandError(
             f"Expected --round-to >= 1. Received: {args.round_to}"
@@ -117,10 +115,11 @@ def _budget_plan(args, model):
     from keras_slim.planners.budget import plan_for_budget
 
     method = args.method or "global_gamma"
-    if method not in BUDGET_METHODS:
+    if method not in methods.budget_methods():
         raise CommandError(
             f"--target-* budgets work with --method "
-            f"{', '.join(BUDGET_METHODS)}. Received: --method {method}"
+            f"{', '.join(methods.budget_methods())}. Received: --method "
+            f"{method}"
         )
     if args.ratio is not None:
         raise CommandError("--ratio and --target-* exclude each other: the "
@@ -131,14 +130,15 @@ def _budget_plan(args, model):
     table = runtime = None
     latency = args.target_latency
     if latency is not None:
+        from keras_slim.deploy import runtimes
         from keras_slim.planners import latency_table
 
         try:
             latency = float(latency)
         except ValueError:
             pass
-        runtime = latency_table.RUNTIMES[args.runtime](threads=args.threads,
-                                                       runs=args.runs)
+        runtime = runtimes.make_runtime(args.runtime, threads=args.threads,
+                                        runs=args.runs)
         if args.table and os.path.exists(args.table):
             table = latency_table.LatencyTable.load(args.table)
             if table.runtime.get("name") != args.runtime:
@@ -175,10 +175,9 @@ def _budget_plan(args, model):
 
 
 def run_prune(args):
-    from keras_slim.planners import methods
-    from keras_slim.tools import summary
-    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
     from keras_slim.core.surgery import slim_model
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
+    from keras_slim.tools import summary
 
     if args.round_to == "auto" and args.target_latency is None:
         raise CommandError(
@@ -194,11 +193,11 @@ def run_prune(args):
                 "Expected --min-channels and --round-to >= 1. Received: "
                 f"{args.min_channels}, {args.round_to}"
             )
-    elif args.method is None or args.method == "latency_aware":
+    elif args.method is None or methods.method_for(args.method).budget_only:
         raise CommandError(
             "prune needs --method (with --ratio) or a budget: --target-macs, "
-            "--target-params or --target-latency (--method latency_aware "
-            "works only with a budget)."
+            "--target-params or --target-latency (--method "
+            f"{args.method or 'latency_aware'} works only with a budget)."
         )
     else:
         kwargs = _planner_kwargs(args)
@@ -215,8 +214,9 @@ def run_prune(args):
         plan = methods.plan_for(model, args.method, **kwargs)
     # The slim model is fine-tuned without the sparsity penalty.
     slim = remove_gamma_regularizer(slim_model(model, plan))
-    print(f"{args.method or 'global_gamma'}: {sum(plan.widths[n] - len(k) for n, k in plan.kept.items())}"
-          f" channels cut in {len(plan.kept)} group(s)")
+    cut = sum(plan.widths[n] - len(k) for n, k in plan.kept.items())
+    print(f"{args.method or 'global_gamma'}: {cut} channels cut in "
+          f"{len(plan.kept)} group(s)")
     print(summary.compare_table(summary.summarize(model),
                                 summary.summarize(slim)))
     slim.save(output)
@@ -287,8 +287,8 @@ def run_export(args):
 
 
 def run_bench(args):
+    from keras_slim.deploy.timing import time_model_files
     from keras_slim.tools import summary
-    from keras_slim.deploy.runtime import time_tflite
 
     for path in args.files:
         if not os.path.isfile(path):
@@ -302,8 +302,9 @@ def run_bench(args):
                              ("--threads", args.threads or 1, 1)):
         if value < low:
             raise CommandError(f"Expected {flag} >= {low}. Received: {value}")
-    results = time_tflite(args.files, runs=args.runs, warmup=args.warmup,
-                          num_threads=args.threads, verbose=True)
+    results = time_model_files(args.files, runs=args.runs,
+                               warmup=args.warmup, num_threads=args.threads,
+                               verbose=True)
     base = results[0].median_ms
     # Microseconds for small models, milliseconds otherwise.
     unit, scale = ("us", 1000.0) if max(r.p90_ms for r in results) < 1 \

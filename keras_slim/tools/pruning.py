@@ -1,9 +1,9 @@
 """`prune`: plan and slim in one call (a planner, then the core's surgery)."""
 
 from keras_slim.core.surgery import slim_model
-from keras_slim.planners.methods import PLANNERS, plan_for
+from keras_slim.planners.methods import METHODS, plan_for
 
-__all__ = ["PLANNERS", "plan_for", "prune"]
+__all__ = ["METHODS", "plan_for", "prune"]
 
 
 def prune(model, method="global_gamma", fold_constants=True,
@@ -12,9 +12,11 @@ def prune(model, method="global_gamma", fold_constants=True,
 
     Args:
         model: a functional or Sequential `keras.Model`. Not modified.
-        method: "global_gamma" (Network Slimming), "zero_gamma" (channels
-            whose gamma is exactly zero, as after ISTA), "l1_norm" (Li et
-            al.) or "uniform".
+        method: a registered method name (`keras_slim.METHODS`):
+            "global_gamma" (Network Slimming), "zero_gamma" (channels whose
+            gamma is exactly zero, as after ISTA), "l1_norm" (Li et al.),
+            "uniform", or one added with `register_method`; or a planner
+            function `method(model, **kwargs) -> PruningPlan`.
         fold_constants: passed to `slim_model`: fold the constant output of
             the cut channels (their BatchNormalization beta) into the layers
             that read them (default), or drop them as Network Slimming's

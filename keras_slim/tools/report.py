@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from keras_slim.tools import summary as summary_lib
 from keras_slim.core.graph import check_model
+from keras_slim.tools import summary as summary_lib
 
 __all__ = [
     "plot_budget",

@@ -12,8 +12,8 @@ import numpy as np
 from keras_slim.core import constants as constants_lib
 from keras_slim.core import counting
 from keras_slim.core.counting import count_macs, count_params
-from keras_slim.planners.criteria import bn_gamma_scores
 from keras_slim.core.graph import ChannelGraph
+from keras_slim.planners.criteria import bn_gamma_scores
 
 __all__ = [
     "batchnorm_gammas",

@@ -5,6 +5,13 @@ and Reshape."""
 import keras
 import numpy as np
 
+from keras_slim.core.rules.attributes import (
+    _activation_barrier,
+    _channels_last,
+    _last_axis,
+    _layers,
+    activation_mixes,
+)
 from keras_slim.core.slicers import (
     BARRIER,
     CHANNELWISE,
@@ -13,13 +20,6 @@ from keras_slim.core.slicers import (
     Rule,
     register_rule,
     take,
-)
-from keras_slim.core.rules.attributes import (
-    _activation_barrier,
-    _channels_last,
-    _last_axis,
-    _layers,
-    activation_mixes,
 )
 
 __all__ = []

@@ -6,6 +6,11 @@ import math
 import keras
 import numpy as np
 
+from keras_slim.core.rules.attributes import (
+    _activation_barrier,
+    _channels_last,
+    activation_mixes,
+)
 from keras_slim.core.slicers import (
     BARRIER,
     CHANNELWISE,
@@ -14,11 +19,6 @@ from keras_slim.core.slicers import (
     Rule,
     register_rule,
     take,
-)
-from keras_slim.core.rules.attributes import (
-    _activation_barrier,
-    _channels_last,
-    activation_mixes,
 )
 
 __all__ = []

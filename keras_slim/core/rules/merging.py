@@ -4,6 +4,11 @@ Multiply, Concatenate, arithmetic ops and InceptionResNetV2's scale."""
 import keras
 
 from keras_slim.core import keras_compat
+from keras_slim.core.rules.attributes import (
+    _last_axis,
+    _layers,
+)
+from keras_slim.core.rules.channelwise import _Elementwise
 from keras_slim.core.slicers import (
     CHANNELWISE,
     CONCAT,
@@ -12,11 +17,6 @@ from keras_slim.core.slicers import (
     Rule,
     register_rule,
 )
-from keras_slim.core.rules.attributes import (
-    _last_axis,
-    _layers,
-)
-from keras_slim.core.rules.channelwise import _Elementwise
 
 __all__ = []
 

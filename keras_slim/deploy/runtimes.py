@@ -1,13 +1,21 @@
-"""Runtimes that time models for a latency budget: `Runtime` (the
-interface: `time(models) -> list of milliseconds`, `info() -> dict`),
-`LiteRTRuntime`, the default, and `ONNXRuntime`. TensorFlow, LiteRT and
-ONNX Runtime are imported only when a runtime converts or times a model."""
+"""The runtimes that time models for a latency budget, and their registry.
+
+`Runtime` is the interface (`time(models) -> list of milliseconds`,
+`info() -> dict`); `register_runtime` files a subclass under its `name` in
+`RUNTIMES`, which the CLI's `--runtime`, `make_runtime` and
+`runtime_from_info` (a saved latency table) read. `LiteRTRuntime` is the
+default and `ONNXRuntime` the other built-in one. TensorFlow, LiteRT and
+ONNX Runtime are imported only when a runtime converts or times a model.
+"""
 
 import importlib.util
+import inspect
 import os
 import tempfile
 
-from keras_slim.deploy.runtime import _check_count
+from keras_slim.deploy.conversion_process import write_runtime_files
+from keras_slim.deploy.tflite import tflite_flatbuffer
+from keras_slim.deploy.timing import check_count, time_model_files
 
 __all__ = [
     "RUNTIMES",
@@ -16,13 +24,21 @@ __all__ = [
     "Runtime",
     "check_litert",
     "check_onnxruntime",
+    "make_runtime",
+    "register_runtime",
     "runtime_from_info",
-    "tflite_flatbuffer",
 ]
+
+
+RUNTIMES = {}
 
 
 class Runtime:
     """What a runtime offers a budget search: timing Keras models.
+
+    A subclass sets `name`, overrides `time` (and `info` when it has more
+    settings to record), takes `threads` and `batch` as keyword arguments,
+    and is made known by name with `register_runtime`.
 
     Args:
         threads: threads the runtime may use (`None`: its default).
@@ -33,8 +49,8 @@ class Runtime:
 
     def __init__(self, threads=None, batch=1):
         if threads is not None:
-            _check_count(threads, "threads", 1)
-        _check_count(batch, "batch", 1)
+            check_count(threads, "threads", 1)
+        check_count(batch, "batch", 1)
         self.threads, self.batch = threads, batch
 
     def time(self, models):
@@ -44,6 +60,64 @@ class Runtime:
     def info(self):
         return {"name": self.name, "threads": self.threads,
                 "batch": self.batch}
+
+
+def register_runtime(cls):
+    """Class decorator: file the `Runtime` subclass `cls` under `cls.name`.
+
+    Registered, a runtime is a `--runtime` choice of `keras-slim prune`,
+    made by `make_runtime(name, ...)`, and made again from a saved latency
+    table's `info()`. A later registration of the same name replaces the
+    earlier one.
+
+    Example:
+
+    >>> @keras_slim.register_runtime
+    ... class MyRuntime(keras_slim.Runtime):
+    ...     name = "mine"
+    ...     def time(self, models):
+    ...         return [my_timer(model) for model in models]
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Runtime)):
+        raise TypeError(
+            "Expected `cls` to be a subclass of keras_slim.Runtime. "
+            f"Received: cls={cls!r}"
+        )
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            "Expected the runtime class to set `name` to a non-empty string "
+            f"of its own. Received: {cls.__name__}.name={name!r}"
+        )
+    RUNTIMES[name] = cls
+    return cls
+
+
+def make_runtime(name, **options):
+    """The registered runtime `name`, made with `options`; an option that is
+    `None` is left to the runtime's default.
+
+    Raises:
+        ValueError: an unknown `name`.
+        TypeError: an option the runtime does not take.
+    """
+    cls = RUNTIMES.get(name)
+    if cls is None:
+        raise ValueError(
+            f"Expected `runtime` to be one of {', '.join(sorted(RUNTIMES))}. "
+            f"Received: runtime={name!r}"
+        )
+    options = {key: value for key, value in options.items()
+               if value is not None}
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError:
+        taken = ", ".join(f"`{p}`" for p in inspect.signature(cls).parameters)
+        raise TypeError(
+            f"Runtime {name!r} ({cls.__name__}) takes {taken}. Received: "
+            f"{', '.join(f'`{key}`' for key in options)}"
+        ) from None
+    return cls(**options)
 
 
 def check_litert():
@@ -75,42 +149,16 @@ def check_onnxruntime():
         )
 
 
-def tflite_flatbuffer(model, batch=1):
-    """`model` (TensorFlow backend) as a TFLite flatbuffer with its batch
-    fixed, converted from a frozen concrete function: weights as
-    constants, no SavedModel on disk."""
-    import tensorflow as tf
-    from tensorflow.python.framework import convert_to_constants
-
-    from keras_slim.deploy.runtime import quiet_native_output
-
-    specs = [tf.TensorSpec((batch,) + tuple(t.shape[1:]), t.dtype)
-             for t in model.inputs]
-
-    def call(*inputs):
-        return model(list(inputs) if len(inputs) > 1 else inputs[0],
-                     training=False)
-
-    function = tf.function(call, input_signature=specs)
-    frozen = convert_to_constants.convert_variables_to_constants_v2(
-        function.get_concrete_function()
-    )
-    with quiet_native_output():
-        return tf.lite.TFLiteConverter.from_concrete_functions(
-            [frozen]
-        ).convert()
-
-
 class _TimedRuntime(Runtime):
-    """A runtime that times files with `runtime.time_tflite`: the options
+    """A runtime that times files with `timing.time_model_files`: the options
     of the timing and the statistic taken; a subclass names the check that
     its packages are installed (`_check_installed`)."""
 
     def __init__(self, threads=None, batch=1, runs=30, warmup=5,
                  statistic="median"):
         super().__init__(threads, batch)
-        _check_count(runs, "runs", 1)
-        _check_count(warmup, "warmup", 0)
+        check_count(runs, "runs", 1)
+        check_count(warmup, "warmup", 0)
         if statistic not in ("median", "p10"):
             raise ValueError(
                 'Expected `statistic` to be "median" or "p10". '
@@ -120,9 +168,7 @@ class _TimedRuntime(Runtime):
         self._check_installed()
 
     def _time_files(self, files):
-        from keras_slim.deploy.runtime import time_tflite
-
-        results = time_tflite(files, runs=self.runs, warmup=self.warmup,
+        results = time_model_files(files, runs=self.runs, warmup=self.warmup,
                               num_threads=self.threads)
         return [r.median_ms if self.statistic == "median" else r.p10_ms
                 for r in results]
@@ -131,8 +177,6 @@ class _TimedRuntime(Runtime):
         """Write the models to temporary `format` files at this runtime's
         batch (in one TensorFlow child process off the TensorFlow
         backend), time them, delete them."""
-        from keras_slim.deploy.conversion_process import write_runtime_files
-
         with tempfile.TemporaryDirectory(prefix="keras_slim_time_") as tmp:
             paths = [os.path.join(tmp, f"model_{i}.{format}")
                      for i in range(len(models))]
@@ -140,13 +184,14 @@ class _TimedRuntime(Runtime):
             return self._time_files(paths)
 
 
+@register_runtime
 class LiteRTRuntime(_TimedRuntime):
     """Times models in the LiteRT interpreter (float32, XNNPACK).
 
     Each model is converted to TFLite from a frozen concrete function
     (weights as constants, batch fixed; under JAX or PyTorch, all the
     models of one call in one TensorFlow-backend child process), then all
-    are timed interleaved by `runtime.time_tflite`.
+    are timed interleaved by `timing.time_model_files`.
 
     Args:
         threads: interpreter threads (`None`: LiteRT's default).
@@ -174,6 +219,7 @@ class LiteRTRuntime(_TimedRuntime):
         return self._time_written(models, "tflite")
 
 
+@register_runtime
 class ONNXRuntime(_TimedRuntime):
     """Times models in ONNX Runtime (CPU, float32).
 
@@ -181,7 +227,7 @@ class ONNXRuntime(_TimedRuntime):
     with its batch fixed at `batch` (`conversion_process.write_runtime_files`:
     in this process under the TensorFlow backend, in one TensorFlow child
     process under another), then all are timed interleaved by
-    `runtime.time_tflite` (its sessions' idle threads do not spin, so the
+    `timing.time_model_files` (its sessions' idle threads do not spin, so the
     sessions taking turns leave the CPU to each other), and the files
     deleted.
 
@@ -199,9 +245,6 @@ class ONNXRuntime(_TimedRuntime):
 
     def time(self, models):
         return self._time_written(models, "onnx")
-
-
-RUNTIMES = {"litert": LiteRTRuntime, "onnxruntime": ONNXRuntime}
 
 
 def runtime_from_info(info):

@@ -1,5 +1,0 @@
-"""Deprecated alias of `keras_slim.deploy.export` (kept for one release)."""
-
-from keras_slim._deprecated import alias as _alias
-
-_alias(__name__, "keras_slim.deploy.export")
