@@ -11,9 +11,11 @@ import importlib
 
 __all__ = [
     "call_count",
+    "functional_class",
     "custom_scale_layer",
     "flatten_layers",
     "functional_of",
+    "input_layer_of",
     "input_structure",
     "nodes_by_depth",
     "op_classes",
@@ -40,6 +42,26 @@ def produced_by(tensor):
     Why: a symbolic tensor records its producer only in `_keras_history`.
     """
     return tensor._keras_history.operation.name
+
+
+def input_layer_of(tensor):
+    """The `InputLayer` that creates the model input `tensor`.
+
+    Why: a symbolic tensor records its producer only in `_keras_history`;
+    the layer holds what `keras.Input` was given (`optional`, `sparse`).
+    """
+    return tensor._keras_history.operation
+
+
+def functional_class():
+    """The class `keras.Model(inputs, outputs)` returns.
+
+    Why: Keras exports `Functional` nowhere public; a model whose class is
+    exactly it carries no user code beyond its graph.
+    """
+    from keras.src.models.functional import Functional
+
+    return Functional
 
 
 def functional_of(model):

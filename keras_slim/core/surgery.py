@@ -17,7 +17,8 @@ from keras_slim.core import rules
 from keras_slim.core import slicers
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
-from keras_slim.core.rebuilding import assign, clone_layer, rebuild
+from keras_slim.core.rebuilding import (assign, check_unshared, clone_layer,
+                                        rebuild)
 
 __all__ = ["applied_plan", "slim_model"]
 
@@ -117,6 +118,7 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
     for layer in layers:
         new_layer, layer_weights = new_layers[id(layer)]
         assign(new_layer, layer, layer_weights)
+    check_unshared(model, slim)
     if verify:
         from keras_slim.core import verification
 
