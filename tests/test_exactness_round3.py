@@ -64,7 +64,8 @@ class ScaledSkip(keras.Model):
         self.scale = scale
 
     def call(self, inputs, training=None):
-        return super().call(inputs, training=training) * self.scale + inputs
+        outputs = super().call(inputs, training=training)
+        return keras.ops.add(keras.ops.multiply(outputs, self.scale), inputs)
 
     @property
     def doubled(self):
@@ -73,7 +74,7 @@ class ScaledSkip(keras.Model):
 
 class ScaledSkipChild(ScaledSkip):
     def call(self, inputs, training=None):
-        return super().call(inputs, training=training) - 1.0
+        return keras.ops.subtract(super().call(inputs, training=training), 1.0)
 
 
 @pytest.mark.parametrize("cls", [ScaledSkip, ScaledSkipChild])
@@ -90,7 +91,8 @@ def test_subclass_overriding_call_keeps_class_and_is_exact(cls):
 
 class ScaledSequential(keras.Sequential):
     def call(self, inputs, training=None, mask=None):
-        return super().call(inputs, training=training, mask=mask) * 4.0
+        return keras.ops.multiply(
+            super().call(inputs, training=training, mask=mask), 4.0)
 
 
 def test_sequential_subclass_overriding_call_keeps_class_and_is_exact():
@@ -103,9 +105,9 @@ def test_sequential_subclass_overriding_call_keeps_class_and_is_exact():
 
 
 class CountingTrainStep(keras.Model):
-    def train_step(self, data):
+    def train_step(self, *args):  # (data), or (state, data) on JAX
         self.steps_seen = getattr(self, "steps_seen", 0) + 1
-        return super().train_step(data)
+        return super().train_step(*args)
 
 
 def test_subclass_train_step_is_kept_and_used_by_fit():
@@ -116,7 +118,7 @@ def test_subclass_train_step_is_kept_and_used_by_fit():
     slim.compile(optimizer="sgd", loss="mse")
     slim.fit(inputs, np.zeros_like(inputs), epochs=1, batch_size=3,
              verbose=0)
-    assert slim.steps_seen == 1
+    assert slim.steps_seen >= 1  # traced once, or run once
 
 
 def test_nested_subclass_overriding_call_keeps_its_boundary():
@@ -344,3 +346,23 @@ def test_plan_json_without_widths_is_refused():
                "widths": {k: v for k, v in data["widths"].items() if k != name}}
     with pytest.raises(ValueError, match=f"`{name}`"):
         keras_slim.PruningPlan.from_dict(partial)
+
+
+class CallsItsOwnLayer(keras.Model):
+    """`call` reaches a graph layer through an attribute."""
+
+    def __init__(self, **kwargs):
+        inputs, outputs = _graph()
+        super().__init__(inputs, outputs, **kwargs)
+        self.last = self.get_layer("c2")
+
+    def call(self, inputs, training=None):
+        return keras.ops.add(super().call(inputs, training=training),
+                             keras.ops.multiply(self.last.bias, 0.0))
+
+
+def test_subclass_attribute_holding_a_graph_layer_points_to_the_slim_copy():
+    model = CallsItsOwnLayer(name="own")
+    slim, _ = _mask_slim_match(model, ["bn1"])
+    assert slim.last is slim.get_layer("c2")
+    assert slim.last is not model.last

@@ -185,8 +185,8 @@ def _copy_attributes(model, new, new_layers, built):
         ValueError: an attribute holds a layer the graph does not call, or a
             variable, which the slim model would share with the original.
     """
-    known = set(vars(new))
-    for key, value in vars(model).items():
+    known = set(_attributes(new))
+    for key, value in _attributes(model).items():
         if key in known:
             continue
         try:
@@ -199,8 +199,21 @@ def _copy_attributes(model, new, new_layers, built):
                 "slim model would share it with the original. Overridden "
                 f"methods: {_overridden(model)}."
             ) from None
-        if value is not _SKIP:
+        if isinstance(value, keras.layers.Layer):
+            setattr(new, key, value)  # tracked as the original's was
+        elif value is not _SKIP:
             object.__setattr__(new, key, value)
+
+
+def _attributes(obj):
+    """An object's instance attributes; on the torch backend a layer's
+    sublayers live in torch's module dict, not the instance dict."""
+    attributes = dict(vars(obj))
+    modules = attributes.get("_modules")
+    if isinstance(modules, dict):
+        attributes.update(
+            {k: v for k, v in modules.items() if v is not None})
+    return attributes
 
 
 class _Unshareable(Exception):
