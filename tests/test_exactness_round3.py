@@ -366,3 +366,18 @@ def test_subclass_attribute_holding_a_graph_layer_points_to_the_slim_copy():
     slim, _ = _mask_slim_match(model, ["bn1"])
     assert slim.last is slim.get_layer("c2")
     assert slim.last is not model.last
+
+
+def test_trained_subclass_carries_its_attributes_not_its_training_state():
+    model = ScaledSkip(scale=2.0, name="trained")
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 3)).astype("float32")
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, x, epochs=1, verbose=0)
+    slim = keras_slim.slim_model(model, keras_slim.PruningPlan({}))
+    carried = set(vars(slim)) - set(vars(keras.Model(slim.inputs,
+                                                     slim.outputs)))
+    assert "scale" in carried
+    assert not carried & {"_compile_config", "_jax_state", "stop_training",
+                          "_eval_epoch_iterator", "train_function"}
+    slim.compile(optimizer="sgd", loss="mse")
+    slim.fit(x, x, epochs=1, verbose=0)

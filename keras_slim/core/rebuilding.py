@@ -185,7 +185,7 @@ def _copy_attributes(model, new, new_layers, built):
         ValueError: an attribute holds a layer the graph does not call, or a
             variable, which the slim model would share with the original.
     """
-    known = set(_attributes(new))
+    known = set(_attributes(new)) | keras_compat.training_attributes()
     for key, value in _attributes(model).items():
         if key in known:
             continue
