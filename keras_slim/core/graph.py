@@ -17,7 +17,8 @@ from keras_slim.core import slicers
 from keras_slim.core.groups import Call, ChannelGroup
 from keras_slim.core.layout import Layout, Segment
 from keras_slim.core.models import (  # noqa: F401  (re-exported)
-    check_model, graph_of, is_graph_model, leaf_layers, ordered_nodes)
+    check_model, graph_of, is_graph_model, leaf_layers, ordered_nodes,
+    overrides_call, unique_names)
 
 __all__ = ["Call", "ChannelGraph", "ChannelGroup", "channel_groups",
            "check_model", "graph_of", "is_graph_model", "leaf_layers",
@@ -53,7 +54,7 @@ class ChannelGraph:
         self.layer_output = {}
         self.barriers = []
         self._alias = {}
-        self._names = _unique_names(model)
+        self._names = unique_names(model)
         graph = graph_of(model)
         input_keys = []
         for tensor in graph.inputs:
@@ -95,12 +96,12 @@ class ChannelGraph:
             op = node.operation
             if is_graph_model(op):
                 inner_scope = scope + (id(node),)
-                if _overrides_call(op):
+                if overrides_call(op):
                     self._freeze_boundary(op, inputs)
                 outputs = self._walk(graph_of(op), inner_scope, inputs)
                 for tensor, key in zip(node.output_tensors, outputs):
                     self._alias[(scope, id(tensor))] = key
-                if _overrides_call(op):
+                if overrides_call(op):
                     self._freeze_boundary(op, outputs)
                 continue
             outputs = []
@@ -373,59 +374,6 @@ class ChannelGraph:
         if all(channels(seg.space) is None for seg in layout.segments):
             return None
         return layout.positions(channels)
-
-
-def _scoped_operations(model, where=""):
-    """(operation, path of the nested model that calls it) of every leaf
-    operation of `model`, nested models read through."""
-    for node in ordered_nodes(graph_of(model)):
-        op = node.operation
-        if is_graph_model(op):
-            inner = f"{where}/{op.name}" if where else op.name
-            yield from _scoped_operations(op, inner)
-        else:
-            yield op, where
-
-
-def _unique_names(model):
-    """id(operation) -> a name no other operation of `model` has.
-
-    A name two operations share (two towers built by one function, two
-    `keras.applications` models) is prefixed by the nested model's path.
-
-    Raises:
-        ValueError: two operations still share a name (one nested model
-            reached under two names cannot happen; two operations of one
-            nested model named alike can, with custom graphs).
-    """
-    where = {}
-    by_name = {}
-    for op, path in _scoped_operations(model):
-        if id(op) not in where:
-            where[id(op)] = path
-            by_name.setdefault(op.name, []).append(op)
-    names = {}
-    taken = {}
-    for name, ops in by_name.items():
-        for op in ops:
-            path = where[id(op)]
-            unique = f"{path}/{name}" if len(ops) > 1 and path else name
-            if unique in taken:
-                raise ValueError(
-                    f"Two different layers are named `{unique}` in model "
-                    f"`{model.name}`, in {taken[unique] or 'the top level'} "
-                    f"and {path or 'the top level'}. keras_slim identifies "
-                    "layers by name; give them unique names."
-                )
-            taken[unique] = path
-            names[id(op)] = unique
-    return names
-
-
-def _overrides_call(model):
-    base = (keras.Sequential if isinstance(model, keras.Sequential)
-            else keras_compat.functional_class())
-    return type(model).call is not base.call
 
 
 def _last_dim(shape):
