@@ -11,7 +11,13 @@ inputs and outputs; one model in five is one-dimensional
 (tests/fuzz_sequences.py: Conv1D with causal padding and the 1D layers) and
 one in ten three-dimensional (tests/fuzz_volumes.py: Conv3D, grouped and
 transposed, and the 3D layers).
-Layer names are unique (plans name layers).
+Layer names are unique (plans name layers), except inside the pairs of
+towers one builder function makes (`towers`: equal inner names, as in two
+separately trained backbones). One model in eight is a `keras.Model`
+subclass (`SUBCLASSES`: overriding `call`, or `train_step` and a property,
+or holding a layer outside its graph, which slim_model must refuse naming
+the overridden methods); some nested models are subclasses overriding
+`call`.
 """
 
 import keras
@@ -31,6 +37,45 @@ OP_MERGES = {
     "ops.multiply": keras.ops.multiply,
     "ops.maximum": keras.ops.maximum,
 }
+
+
+class ScaledOutputs(keras.Model):
+    """Overrides `call`: every output scaled by `scale`."""
+
+    def __init__(self, inputs, outputs, scale=1.0, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.scale = scale
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        return keras.tree.map_structure(
+            lambda t: keras.ops.multiply(t, self.scale), outputs)
+
+
+class OwnTrainStep(keras.Model):
+    """Overrides `train_step` and adds a property; computes its graph."""
+
+    def train_step(self, *args):
+        return super().train_step(*args)
+
+    @property
+    def depth(self):
+        return len(self.layers)
+
+
+class HoldsOutsideLayer(keras.Model):
+    """Holds a layer its graph does not call: cannot be slimmed unshared."""
+
+    def __init__(self, inputs, outputs, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.spare = L.Dense(2, name="spare")
+        self.spare.build((None, 2))
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs, training=training, mask=mask)
+
+
+SUBCLASSES = [ScaledOutputs, ScaledOutputs, OwnTrainStep, HoldsOutsideLayer]
 
 
 class Builder:
@@ -254,7 +299,11 @@ class Builder:
         y = self.conv(inner_in, bn=True)
         if self.flag(0.5):
             y = self.activation(y)
-        inner = keras.Model(inner_in, y, name=self.name("inner"))
+        if self.flag(0.2):  # a subclass overriding `call`
+            inner = ScaledOutputs(inner_in, y, scale=self.pick([0.5, 2.0]),
+                                  name=self.name("inner"))
+        else:
+            inner = keras.Model(inner_in, y, name=self.name("inner"))
         out = inner(x)
         same = [t for t in self.pool if tuple(t.shape) == tuple(x.shape)
                 and t is not x]
@@ -262,6 +311,28 @@ class Builder:
             other = inner(self.pick(same))
             out = L.Add(name=self.name("merge"))([out, other])
         return out
+
+    def towers(self, x):
+        """Two nested models from one builder function, so with equal inner
+        layer names, merged: two backbones, a siamese net, unshared."""
+        filters = self.draw(st.integers(2, 6))
+        kw = self._kernel(x, strided=False)
+        config = dict(use_bias=self.flag(), activation=self.pick(ACTIVATIONS))
+        center, scale, act = self.flag(0.9), self.flag(0.9), self.flag()
+        stem = self.name("tower")
+
+        def tower(name):
+            inner_in = keras.Input(tuple(x.shape[1:]))
+            y = L.Conv2D(filters, name="conv", **kw, **config)(inner_in)
+            y = L.BatchNormalization(center=center, scale=scale, name="bn")(y)
+            if act:
+                y = L.ReLU(name="relu")(y)
+            return keras.Model(inner_in, y, name=name)
+
+        a, b = tower(f"{stem}a")(x), tower(f"{stem}b")(x)
+        if self.flag():
+            return L.Add(name=self.name("merge"))([a, b])
+        return L.Concatenate(name=self.name("cat"))([a, b])
 
     def shared(self, x):
         layer = L.Conv2D(self.draw(st.integers(2, 5)), self.pick([1, 3]),
@@ -278,7 +349,7 @@ class Builder:
     BLOCKS = ["conv", "conv", "conv", "depthwise", "separable", "transpose",
               "dense_on_image",
               "activation", "shape_only", "preprocessing", "merge", "merge",
-              "concat", "nested", "shared"]
+              "concat", "nested", "towers", "shared"]
 
     def block(self, x):
         y = getattr(self, self.pick(self.BLOCKS))(x)
@@ -313,7 +384,21 @@ class Builder:
 
 
 def build(draw):
-    """A random functional model; see the module docstring."""
+    """A random functional model, one in eight of a subclass; see the
+    module docstring."""
+    model = _build(draw)
+    # A seeded draw: hypothesis' own favour small values, far more than 1/8.
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    if rng.random() < 0.125:
+        cls = SUBCLASSES[rng.integers(len(SUBCLASSES))]
+        options = {}
+        if cls is ScaledOutputs:
+            options["scale"] = float(rng.choice([0.5, 3.0]))
+        model = cls(model.input, model.output, **options)
+    return model
+
+
+def _build(draw):
     kind = draw(st.floats(0, 1))
     if kind < 0.2:
         from tests import fuzz_sequences  # pylint: disable=import-outside-toplevel

@@ -1,7 +1,8 @@
 """Property-based fuzzing of the channel graph and the surgery.
 
-Random functional models (tests/fuzz_models.py) are checked against the two
-invariants of issue 10:
+Random functional models (tests/fuzz_models.py; some of them model
+subclasses, some with towers whose inner layers share names) are checked
+against the invariants of issue 10:
 
 (a) gamma and beta zeroed on random channels -> `plan_zero_gamma` ->
     `slim_model`: outputs equal within 1e-4 relative.
@@ -14,6 +15,9 @@ so, naming layers that pad with zeros: a zero channel can still reach a
 consumer as a nonzero constant (`act(0)`, `x + 0.25`), and a "same"-padded
 consumer sees 0, not that constant, at the borders (see
 docs/surgery-and-exactness.md, "When a fold is exact").
+
+A subclass keeps its class through `slim_model`, or, holding a layer its
+graph does not call, is refused with an error naming its overridden methods.
 
 A run where nothing is ever cut fails: the invariants must not pass
 vacuously. The CI budget is fixed and derandomized; `make fuzz` runs a long
@@ -31,6 +35,7 @@ from hypothesis import strategies as st
 
 import keras_slim
 from keras_slim.core import rules
+from keras_slim.core.keras_compat import functional_class
 from tests import fuzz_models, zoo
 
 EXAMPLES = int(os.environ.get("KERAS_SLIM_FUZZ_EXAMPLES", "150"))
@@ -40,14 +45,14 @@ RANDOM = os.environ.get("KERAS_SLIM_FUZZ_RANDOM", "") == "1"
 def _kill(model, rng, kill_beta):
     """Zero gamma (and beta) on random channels: coherently over a group's
     BatchNormalizations (so groups can shrink) and at random."""
-    bns = {bn.name: bn for bn in zoo.batchnorms(model)}
-    for group in keras_slim.channel_groups(model):
+    graph = keras_slim.core.graph.ChannelGraph(model)
+    for group in graph.groups:
         if not group.prunable or not group.batchnorms or rng.random() < 0.2:
             continue
         dead = rng.permutation(group.width)[: rng.integers(1, group.width + 1)]
-        for name, matrix in group.bn_positions.items():
-            zoo._kill(bns[name], matrix[dead].ravel(), kill_beta)
-    for bn in bns.values():
+        for name, matrix in group.bn_positions.items():  # `tower3a/bn`
+            zoo._kill(graph.layer(name), matrix[dead].ravel(), kill_beta)
+    for bn in zoo.batchnorms(model):
         if rng.random() < 0.3:
             n = bn.moving_mean.shape[0]
             zoo._kill(bn, rng.permutation(n)[: rng.integers(0, n + 1)],
@@ -92,8 +97,20 @@ def _exact_unless_warned(model, before, after, messages):
 
 def _check(model, seed, stats):
     params = model.count_params()
+    stats["subclassed"] += type(model) is not functional_class()
     # (a) gamma and beta zero.
-    before, after, slim, messages, _ = _slim(model, seed, kill_beta=True)
+    try:
+        before, after, slim, messages, (plan, _) = _slim(model, seed,
+                                                          kill_beta=True)
+    except ValueError as error:
+        # Only a subclass holding what its graph does not may be refused,
+        # naming its overridden methods.
+        assert isinstance(model, fuzz_models.HoldsOutsideLayer), error
+        assert "Overridden methods: `call`" in str(error), error
+        stats["refused"] += 1
+        return
+    assert type(slim) is type(model)  # the class, overrides and all, kept
+    stats["towers_cut"] += any("/" in name for name in plan.kept)
     exact = _exact_unless_warned(model, before, after, messages)
     stats["examples"] += 1
     stats["approximate"] += not exact
@@ -140,13 +157,16 @@ def _fuzz(stats):
 
 def test_fuzz_random_models_slim_exactly():
     stats = dict(examples=0, cut_examples=0, params_cut=0, params=0,
-                 approximate=0, exact_folds=0, made_exact=0)
+                 approximate=0, exact_folds=0, made_exact=0, subclassed=0,
+                 refused=0, towers_cut=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _fuzz(stats)
     print(f"fuzz: {stats}")
     # Nothing vacuous: most runs must actually cut and fold something.
     assert stats["examples"] >= min(EXAMPLES, 50)
+    assert stats["subclassed"] > stats["refused"] > 0, stats
+    assert stats["towers_cut"] > 0, stats  # `tower3a/conv` and the like
     assert stats["cut_examples"] >= 0.3 * stats["examples"], stats
     assert stats["params_cut"] > 0.02 * stats["params"], stats
     assert stats["exact_folds"] >= 0.1 * stats["examples"], stats

@@ -21,6 +21,8 @@ from keras_slim.core.models import (  # noqa: F401  (re-exported)
     is_graph_model,
     leaf_layers,
     ordered_nodes,
+    overrides_call,
+    unique_names,
 )
 
 __all__ = ["Call", "ChannelGraph", "ChannelGroup", "channel_groups",
@@ -57,7 +59,7 @@ class ChannelGraph:
         self.layer_output = {}
         self.barriers = []
         self._alias = {}
-        self._scope_names = {(): ""}
+        self._names = unique_names(model)
         graph = graph_of(model)
         input_keys = []
         for tensor in graph.inputs:
@@ -71,11 +73,11 @@ class ChannelGraph:
         self.output_keys = self._walk(graph, (), input_keys)
         for key in self.output_keys:
             self._freeze(self.layouts[key], "model output")
-        self._check_unique_names()
         self._warn_barriers()
         self.groups = self._collect_groups()
         self.group_by_name = {g.name: g for g in self.groups}
-        self._layer_by_name = {c.layer.name: c.layer for c in self.calls}
+        self._layer_by_name = {self.name_of(c.layer): c.layer
+                               for c in self.calls}
         self._call_counts = {}
         for call in self.calls:
             key = id(call.layer)
@@ -99,13 +101,13 @@ class ChannelGraph:
             op = node.operation
             if is_graph_model(op):
                 inner_scope = scope + (id(node),)
-                outer = self._scope_names[scope]
-                self._scope_names[inner_scope] = (
-                    f"{outer}/{op.name}" if outer else op.name
-                )
+                if overrides_call(op):
+                    self._freeze_boundary(op, inputs)
                 outputs = self._walk(graph_of(op), inner_scope, inputs)
                 for tensor, key in zip(node.output_tensors, outputs):
                     self._alias[(scope, id(tensor))] = key
+                if overrides_call(op):
+                    self._freeze_boundary(op, outputs)
                 continue
             outputs = []
             for tensor in node.output_tensors:
@@ -173,7 +175,8 @@ class ChannelGraph:
             frozen = call.role.frozen_output
             if frozen:
                 frozen = f"`{call.layer.name}`: {frozen}"
-            space = self.spaces.new(width, call.layer.name, frozen=frozen or None)
+            space = self.spaces.new(width, self.name_of(call.layer),
+                                    frozen=frozen or None)
             self.layer_output[id(call.layer)] = space
         self.layouts[call.outputs[0]] = Layout((Segment(space, width),))
         return True
@@ -231,15 +234,14 @@ class ChannelGraph:
 
     def _barrier(self, call):
         reason = call.role.reason or "barrier"
+        name = self.name_of(call.layer)
         for key in call.inputs:
-            self._freeze(self.layouts[key], f"`{call.layer.name}`: {reason}")
+            self._freeze(self.layouts[key], f"`{name}`: {reason}")
         for key in call.outputs:
             width = _last_dim(self.shapes[key]) or 0
-            space = self.spaces.new(
-                width, call.layer.name, frozen=f"`{call.layer.name}`: {reason}"
-            )
+            space = self.spaces.new(width, name, frozen=f"`{name}`: {reason}")
             self.layouts[key] = Layout((Segment(space, width),))
-        self.barriers.append((call.layer.name, reason, call.role.warn))
+        self.barriers.append((name, reason, call.role.warn))
 
     def _unify(self, a, b):
         if not a.compatible(b):
@@ -252,24 +254,19 @@ class ChannelGraph:
         for seg in layout.segments:
             self.spaces.freeze(seg.space, reason)
 
-    def _check_unique_names(self):
-        """Plans, penalties and scores name layers: two different layers
-        with one name (two unshared nested models built by one function)
-        would be confused, so they are refused."""
-        seen = {}
-        for call in self.calls:
-            scope = call.outputs[0][0] if call.outputs else ()
-            where = self._scope_names[scope]
-            where = f"nested model `{where}`" if where else "the top level"
-            first = seen.setdefault(call.layer.name, (call.layer, where))
-            if first[0] is not call.layer:
-                raise ValueError(
-                    f"Two different layers are named `{call.layer.name}` in "
-                    f"model `{self.model.name}`: one in {first[1]}, one in "
-                    f"{where}. keras_slim identifies layers by name; give "
-                    "the layers of each nested model unique names (for "
-                    "example a prefix per copy)."
-                )
+    def _freeze_boundary(self, model, keys):
+        """A nested model that overrides `call` computes what its graph
+        does not say; its inputs and outputs keep every channel."""
+        reason = (f"nested model `{model.name}` ({type(model).__name__}) "
+                  "overrides `call`")
+        for key in keys:
+            self._freeze(self.layouts[key], reason)
+
+    def name_of(self, layer):
+        """The name plans and groups give `layer`: its own, or, where two
+        layers of nested models share it, prefixed by the nested model's
+        path (`left/conv`)."""
+        return self._names.get(id(layer), layer.name)
 
     def _warn_barriers(self):
         unknown = {}
@@ -278,7 +275,7 @@ class ChannelGraph:
                 _WARNED.add((id(self.model), name))
                 layer_type = next(
                     type(c.layer).__name__ for c in self.calls
-                    if c.layer.name == name
+                    if self.name_of(c.layer) == name
                 )
                 unknown.setdefault((layer_type, reason), []).append(name)
         for (layer_type, reason), names in unknown.items():
@@ -308,7 +305,7 @@ class ChannelGraph:
 
         for call in self.calls:
             kind = call.role.kind
-            name = call.layer.name
+            name = self.name_of(call.layer)
             if kind == slicers.BARRIER:
                 continue
             in_roots = {

@@ -11,15 +11,18 @@ import importlib
 
 __all__ = [
     "call_count",
+    "functional_class",
     "custom_scale_layer",
     "flatten_layers",
     "functional_of",
+    "input_layer_of",
     "input_structure",
     "nodes_by_depth",
     "op_classes",
     "output_structure",
     "produced_by",
     "restore_make_train_function",
+    "training_attributes",
     "wrap_make_train_function",
 ]
 
@@ -40,6 +43,46 @@ def produced_by(tensor):
     Why: a symbolic tensor records its producer only in `_keras_history`.
     """
     return tensor._keras_history.operation.name
+
+
+def input_layer_of(tensor):
+    """The `InputLayer` that creates the model input `tensor`.
+
+    Why: a symbolic tensor records its producer only in `_keras_history`;
+    the layer holds what `keras.Input` was given (`optional`, `sparse`).
+    """
+    return tensor._keras_history.operation
+
+
+def functional_class():
+    """The class `keras.Model(inputs, outputs)` returns.
+
+    Why: Keras exports `Functional` nowhere public; a model whose class is
+    exactly it carries no user code beyond its graph.
+    """
+    from keras.src.models.functional import Functional
+
+    return Functional
+
+
+def training_attributes():
+    """Attributes `compile`, `fit`, `evaluate` and `predict` set on a model.
+
+    Why: they hold the training state of the model they were set on
+    (compiled functions, iterators, JAX state, the compile config); a copy
+    of a model subclass must not carry them, and Keras lists them nowhere
+    public (read from keras/src/trainers and backend/*/trainer.py, 3.15).
+    """
+    return frozenset({
+        "_compile_config", "_compile_loss", "_compile_metrics",
+        "_compiled_trainable_state", "_current_iterator",
+        "_distributed_dataset", "_epoch_iterator", "_eval_epoch_iterator",
+        "_jax_state", "_jax_state_synced", "_loss_tracker", "_steps_seen",
+        "compiled", "history", "loss", "optimizer", "predict_function",
+        "stop_evaluating", "stop_predicting", "stop_training",
+        "test_function", "train_function", "ov_compiled_model",
+        "ov_device", "ov_input_shapes",
+    })
 
 
 def functional_of(model):

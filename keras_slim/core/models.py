@@ -11,6 +11,8 @@ __all__ = [
     "is_graph_model",
     "leaf_layers",
     "ordered_nodes",
+    "overrides_call",
+    "unique_names",
 ]
 
 
@@ -70,3 +72,57 @@ def ordered_nodes(model):
         for node in by_depth[depth]:
             if node.operation is not None and not node.is_input:
                 yield node
+
+
+def _scoped_operations(model, where=""):
+    """(operation, path of the nested model that calls it) of every leaf
+    operation of `model`, nested models read through."""
+    for node in ordered_nodes(graph_of(model)):
+        op = node.operation
+        if is_graph_model(op):
+            inner = f"{where}/{op.name}" if where else op.name
+            yield from _scoped_operations(op, inner)
+        else:
+            yield op, where
+
+
+def unique_names(model):
+    """id(operation) -> a name no other operation of `model` has.
+
+    A name two operations share (two towers built by one function, two
+    `keras.applications` models) is prefixed by the nested model's path.
+
+    Raises:
+        ValueError: two operations still share a name (one nested model
+            reached under two names cannot happen; two operations of one
+            nested model named alike can, with custom graphs).
+    """
+    where = {}
+    by_name = {}
+    for op, path in _scoped_operations(model):
+        if id(op) not in where:
+            where[id(op)] = path
+            by_name.setdefault(op.name, []).append(op)
+    names = {}
+    taken = {}
+    for name, ops in by_name.items():
+        for op in ops:
+            path = where[id(op)]
+            unique = f"{path}/{name}" if len(ops) > 1 and path else name
+            if unique in taken:
+                raise ValueError(
+                    f"Two different layers are named `{unique}` in model "
+                    f"`{model.name}`, in {taken[unique] or 'the top level'} "
+                    f"and {path or 'the top level'}. keras_slim identifies "
+                    "layers by name; give them unique names."
+                )
+            taken[unique] = path
+            names[id(op)] = unique
+    return names
+
+
+def overrides_call(model):
+    """Whether `model`'s class overrides the `call` of its graph."""
+    base = (keras.Sequential if isinstance(model, keras.Sequential)
+            else keras_compat.functional_class())
+    return type(model).call is not base.call

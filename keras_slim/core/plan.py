@@ -62,12 +62,34 @@ class PruningPlan:
 
     @classmethod
     def from_dict(cls, data):
+        """The plan `to_dict()` wrote; every kept group needs its width.
+
+        Raises:
+            ValueError: `data` has no `kept`, or no width for a kept group.
+        """
         if not isinstance(data, dict) or "kept" not in data:
             raise ValueError(
                 "Expected a dict with a `kept` entry, as written by "
                 f"PruningPlan.to_dict(). Received: {data!r}"
             )
-        return cls(data["kept"], data.get("widths"))
+        widths = data.get("widths")
+        if not isinstance(widths, dict):
+            raise ValueError(
+                "Expected the plan's `widths` entry to be a dict of group "
+                "name -> full width, as written by PruningPlan.to_dict(); "
+                "without it the plan cannot be checked against the model. "
+                f"Received: widths={widths!r}"
+            )
+        missing = sorted(set(map(str, data["kept"])) - set(map(str, widths)))
+        if missing:
+            shown = ", ".join(f"`{name}`" for name in missing[:5])
+            raise ValueError(
+                f"The plan's `widths` lack the groups {shown}; without "
+                "their widths the plan cannot be checked against the model. "
+                "Write the plan with plan.complete(channel_groups(model))"
+                ".to_json()."
+            )
+        return cls(data["kept"], widths)
 
     def to_json(self):
         return json.dumps(self.to_dict(), sort_keys=True)

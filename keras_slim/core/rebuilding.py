@@ -1,25 +1,79 @@
 """Building the slim model: each kept layer cloned with its thinner config,
-the graph rebuilt in execution order, and the cut weights assigned."""
+the graph rebuilt in execution order, and the cut weights assigned.
+
+What the user wrote is kept: a layer comes back with its name (even when its
+`__init__` renames itself, or its `get_config` forgets the name), a model
+input with its spec (`optional`, `sparse`), a model subclass with its class,
+its methods and its attributes. The slim model shares no variable with the
+original; what cannot be rebuilt is refused, naming the reason.
+"""
+
+import copy
 
 import keras
+import numpy as np
 
 from keras_slim.core import copying, keras_compat
 from keras_slim.core.graph import graph_of, is_graph_model, ordered_nodes
 
-__all__ = ["assign", "clone_layer", "rebuild"]
+__all__ = ["assign", "check_unshared", "clone_layer", "rebuild"]
+
+# Training state that `compile` and `fit` leave on a model: the slim model
+# is compiled anew, so these are not carried over.
+_TRAINING_STATE = (
+    keras.optimizers.Optimizer,
+    keras.metrics.Metric,
+    keras.losses.Loss,
+    keras.callbacks.Callback,
+)
 
 
 def clone_layer(layer, update):
+    """A new layer of `layer`'s class from its config with `update` applied.
+
+    Layers the config holds as objects are cloned too (never shared), and
+    the clone gets `layer`'s name and its sublayers' names.
+    """
     config = layer.get_config()
     config.update(update)
+    config = _clone_held_layers(config)
+    options = {}
+    if isinstance(layer, keras.layers.Lambda):
+        # The config was serialised just above, from the user's own function:
+        # nothing untrusted is loaded.
+        options["safe_mode"] = False
     try:
-        return layer.__class__.from_config(config)
+        new = layer.__class__.from_config(config, **options)
     except Exception as error:
         raise ValueError(
             f"Cannot rebuild layer `{layer.name}` ({type(layer).__name__}) "
             f"from its config: {error}. Custom layers need a get_config() "
             "that from_config() accepts."
         ) from None
+    _copy_names(layer, new)
+    return new
+
+
+def _clone_held_layers(value):
+    if isinstance(value, keras.layers.Layer):
+        return clone_layer(value, {})
+    if isinstance(value, dict):
+        return {k: _clone_held_layers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone_held_layers(v) for v in value)
+    return value
+
+
+def _copy_names(layer, new):
+    """Give `new` (not yet built) the names of `layer` and its sublayers."""
+    new.name = layer.name
+    old_inner = keras_compat.flatten_layers(layer)
+    new_inner = keras_compat.flatten_layers(new)
+    if len(old_inner) == len(new_inner) and all(
+        type(a) is type(b) for a, b in zip(old_inner, new_inner)
+    ):
+        for a, b in zip(old_inner, new_inner):
+            b.name = a.name
 
 
 def rebuild(model, new_layers, built, input_shapes=None):
@@ -34,34 +88,13 @@ def rebuild(model, new_layers, built, input_shapes=None):
     if input_shapes is None:
         input_shapes = [tuple(t.shape) for t in graph.inputs]
     if isinstance(model, keras.Sequential):
-        first = graph.inputs[0]
-        layers = [
-            keras.layers.InputLayer(
-                batch_shape=input_shapes[0],
-                dtype=first.dtype,
-                name=keras_compat.produced_by(first),
-            )
-        ]
-        for layer in model.layers:
-            if is_graph_model(layer):
-                raise ValueError(
-                    f"Sequential model `{model.name}` contains the model "
-                    f"`{layer.name}`; keras_slim rebuilds nested models inside "
-                    "functional models only."
-                )
-            else:
-                layers.append(new_layers[id(layer)][0])
-        new = keras.Sequential(layers, name=model.name, trainable=model.trainable)
+        new = _rebuild_sequential(model, graph, new_layers, built,
+                                  input_shapes[0])
         built[id(model)] = new
         return new
     tensors = {}
     for tensor, shape in zip(graph.inputs, input_shapes):
-        tensors[id(tensor)] = keras.Input(
-            batch_shape=shape,
-            dtype=tensor.dtype,
-            sparse=getattr(tensor, "sparse", False),
-            name=keras_compat.produced_by(tensor),
-        )
+        tensors[id(tensor)] = _input_like(tensor, shape)
     for node in ordered_nodes(graph):
         if any(id(t) not in tensors for t in node.input_tensors):
             continue
@@ -83,9 +116,174 @@ def rebuild(model, new_layers, built, input_shapes=None):
 
     inputs = keras.tree.map_structure(convert, keras_compat.input_structure(graph))
     outputs = keras.tree.map_structure(convert, keras_compat.output_structure(graph))
-    new = keras.Model(inputs, outputs, name=model.name, trainable=model.trainable)
+    cls = type(model)
+    if cls is keras_compat.functional_class():
+        new = keras.Model(inputs, outputs, name=model.name,
+                          trainable=model.trainable)
+    else:
+        # What the subclass' own `super().__init__(inputs, outputs)` runs
+        # (Keras put `Functional` among its bases when it was first built).
+        new = cls.__new__(cls)
+        keras_compat.functional_class().__init__(
+            new, inputs, outputs, name=model.name, trainable=model.trainable)
+        _copy_attributes(model, new, new_layers, built)
     built[id(model)] = new
     return new
+
+
+def _input_like(tensor, shape):
+    layer = keras_compat.input_layer_of(tensor)
+    return keras.Input(
+        batch_shape=shape,
+        dtype=tensor.dtype,
+        sparse=getattr(tensor, "sparse", False),
+        name=layer.name,
+        optional=getattr(layer, "optional", False),
+    )
+
+
+def _rebuild_sequential(model, graph, new_layers, built, input_shape):
+    first = graph.inputs[0]
+    input_layer = keras_compat.input_layer_of(first)
+    probe = _input_like(first, input_shape)
+    layers = [
+        keras.layers.InputLayer(
+            batch_shape=input_shape,
+            dtype=first.dtype,
+            sparse=getattr(first, "sparse", False),
+            name=input_layer.name,
+            optional=getattr(input_layer, "optional", False),
+        )
+    ]
+    x = probe
+    for layer in model.layers:
+        if is_graph_model(layer):
+            new_layer = rebuild(layer, new_layers, built, [tuple(x.shape)])
+        else:
+            new_layer = new_layers[id(layer)][0]
+        x = new_layer(x)  # the next nested model's input shape
+        layers.append(new_layer)
+    cls = type(model)
+    if cls is keras.Sequential:
+        return keras.Sequential(layers, name=model.name,
+                                trainable=model.trainable)
+    new = cls.__new__(cls)
+    keras.Sequential.__init__(new, layers, name=model.name,
+                              trainable=model.trainable)
+    _copy_attributes(model, new, new_layers, built)
+    return new
+
+
+def _copy_attributes(model, new, new_layers, built):
+    """Carry the attributes a model subclass' `__init__` set over to `new`.
+
+    Layers the graph calls become their slim copies; plain data is copied;
+    training state (optimizer, metrics) is left for a new `compile`.
+
+    Raises:
+        ValueError: an attribute holds a layer the graph does not call, or a
+            variable, which the slim model would share with the original.
+    """
+    known = set(_attributes(new)) | keras_compat.training_attributes()
+    for key, value in _attributes(model).items():
+        if key in known:
+            continue
+        try:
+            value = _carried(value, new_layers, built)
+        except _Unshareable as error:
+            raise ValueError(
+                f"Cannot rebuild model `{model.name}` "
+                f"({type(model).__name__}): its attribute `{key}` holds "
+                f"{error}, which is not part of its graph of layers, so the "
+                "slim model would share it with the original. Overridden "
+                f"methods: {_overridden(model)}."
+            ) from None
+        if isinstance(value, keras.layers.Layer):
+            setattr(new, key, value)  # tracked as the original's was
+        elif value is not _SKIP:
+            object.__setattr__(new, key, value)
+
+
+def _attributes(obj):
+    """An object's instance attributes; on the torch backend a layer's
+    sublayers live in torch's module dict, not the instance dict."""
+    attributes = dict(vars(obj))
+    modules = attributes.get("_modules")
+    if isinstance(modules, dict):
+        attributes.update(
+            {k: v for k, v in modules.items() if v is not None})
+    return attributes
+
+
+class _Unshareable(Exception):
+    pass
+
+
+_SKIP = object()
+
+
+def _carried(value, new_layers, built):
+    if isinstance(value, _TRAINING_STATE):
+        return _SKIP
+    if isinstance(value, keras.layers.Layer):
+        if id(value) in built:
+            return built[id(value)]
+        if id(value) in new_layers:
+            return new_layers[id(value)][0]
+        raise _Unshareable(f"layer `{value.name}` ({type(value).__name__})")
+    if isinstance(value, keras.Variable):
+        raise _Unshareable(f"variable `{value.path}`")
+    if isinstance(value, dict):
+        items = {k: _carried(v, new_layers, built) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not _SKIP}
+    if isinstance(value, (list, tuple)):
+        items = [_carried(v, new_layers, built) for v in value]
+        items = [v for v in items if v is not _SKIP]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, (int, float, complex, str, bytes, bool, type(None))):
+        return value
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # a function, a module: shared, as any Python object
+        return value
+
+
+def _overridden(model):
+    """Names of the methods and properties `model`'s own classes define."""
+    base = (keras.Sequential if isinstance(model, keras.Sequential)
+            else keras_compat.functional_class())
+    names = set()
+    for cls in type(model).__mro__:
+        if cls is base or not issubclass(cls, base):
+            break
+        names |= {
+            name for name, value in vars(cls).items()
+            if not name.startswith("__")
+            and (callable(value) or isinstance(value, property))
+        }
+    return ", ".join(f"`{n}`" for n in sorted(names)) or "none"
+
+
+def check_unshared(model, slim):
+    """Raise if `slim` holds a variable of `model`.
+
+    Raises:
+        ValueError: naming the slim layer that holds the variable.
+    """
+    owned = {id(v) for v in model.weights}
+    for layer in keras_compat.flatten_layers(slim):
+        for variable in layer.weights:
+            if id(variable) in owned:
+                raise ValueError(
+                    f"Layer `{layer.name}` ({type(layer).__name__}) of the "
+                    f"slim model holds variable `{variable.path}` of the "
+                    "original model, so training one would change the "
+                    "other. Its get_config() returns an object that holds "
+                    "the variable; return its config instead "
+                    "(keras.saving.serialize_keras_object)."
+                )
 
 
 def assign(new_layer, layer, values):

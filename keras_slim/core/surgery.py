@@ -15,7 +15,7 @@ from keras_slim.core import constants as constants_lib
 from keras_slim.core import folding, rules, slicers
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
-from keras_slim.core.rebuilding import assign, clone_layer, rebuild
+from keras_slim.core.rebuilding import assign, check_unshared, clone_layer, rebuild
 
 __all__ = ["applied_plan", "slim_model"]
 
@@ -86,6 +86,7 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
         if idx.size != graph.group_by_name[name].width
     }
     layers = _unique_layers(graph)
+    _check_finite_gammas(layers)
     weights = {id(layer): constants_lib.layer_weights(layer) for layer in layers}
     carried = None
     dead_fn = _dead_fn(graph, kept)
@@ -115,6 +116,7 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
     for layer in layers:
         new_layer, layer_weights = new_layers[id(layer)]
         assign(new_layer, layer, layer_weights)
+    check_unshared(model, slim)
     if verify:
         from keras_slim.core import verification
 
@@ -177,6 +179,23 @@ def _unique_layers(graph):
         if isinstance(call.layer, keras.layers.Layer):
             layers.setdefault(call.layer, call)
     return layers
+
+
+def _check_finite_gammas(layers):
+    """NaN gammas (a diverged training) would be copied into the slim model
+    and read as channels to keep: refused, as the planners refuse them."""
+    for layer in layers:
+        if (isinstance(layer, keras.layers.BatchNormalization) and layer.scale
+                and layer.built):
+            gamma = constants_lib.to_numpy(layer.gamma)
+            bad = int(np.sum(np.isnan(gamma)))
+            if bad:
+                raise ValueError(
+                    f"BatchNormalization layer `{layer.name}` has {bad} NaN "
+                    f"gamma(s) of {gamma.size}; the model's weights are "
+                    "broken (a diverged training?). Restore finite weights "
+                    "before slimming."
+                )
 
 
 def _positions(graph, call, kept):

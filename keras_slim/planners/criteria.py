@@ -137,7 +137,13 @@ def plan_zero_gamma(model, tol=0.0, min_channels=1):
     def dead(layer):
         if not layer.scale:
             return None
-        return np.abs(constants_lib.to_numpy(layer.gamma)) <= tol
+        gamma = constants_lib.to_numpy(layer.gamma)
+        if np.any(np.isnan(gamma)):
+            raise ValueError(
+                f"The gamma of BatchNormalization layer `{layer.name}` "
+                "contains NaN; the model's weights are broken."
+            )
+        return np.abs(gamma) <= tol
 
     removable = constant_channels(graph, dead)
     kept, widths = {}, {}
