@@ -5,8 +5,9 @@ with the gammas of the channels the plan cuts set to zero (their betas as
 they are), run through its own layers. A cut channel whose value still
 depends on the input (no BatchNormalization makes it constant, or a live
 branch is added to it) is removed, as the slim model removes it: the layers
-that mix channels read it as zero. With `fold="none"` every cut channel
-reads as zero, since that mode drops the constants.
+that mix channels read it as zero (such a channel is found as one that
+differs between the samples of the random batch). With `fold="none"` every
+cut channel reads as zero, since that mode drops the constants.
 
 Both models run eagerly, layer by layer, in inference mode (`training=False`
 for every layer, also those called with `training=True` in the graph: a
@@ -72,7 +73,7 @@ def relative_error(expected, actual):
 
 
 def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
-          shifted=(), seed=0, batch=2):
+          shifted=(), seed=0, batch=4):
     """Raise `ValueError` at the first layer of `slim` that differs.
 
     Args:
@@ -105,12 +106,10 @@ def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         slim_graph = ChannelGraph(slim)
-    rng = np.random.default_rng(seed)
-    feeds = _random_inputs(graph, rng, batch, 0)
-    other = _random_inputs(graph, rng, batch, 1)
+    feeds = _random_inputs(graph, np.random.default_rng(seed), batch)
     reference = _Reference(graph, kept if plan_kept is None else plan_kept,
                            fold, dead_fn)
-    expected = reference.run(feeds, other)
+    expected = reference.run(feeds)
     slim_feeds = dict(zip(_input_keys(slim_graph), feeds.values()))
     actual = _run(slim_graph, slim_feeds)
     by_name = {}
@@ -141,14 +140,18 @@ def _input_keys(graph):
     return [k for k in graph.layouts if k not in produced]
 
 
-def _random_inputs(graph, rng, batch, integer):
-    """Normal floats; integer and boolean inputs all `integer`."""
+def _random_inputs(graph, rng, batch):
+    """Normal floats; integer and boolean inputs 0, then 1 from the middle
+    of the batch on, so that no input is the same in every sample."""
     feeds = {}
     for tensor in graph_of(graph.model).inputs:
         shape = (batch,) + tuple(d or 32 for d in tuple(tensor.shape)[1:])
         dtype = str(tensor.dtype or "float32")
         if "int" in dtype or "bool" in dtype:
-            feeds[((), id(tensor))] = np.full(shape, integer, dtype)
+            half = np.arange(batch) >= batch // 2
+            half = half.reshape((batch,) + (1,) * (len(shape) - 1))
+            feeds[((), id(tensor))] = np.broadcast_to(half, shape).astype(
+                dtype)
         else:
             feeds[((), id(tensor))] = rng.normal(size=shape).astype(dtype)
     return feeds
@@ -202,43 +205,37 @@ class _Reference:
         self.fold = fold
         self.dead_fn = dead_fn
 
-    def run(self, feeds, other):
-        """Run on `feeds` and, in step, on `other`, to tell which cut
-        channels depend on the input. Returns the `_Run` on `feeds`."""
+    def run(self, feeds):
+        """Run on `feeds`; returns the `_Run`."""
         run = _Run()
         run.results.update(feeds)
-        results = dict(other)
         for call in self.graph.calls:
-            first = [run.results[k] for k in call.inputs]
-            second = [results[k] for k in call.inputs]
-            self._remove_live(call, first, second)
+            arrays = self._remove_live(
+                call, [run.results[k] for k in call.inputs])
             mapping, dead = self._zero_gammas(call)
-            outs = _call(call, first, mapping)
-            other_outs = _call(call, second, mapping)
+            outs = _call(call, arrays, mapping)
             if dead is not None:
                 outs = _beta_at(call.layer, outs, dead)
-                other_outs = _beta_at(call.layer, other_outs, dead)
             run.results.update(zip(call.outputs, outs))
-            results.update(zip(call.outputs, other_outs))
             run.calls.append((call, outs))
         return run
 
-    def _remove_live(self, call, first, second):
-        """Zero, in place, the cut input channels of a layer that mixes
-        channels: those that differ between the two runs (all of them with
-        `fold="none"`)."""
+    def _remove_live(self, call, arrays):
+        """Zero the cut input channels of a layer that mixes channels that
+        differ between the samples of the batch, that is, that depend on
+        the input (all of them with `fold="none"`)."""
         if call.role.kind != slicers.PRODUCER or not self.kept:
-            return
+            return arrays
         layout = self.graph.layer_input.get(id(call.layer))
         positions = self.graph.kept_positions(layout, self.kept)
         if positions is None:
-            return
+            return arrays
         cut = np.setdiff1d(np.arange(layout.size), positions)
         if self.fold != "none":
-            cut = cut[~_same_channels(first[0][..., cut], second[0][..., cut])]
-        for arrays in (first, second):
-            arrays[0] = np.array(arrays[0], copy=True)
-            arrays[0][..., cut] = 0
+            cut = cut[~_same_in_every_sample(arrays[0][..., cut])]
+        array = np.array(arrays[0], copy=True)
+        array[..., cut] = 0
+        return [array] + list(arrays[1:])
 
     def _zero_gammas(self, call):
         """The mapping that zeroes a BatchNormalization's dead gammas, and
@@ -257,9 +254,11 @@ class _Reference:
         return [(layer.gamma, gamma)], None
 
 
-def _same_channels(first, second):
-    """Per last-axis channel: equal at every position in both arrays."""
-    same = (first == second) | (np.isnan(first) & np.isnan(second))
+def _same_in_every_sample(array):
+    """Per last-axis channel: whether every sample equals the first one at
+    every position (infinities and NaN included)."""
+    first = array[:1]
+    same = (array == first) | (np.isnan(array) & np.isnan(first))
     return np.all(same.reshape(-1, same.shape[-1]), axis=0)
 
 
