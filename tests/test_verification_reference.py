@@ -243,3 +243,22 @@ def test_mixed_float16_model_passes_with_the_default_tolerance():
     with pytest.raises(ValueError, match="tolerance 1e-07"):
         keras_slim.slim_model(model, plan, fold="exact", verify=True,
                               verify_tolerance=1e-7)
+
+
+def test_fold_of_a_model_output_read_by_a_batchnorm_is_in_its_bias():
+    """`d2` (no bias) is a model output and read by `bn2`: its fold cannot
+    go into `bn2`'s moving mean, which the output `d2` does not see. Found
+    by verify's comparison of the model outputs."""
+    x = inputs = keras.Input((6,))
+    x = L.Dense(8, name="d1")(x)
+    x = L.ReLU(name="act1")(L.BatchNormalization(name="bn1")(x))
+    y = L.Dense(4, use_bias=False, name="d2")(x)
+    model = keras.Model(inputs, [y, L.BatchNormalization(name="bn2")(y)])
+    zoo.randomize_batchnorms(model, np.random.default_rng(0))
+    plan = cut_half_of_bn1(model)
+    slim = keras_slim.slim_model(model, plan, verify=True)
+    x = np.random.default_rng(4).normal(size=(5, 6)).astype("float32")
+    expected = gamma_zeroed_outputs(model, plan, x)
+    for want, got in zip(expected, slim(x, training=False)):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want,
+                                   rtol=1e-5, atol=1e-5)

@@ -315,6 +315,7 @@ def _absorb(graph, call, readers, delta, weights, configs):
     following = readers.get(call.outputs[0], [])
     if (
         not rules.has_activation(layer)  # the BN sees act(x), not x
+        and call.outputs[0] not in graph.output_keys  # x itself is seen
         and graph.call_count(layer) == 1
         and len(following) == 1
         and isinstance(following[0].layer, keras.layers.BatchNormalization)
