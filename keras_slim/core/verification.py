@@ -73,7 +73,7 @@ def relative_error(expected, actual):
 
 
 def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
-          shifted=(), seed=0, batch=4):
+          shifted=(), seed=0, batch=2):
     """Raise `ValueError` at the first layer of `slim` that differs.
 
     Args:
