@@ -262,3 +262,15 @@ def test_fold_of_a_model_output_read_by_a_batchnorm_is_in_its_bias():
     for want, got in zip(expected, slim(x, training=False)):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(got), want,
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_a_constant_channel_may_differ_by_rounding_between_samples():
+    """A mean may sum the samples in different orders: a cut constant
+    channel equal up to rounding is kept, a live one is removed."""
+    constant = np.float32([[0.883], [0.883]])
+    constant[1] = np.nextafter(constant[1], np.float32(1))  # one ulp
+    live = np.float32([[0.221], [0.213]])
+    same = verification._same_in_every_sample(
+        np.concatenate([constant, live, [[-np.inf], [-np.inf]]],
+                       axis=1).astype("float32"))
+    np.testing.assert_array_equal(same, [True, False, True])
