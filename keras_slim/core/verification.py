@@ -1,30 +1,78 @@
-"""`slim_model(..., verify=True)`: check a slim model layer by layer.
+"""`slim_model(..., verify=True)`: check a slim model against the original.
 
-The reference is the original model with every cut channel set to what the
-slim model assumes it is: a channel the plan cuts outputs its beta from
-every BatchNormalization of its group (gamma taken as zero), and at each
-layer that mixes channels a cut channel whose constant is not folded (no
-BatchNormalization, or `fold="none"`) reads as zero. Both models run eagerly,
-layer by layer, on the same random inputs; the first layer (in execution
-order) whose output at the kept channels differs from the reference by more
-than the tolerance is named in a `ValueError`. A wrong rule for a custom
-layer, an approximate fold or a bug in the surgery shows up as the first
-layer where the two models part. Imports only keras and numpy.
+The reference is independent of the surgery: it is the user's model itself,
+with the gammas of the channels the plan cuts set to zero (their betas as
+they are), run through its own layers. A cut channel whose value still
+depends on the input (no BatchNormalization makes it constant, or a live
+branch is added to it) is removed, as the slim model removes it: the layers
+that mix channels read it as zero (such a channel is found as one that
+differs between the samples of the random batch). With `fold="none"` every
+cut channel reads as zero, since that mode drops the constants.
+
+Both models run eagerly, layer by layer, in inference mode (`training=False`
+for every layer, also those called with `training=True` in the graph: a
+BatchNormalization uses its moving statistics, dropout and random
+augmentation layers pass their input on), and inside a `keras.StatelessScope`,
+so neither model's variables change (moving statistics, seed states). The
+slim model fails when one of its layers' outputs at the kept channels, or one
+of its outputs, differs from the reference by more than the tolerance,
+relative to the largest finite magnitude of the reference; the first layer
+(in execution order) that does is named in a `ValueError`. The tolerance
+depends on the model's compute dtype. Imports only keras and numpy.
 """
 
+import inspect
 import warnings
 
 import keras
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
 from keras_slim.core import slicers
-from keras_slim.core.graph import ChannelGraph, graph_of
+from keras_slim.core.graph import ChannelGraph, graph_of, leaf_layers
 
-__all__ = ["check"]
+__all__ = ["check", "default_tolerance", "relative_error"]
+
+# The default tolerance by the loosest compute dtype of the model's layers:
+# about ten units in the last place for the half-precision dtypes
+# (2**-10 and 2**-7), whose deep sums of differently ordered products drift
+# by several of them; float32 and float64 keep 1e-4.
+TOLERANCES = {"float16": 1e-2, "bfloat16": 8e-2}
+DEFAULT_TOLERANCE = 1e-4
 
 
-def check(graph, slim, kept, fold, tolerance, dead_fn, values=None,
+def default_tolerance(model):
+    """The tolerance `verify` uses for `model` when none is given.
+
+    `1e-4` for float32 and float64 models; `1e-2` when a layer computes in
+    float16 (a `"float16"` or `"mixed_float16"` policy) and `8e-2` when one
+    computes in bfloat16.
+    """
+    tolerance = DEFAULT_TOLERANCE
+    for layer in leaf_layers(model):
+        dtype = str(getattr(layer, "compute_dtype", None) or "float32")
+        tolerance = max(tolerance, TOLERANCES.get(dtype, DEFAULT_TOLERANCE))
+    return tolerance
+
+
+def relative_error(expected, actual):
+    """`max |expected - actual| / max |expected|`, infinities understood.
+
+    The same infinity on both sides, or NaN on both sides, is no error; a
+    NaN or an infinity on one side only is an infinite error. The scale is
+    the largest finite magnitude of `expected` (at least 1e-3).
+    """
+    expected = np.asarray(expected, np.float64)
+    actual = np.asarray(actual, np.float64)
+    same = (expected == actual) | (np.isnan(expected) & np.isnan(actual))
+    with np.errstate(invalid="ignore"):
+        difference = np.where(same, 0.0, np.abs(expected - actual))
+    difference = np.where(np.isnan(difference), np.inf, difference)
+    finite = np.abs(expected[np.isfinite(expected)])
+    scale = max(float(np.max(finite, initial=0.0)), 1e-3)
+    return float(np.max(difference, initial=0.0)) / scale
+
+
+def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
           shifted=(), seed=0, batch=2):
     """Raise `ValueError` at the first layer of `slim` that differs.
 
@@ -35,48 +83,56 @@ def check(graph, slim, kept, fold, tolerance, dead_fn, values=None,
             included).
         fold: the fold mode used.
         tolerance: the largest difference accepted, relative to the largest
-            magnitude of the reference output of the layer.
-        dead_fn: the BatchNormalization positions taken as dead.
-        values: the constants folded (`constants.propagate`), or `None` to
-            compute them.
+            magnitude of the reference output of the layer; `None` for the
+            model's `default_tolerance`.
+        dead_fn: the BatchNormalization positions whose gamma the reference
+            takes as zero (the plan cuts them, or their gamma is zero).
+        plan_kept: the kept indices of the plan (`kept` less the carriers);
+            defaults to `kept`.
         shifted: names of layers whose fold went into the moving mean of
-            the BatchNormalization after them: compared from that BN on.
+            the BatchNormalization after them: their own outputs are not
+            compared, the BatchNormalization's are.
         seed: seed of the random inputs.
         batch: batch size of the random inputs.
     """
-    if not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+    if tolerance is None:
+        tolerance = default_tolerance(graph.model)
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+            or not tolerance >= 0):
         raise ValueError(
-            "Expected `verify_tolerance` to be a number >= 0. "
+            "Expected `verify_tolerance` to be a number >= 0 or None. "
             f"Received: verify_tolerance={tolerance!r}"
         )
-    if values is None and fold != "none":
-        values = constants_lib.propagate(
-            graph, lambda layer: constants_lib.layer_weights(layer), dead_fn)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         slim_graph = ChannelGraph(slim)
-    rng = np.random.default_rng(seed)
-    feeds = _random_inputs(graph, rng, batch)
+    feeds = _random_inputs(graph, np.random.default_rng(seed), batch)
+    reference = _Reference(graph, kept if plan_kept is None else plan_kept,
+                           fold, dead_fn)
+    expected = reference.run(feeds)
     slim_feeds = dict(zip(_input_keys(slim_graph), feeds.values()))
-    reference = _run(graph, feeds, _Masker(graph, kept, fold, dead_fn, values))
-    outputs = {}
-    for call, outs in _run(slim_graph, slim_feeds):
-        outputs.setdefault(call.layer.name, []).append(outs)
+    actual = _run(slim_graph, slim_feeds)
+    by_name = {}
+    for call, outs in actual.calls:
+        by_name.setdefault(call.layer.name, []).append(outs)
     seen = {}
-    for call, outs in reference:
+    for call, outs in expected.calls:
         name = call.layer.name
         occurrence = seen.get(name, 0)
         seen[name] = occurrence + 1
-        slim_outs = outputs.get(name, [])
+        slim_outs = by_name.get(name, [])
         if occurrence >= len(slim_outs):
             raise ValueError(
                 f"verify: layer `{name}` is missing from the slim model."
             )
         if name in shifted:
             continue
-        for key, expected, actual in zip(call.outputs, outs,
-                                         slim_outs[occurrence]):
-            _compare(graph, call, key, expected, actual, kept, tolerance)
+        for key, want, got in zip(call.outputs, outs, slim_outs[occurrence]):
+            _compare(graph, call.layer, key, want, got, kept, tolerance)
+    producers = {k: call.layer for call in graph.calls for k in call.outputs}
+    for key, slim_key in zip(graph.output_keys, slim_graph.output_keys):
+        _compare(graph, producers.get(key), key, expected.results[key],
+                 actual.results[slim_key], kept, tolerance, output=True)
 
 
 def _input_keys(graph):
@@ -85,95 +141,169 @@ def _input_keys(graph):
 
 
 def _random_inputs(graph, rng, batch):
+    """Normal floats; integer and boolean inputs 0, then 1 from the middle
+    of the batch on, so that no input is the same in every sample."""
     feeds = {}
     for tensor in graph_of(graph.model).inputs:
         shape = (batch,) + tuple(d or 32 for d in tuple(tensor.shape)[1:])
         dtype = str(tensor.dtype or "float32")
         if "int" in dtype or "bool" in dtype:
-            feeds[((), id(tensor))] = np.zeros(shape, dtype)
+            half = np.arange(batch) >= batch // 2
+            half = half.reshape((batch,) + (1,) * (len(shape) - 1))
+            feeds[((), id(tensor))] = np.broadcast_to(half, shape).astype(
+                dtype)
         else:
             feeds[((), id(tensor))] = rng.normal(size=shape).astype(dtype)
     return feeds
 
 
-def _run(graph, feeds, masker=None):
-    """Yield `(call, [numpy outputs])` running `graph` eagerly."""
-    results = dict(feeds)
+class _Run:
+    def __init__(self):
+        self.calls = []  # (call, [numpy outputs]) in execution order
+        self.results = {}  # tensor key -> numpy array
+
+
+def _run(graph, feeds):
+    run = _Run()
+    run.results.update(feeds)
     for call in graph.calls:
-        arrays = [results[k] for k in call.inputs]
-        if masker is not None:
-            arrays = masker.before(call, arrays)
-        tensors = {id(t): a for t, a in zip(call.node.input_tensors, arrays)}
-        args, kwargs = call.node.arguments.fill_in(tensors)
-        out = call.layer(*args, **kwargs)
-        outs = [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
-        if masker is not None:
-            outs = masker.after(call, outs)
-        for key, value in zip(call.outputs, outs):
-            results[key] = value
-        yield call, outs
+        outs = _call(call, [run.results[k] for k in call.inputs])
+        run.results.update(zip(call.outputs, outs))
+        run.calls.append((call, outs))
+    return run
 
 
-class _Masker:
-    """Sets the cut channels of the original to what the slim model
-    assumes: beta out of every BatchNormalization, zero where unfolded."""
+def _call(call, arrays, mapping=()):
+    """Call `call`'s layer on `arrays` in inference mode, changing no
+    variable; `mapping` lists (variable, value) to use instead."""
+    tensors = {id(t): a for t, a in zip(call.node.input_tensors, arrays)}
+    args, kwargs = call.node.arguments.fill_in(tensors)
+    layer = call.layer
+    if isinstance(layer, keras.layers.Layer) and (
+            "training" in kwargs or _takes_training(layer)):
+        kwargs = dict(kwargs, training=False)
+    with keras.StatelessScope(state_mapping=list(mapping)):
+        out = layer(*args, **kwargs)
+        return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
 
-    def __init__(self, graph, kept, fold, dead_fn, values):
+
+def _takes_training(layer):
+    try:
+        return "training" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _Reference:
+    """The original model with the cut channels' gammas at zero, a cut
+    channel that still depends on the input read as zero by the layers that
+    mix channels (every cut channel with `fold="none"`)."""
+
+    def __init__(self, graph, kept, fold, dead_fn):
         self.graph = graph
         self.kept = kept
         self.fold = fold
         self.dead_fn = dead_fn
-        self.values = values
 
-    def before(self, call, arrays):
+    def run(self, feeds):
+        """Run on `feeds`; returns the `_Run`."""
+        run = _Run()
+        run.results.update(feeds)
+        for call in self.graph.calls:
+            arrays = self._remove_live(
+                call, [run.results[k] for k in call.inputs])
+            mapping, dead = self._zero_gammas(call)
+            outs = _call(call, arrays, mapping)
+            if dead is not None:
+                outs = _beta_at(call.layer, outs, dead)
+            run.results.update(zip(call.outputs, outs))
+            run.calls.append((call, outs))
+        return run
+
+    def _remove_live(self, call, arrays):
+        """Zero the cut input channels of a layer that mixes channels that
+        differ between the samples of the batch, that is, that depend on
+        the input (all of them with `fold="none"`)."""
         if call.role.kind != slicers.PRODUCER or not self.kept:
             return arrays
         layout = self.graph.layer_input.get(id(call.layer))
-        kept = self.graph.kept_positions(layout, self.kept)
-        if kept is None:
+        positions = self.graph.kept_positions(layout, self.kept)
+        if positions is None:
             return arrays
-        cut = np.setdiff1d(np.arange(layout.size), kept)
+        cut = np.setdiff1d(np.arange(layout.size), positions)
         if self.fold != "none":
-            cut = cut[np.isnan(self.values[call.inputs[0]][cut])]
+            cut = cut[~_same_in_every_sample(arrays[0][..., cut])]
         array = np.array(arrays[0], copy=True)
         array[..., cut] = 0
         return [array] + list(arrays[1:])
 
-    def after(self, call, outs):
+    def _zero_gammas(self, call):
+        """The mapping that zeroes a BatchNormalization's dead gammas, and
+        the dead positions of one without gamma (`scale=False`)."""
+        layer = call.layer
         if (not self.kept or call.role.kind != slicers.CHANNELWISE
-                or slicers.rule_for(call.layer).constants != "batchnorm"):
-            return outs
-        dead = np.flatnonzero(self.dead_fn(call.layer))
+                or slicers.rule_for(layer).constants != "batchnorm"):
+            return (), None
+        dead = np.flatnonzero(self.dead_fn(layer))
         if not dead.size:
-            return outs
-        beta = (constants_lib.to_numpy(call.layer.beta) if call.layer.center
-                else np.zeros(outs[0].shape[-1]))
-        array = np.array(outs[0], copy=True)
-        array[..., dead] = beta[dead]
-        return [array] + list(outs[1:])
+            return (), None
+        if not layer.scale:
+            return (), dead
+        gamma = keras.ops.convert_to_numpy(layer.gamma).copy()
+        gamma[dead] = 0
+        return [(layer.gamma, gamma)], None
 
 
-def _compare(graph, call, key, expected, actual, kept, tolerance):
+def _same_in_every_sample(array):
+    """Per last-axis channel: whether every sample equals the first one at
+    every position, up to 16 units in the last place of the channel's
+    largest magnitude (a reduction may sum the samples in different
+    orders); infinities and NaN equal only themselves."""
+    array = np.asarray(array)
+    eps = (np.finfo(array.dtype).eps
+           if np.issubdtype(array.dtype, np.floating) else 0.0)
+    array = array.reshape(array.shape[0], -1, array.shape[-1])
+    first = array[:1]
+    same = (array == first) | (np.isnan(array) & np.isnan(first))
+    finite = np.where(np.isfinite(array), np.abs(array), 0.0)
+    scale = np.max(finite, axis=(0, 1))
+    with np.errstate(invalid="ignore"):
+        close = np.abs(array.astype(np.float64) - first) <= 16 * eps * scale
+    return np.all(same | close, axis=(0, 1))
+
+
+def _beta_at(layer, outs, dead):
+    """A BatchNormalization without gamma outputs beta at `dead`."""
+    array = np.array(outs[0], copy=True)
+    beta = (keras.ops.convert_to_numpy(layer.beta) if layer.center
+            else np.zeros(array.shape[-1]))
+    array[..., dead] = beta[dead]
+    return [array] + list(outs[1:])
+
+
+def _compare(graph, layer, key, expected, actual, kept, tolerance,
+             output=False):
     if not np.issubdtype(np.asarray(expected).dtype, np.floating):
         return
     positions = graph.kept_positions(graph.layouts[key], kept) if kept else None
     if positions is not None:
         expected = expected[..., positions]
-    name = call.layer.name
+    name = layer.name if layer is not None else "input"
+    kind = type(layer).__name__
     if expected.shape != actual.shape:
         raise ValueError(
-            f"verify: layer `{name}` ({type(call.layer).__name__}) outputs "
-            f"shape {actual.shape} in the slim model but {expected.shape} at "
-            "the kept channels of the original; its rule cuts the wrong "
-            "channels."
+            f"verify: layer `{name}` ({kind}) outputs shape {actual.shape} "
+            f"in the slim model but {expected.shape} at the kept channels "
+            "of the original; its rule cuts the wrong channels."
         )
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-3)
-    error = float(np.max(np.abs(expected - actual), initial=0.0)) / scale
+    error = relative_error(expected, actual)
     if not error <= tolerance:
+        where = ("Its output is a model output" if output else
+                 "It is the first layer that does")
         raise ValueError(
-            f"verify: layer `{name}` ({type(call.layer).__name__}) differs "
-            f"from the original with the cut channels masked by {error:.3g} "
-            f"relative (tolerance {tolerance:g}). It is the first layer that "
-            "does: check its rule (keras_slim.register_rule), or the fold "
-            "(an approximate fold is warned about)."
+            f"verify: layer `{name}` ({kind}) differs from the original "
+            f"with the cut channels' gammas at zero by {error:.3g} relative "
+            f"(tolerance {tolerance:g}). {where}: check its rule "
+            "(keras_slim.register_rule), or the fold (an approximate fold "
+            "is warned about)."
         )
