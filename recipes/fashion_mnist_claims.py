@@ -209,3 +209,45 @@ def verdict(name, experiment, config):
                          f"the latency-aware plan is {diff:+.2f} points from "
                          f"global gamma after fine-tuning (noise {noise:.2f}).")
     return ""
+
+
+def progress_page(runs_folder, out_dir, notes=None):
+    """docs/results.md while the study runs: every finished run's record
+    and the dense runs' curves, before any experiment is complete."""
+    import json
+
+    rows = []
+    for name in sorted(os.listdir(runs_folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(runs_folder, name)) as f:
+                rows.append(dict(json.load(f), name=name[:-5]))
+    notes = notes or {}
+    lines = [notes.get("header", "# Evidence: Fashion-MNIST"), "",
+             "**Status: in progress.** No experiment has finished yet; this "
+             f"page lists the {len(rows)} runs finished so far, each read "
+             "from its record in [`study/runs/`](study/runs/). The tables, "
+             "choices and verdicts of each experiment replace it when the "
+             "experiments finish (`python recipes/fashion_mnist_report.py "
+             "--results=docs/study/results.json --out=docs`).", ""]
+    if notes.get("setup"):
+        lines += [notes["setup"], ""]
+    lines += ["## Runs finished", "",
+              "| run | commit | seed | epochs | validation % | test % | "
+              "params | wall min |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    for row in rows:
+        val = row.get("val_accuracy")
+        test = row.get("accuracy")
+        lines.append(
+            f"| {row['name']} | `{str(row.get('commit', ''))[:10]}` | "
+            f"{row.get('seed', '')} | {row.get('epochs', '')} | "
+            + (f"{100 * val:.2f}" if val is not None else "–") + " | "
+            + (f"{100 * test:.2f}" if test is not None else "–") + " | "
+            + f"{row.get('params', 0):,} | "
+            f"{row.get('wall_seconds', 0) / 60:.1f} |")
+    lines.append("")
+    dense = {"experiments": {"progress": {"runs": rows}}}
+    lines += dense_section(dense, out_dir)
+    path = os.path.join(out_dir, "results.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path

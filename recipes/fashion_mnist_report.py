@@ -24,6 +24,7 @@ from recipes.fashion_mnist_claims import (  # noqa: E402
     choices_section,
     commits_line,
     dense_section,
+    progress_page,
     verdict,
 )
 
@@ -343,16 +344,25 @@ def _read_notes(path):
 def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("results", None, "The study's results.json.",
                         flag_values=flag_values)
+    flags.DEFINE_string("runs", None, "Instead of --results: the study's "
+                        "runs/ folder, for a progress page while no "
+                        "experiment has finished.", flag_values=flag_values)
     flags.DEFINE_string("out", "docs", "Output folder.", flag_values=flag_values)
     flags.DEFINE_string("notes", "docs/fashion_mnist_notes.md", "Prose by "
                         "section (<!-- key --> lines).", flag_values=flag_values)
 
 
 def main(_):
-    print(write(flags.FLAGS.results, flags.FLAGS.out, flags.FLAGS.notes))
+    f = flags.FLAGS
+    if f.runs:
+        notes = _read_notes(f.notes) if os.path.exists(f.notes) else {}
+        print(progress_page(f.runs, f.out, notes))
+        return
+    if not f.results:
+        raise app.UsageError("Expected `--results` or `--runs`.")
+    print(write(f.results, f.out, f.notes))
 
 
 if __name__ == "__main__":
     define_flags()
-    flags.mark_flag_as_required("results")
     app.run(main)

@@ -176,3 +176,25 @@ def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
     record, _ = runs.run("stale", lambda: _record("stale"))
     assert record["name"] == "stale"
     assert not os.path.exists(runs._lock_path("stale"))
+
+
+def test_progress_page_lists_finished_runs_and_dense_curves(tmp_path):
+    from recipes.fashion_mnist_claims import progress_page
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name, curve in (("dense-e2-lr0.1-s0", [0.5, 0.7]),
+                        ("sparse-l10.1-e2-s0", [0.4, 0.6])):
+        with open(runs / f"{name}.json", "w") as f:
+            json.dump({"accuracy": 0.65, "val_accuracy": curve[-1],
+                       "validation_curve": curve, "epochs": 2, "seed": 0,
+                       "params": 100, "wall_seconds": 60,
+                       "commit": "abc"}, f)
+    page = open(progress_page(str(runs), str(tmp_path))).read()
+    assert "| dense-e2-lr0.1-s0 | `abc` | 0 | 2 | 70.00 | 65.00 |" in page
+    assert "| sparse-l10.1-e2-s0 | `abc` | 0 | 2 | 60.00 | 65.00 |" in page
+    assert "Status: in progress" in page
+    # Only the dense runs are the baseline's curve.
+    baseline = page[page.index("## The dense baseline"):]
+    assert "dense-e2-lr0.1-s0" in baseline and "sparse" not in baseline
+    assert (tmp_path / "fashion_mnist_dense_curve.png").stat().st_size > 0
