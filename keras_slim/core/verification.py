@@ -141,7 +141,8 @@ class _Masker:
 
     def after(self, call, outs):
         if (not self.kept or call.role.kind != slicers.CHANNELWISE
-                or slicers.rule_for(call.layer).constants != "batchnorm"):
+                or not slicers.rule_for(call.layer).scales_channels(
+                    call.layer)):
             return outs
         dead = np.flatnonzero(self.dead_fn(call.layer))
         if not dead.size:

@@ -2,6 +2,7 @@
 Multiply, Concatenate, arithmetic ops and InceptionResNetV2's scale."""
 
 import keras
+import numpy as np
 
 from keras_slim.core import keras_compat
 from keras_slim.core.slicers import (
@@ -10,11 +11,12 @@ from keras_slim.core.slicers import (
     MERGE,
     Role,
     Rule,
+    evaluate,
     register_rule,
 )
 from keras_slim.core.rules.attributes import (
     _last_axis,
-    _layers,
+    layer_classes,
 )
 from keras_slim.core.rules.channelwise import _Elementwise
 
@@ -28,24 +30,43 @@ class _Merge(Rule):
         return Role(MERGE)
 
 
+class _Linear(_Merge):
+    """Merges with `f(alpha * x, alpha * y) = alpha * f(x, y)`."""
+
+    def passes_scale(self, layer, count):
+        return count > 1
+
+
 register_rule(
-    *_layers("Add", "Subtract", "Average", "Maximum", "Minimum")
-)(_Merge)
+    *layer_classes("Add", "Subtract", "Average", "Maximum", "Minimum")
+)(_Linear)
+
+
+def _product_constants(call, values):
+    """A product is zero wherever one factor is a known zero."""
+    out = evaluate(call, values)
+    if call.role.kind != MERGE:
+        return out
+    width = out.shape[0]
+    zero = np.any([np.broadcast_to(v, (width,)) == 0 for v in values], axis=0)
+    return np.where(zero, 0.0, out)
 
 
 @register_rule(keras.layers.Multiply)
 class _Multiply(_Merge):
-    constants = "multiply"
+    def pass_constants(self, layer, call, values, weights, dead):
+        return _product_constants(call, values)
 
 
 @register_rule(keras.layers.Concatenate)
 class _Concatenate(Rule):
-    constants = "concat"
-
     def role(self, layer, call):
         if _last_axis(layer.axis, len(call.input_shape)):
             return Role(CONCAT)
         return Role(MERGE)
+
+    def passes_scale(self, layer, count):
+        return count > 1
 
 
 _ops = keras_compat.op_classes
@@ -67,7 +88,8 @@ register_rule(
 
 @register_rule(*_ops("numpy", "Multiply"))
 class _MultiplyOp(_ArithmeticOp):
-    constants = "multiply"
+    def pass_constants(self, layer, call, values, weights, dead):
+        return _product_constants(call, values)
 
 
 register_rule(
