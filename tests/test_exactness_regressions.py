@@ -549,3 +549,57 @@ def test_fuzz_carrier_taken_by_a_later_consumer_is_not_also_folded():
     # Both consumers' carriers stay; channel 0 is folded into one of them.
     kept = keras_slim.applied_plan(model, plan, fold="exact").kept["sep"]
     assert sorted(kept) == [1, 2, 3, 4, 5]
+
+
+# -- issue 19: user plans ----------------------------------------------------
+
+
+def _zeroed_copy(model, plan):
+    """A copy of `model` whose gammas are zero on every channel `plan` cuts."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    bns = {bn.name: bn for bn in zoo.batchnorms(copy)}
+    for group in keras_slim.channel_groups(model):
+        kept = plan.kept.get(group.name)
+        if kept is None:
+            continue
+        cut = np.setdiff1d(np.arange(group.width), kept)
+        for name, matrix in group.bn_positions.items():
+            _kill(bns[name], matrix[cut].ravel())
+    return copy
+
+
+def _slim_live_plan(model, producer, seed=0):
+    """plan_global_gamma(ratio=0.5) then fold="exact" with verify: the
+    zeroed copy's and the slim model's outputs and the warnings."""
+    rng = _prepare(model, seed)
+    plan = keras_slim.plan_global_gamma(model, ratio=0.5)
+    group, = [g.name for g in keras_slim.channel_groups(model)
+              if producer in g.producers]
+    assert group in plan.kept  # live channels of `producer` are cut
+    inputs = zoo.random_inputs(model, rng)
+    expected = zoo.outputs(_zeroed_copy(model, plan), inputs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+    assert slim.count_params() < model.count_params()
+    return expected, zoo.outputs(slim, inputs), [str(w.message) for w in caught]
+
+
+def test_op_with_a_per_channel_constant_freezes_its_group():
+    """Issue 19, 6a: `x * vec + vec2` with NumPy vectors over the channels
+    was taken as channelwise; a cut then failed inside Keras' broadcasting
+    when the slim model was rebuilt. The op is a barrier, named."""
+    x = inputs = keras.Input((8, 8, 3))
+    x = zoo.conv_bn(x, 8, "vec_in")
+    x = x * np.linspace(0.5, 1.5, 8).astype("float32") + np.arange(
+        8, dtype="float32")
+    x = zoo.conv_bn(x, 6, "vec_out")
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    with pytest.warns(UserWarning, match="per-channel constant"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["vec_in_conv"].prunable
+    assert "per-channel constant" in groups["vec_in_conv"].frozen
+    expected, actual, messages = _slim_live_plan(model, "vec_out_conv")
+    zoo.assert_close(expected, actual)

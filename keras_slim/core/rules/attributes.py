@@ -16,6 +16,7 @@ __all__ = [
     "has_activation",
     "homogeneous_activation",
     "layer_classes",
+    "per_channel_constant",
     "zero_border",
 ]
 
@@ -99,6 +100,23 @@ def homogeneous_activation(layer):
         keras.activations.linear,
         keras.activations.leaky_relu,
     )
+
+
+def per_channel_constant(call):
+    """Whether an op of `call` takes a constant (a NumPy array, a tensor)
+    with one value per channel, such as `x * vec`: its values would have to
+    be cut with the channels."""
+    width = call.input_width
+    if not width or width < 2:
+        return False
+    arguments = call.node.arguments
+    for value in keras.tree.flatten((arguments.args, arguments.kwargs)):
+        if isinstance(value, keras.KerasTensor):
+            continue
+        shape = tuple(getattr(value, "shape", None) or np.shape(value))
+        if shape and shape[-1] == width:
+            return True
+    return False
 
 
 def _last_axis(axis, rank):

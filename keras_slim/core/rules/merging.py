@@ -6,6 +6,7 @@ import numpy as np
 
 from keras_slim.core import keras_compat
 from keras_slim.core.slicers import (
+    BARRIER,
     CHANNELWISE,
     CONCAT,
     MERGE,
@@ -17,6 +18,7 @@ from keras_slim.core.slicers import (
 from keras_slim.core.rules.attributes import (
     _last_axis,
     layer_classes,
+    per_channel_constant,
 )
 from keras_slim.core.rules.channelwise import _Elementwise
 
@@ -72,12 +74,29 @@ class _Concatenate(Rule):
 _ops = keras_compat.op_classes
 
 
+_PER_CHANNEL = ("a per-channel constant operand, whose values would have "
+                "to be cut with the channels")
+
+
 class _ArithmeticOp(Rule):
     """`x + 3.0`, `x * y`: with one tensor input a channelwise map, with
-    several an elementwise merge."""
+    several an elementwise merge. A constant with one value per channel
+    (`x * vec`) is not cut with them: a barrier, named."""
 
     def role(self, layer, call):
+        if per_channel_constant(call):
+            return Role(BARRIER, reason=_PER_CHANNEL, warn=True)
         return Role(MERGE if call.tensor_count > 1 else CHANNELWISE)
+
+
+class _ElementwiseOp(_Elementwise):
+    """`keras.ops.relu(x)`, `keras.ops.clip(x, lo, hi)`: channelwise unless
+    a constant argument has one value per channel."""
+
+    def role(self, layer, call):
+        if per_channel_constant(call):
+            return Role(BARRIER, reason=_PER_CHANNEL, warn=True)
+        return super().role(layer, call)
 
 
 register_rule(
@@ -98,7 +117,7 @@ register_rule(
     *_ops("nn", "Relu", "Relu6", "Sigmoid", "HardSigmoid", "Silu", "HardSilu",
           "Gelu", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign",
           "Celu", "HardTanh"),
-)(_Elementwise)
+)(_ElementwiseOp)
 
 
 # InceptionResNetV2's residual `inputs[0] + inputs[1] * scale`.
