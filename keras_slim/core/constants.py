@@ -42,7 +42,7 @@ def layer_weights(layer):
     return {v.name: value for v, value in zip(layer.weights, values)}
 
 
-def propagate(graph, weights, dead_fn, inexact=None):
+def propagate(graph, weights, dead_fn, inexact=None, varying=None):
     """Constants of every tensor of `graph`.
 
     Args:
@@ -54,6 +54,10 @@ def propagate(graph, weights, dead_fn, inexact=None):
         inexact: a dict to fill, or `None`: tensor key -> `(mask, names)`,
             the positions whose constant holds in the interior of the
             feature map only and the layers that made it so.
+        varying: a dict to fill, or `None`: tensor key -> `(mask, names)`,
+            the positions whose value is not one constant (NaN) although a
+            constant went into it, such as a cut channel's beta times a
+            per-sample gate, and the layers where it stopped being one.
 
     Returns:
         dict tensor key -> float64 array over the last axis, NaN = unknown.
@@ -61,8 +65,10 @@ def propagate(graph, weights, dead_fn, inexact=None):
     values = {}
     for tensor_key in _input_keys(graph):
         values[tensor_key] = np.full(graph.layouts[tensor_key].size, np.nan)
-        if inexact is not None:
-            inexact[tensor_key] = (np.zeros(values[tensor_key].shape, bool), set())
+        for marks in (inexact, varying):
+            if marks is not None:
+                marks[tensor_key] = (np.zeros(values[tensor_key].shape, bool),
+                                     set())
     for call in graph.calls:
         ins = [values[k] for k in call.inputs]
         outs = _call_constants(graph, call, ins, weights, dead_fn)
@@ -72,7 +78,41 @@ def propagate(graph, weights, dead_fn, inexact=None):
             marks = _inexact(graph, call, [inexact[k] for k in call.inputs],
                              ins, outs, dead_fn)
             inexact.update(zip(call.outputs, marks))
+        if varying is not None:
+            marks = _varying(call, [varying[k] for k in call.inputs], ins,
+                             outs)
+            varying.update(zip(call.outputs, marks))
     return values
+
+
+def _varying(call, ins, in_values, outs):
+    """Which unknown outputs a constant went into (see `propagate`)."""
+    kind = call.role.kind
+    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+        return [(np.zeros(out.shape, bool), set()) for out in outs]
+    names = set().union(*(n for _, n in ins))
+    if kind == slicers.CONCAT:  # values are moved, not changed
+        return [(np.concatenate([m for m, _ in ins]), names)]
+    if kind == slicers.FLATTEN:
+        return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
+                 names)]
+    # A position a constant (or a varying value) went into.
+    touched = [m | ~np.isnan(v) for (m, _), v in zip(ins, in_values)]
+    if kind == slicers.MERGE:
+        width = outs[0].shape[0]
+        went_in = np.any([np.broadcast_to(t, (width,)) for t in touched],
+                         axis=0)
+        inherited = np.any([np.broadcast_to(m, (width,)) for m, _ in ins],
+                           axis=0)
+    else:  # CHANNELWISE
+        went_in = np.repeat(touched[0], call.role.expand)
+        inherited = np.repeat(ins[0][0], call.role.expand)
+    mask = went_in & np.isnan(outs[0])
+    if not np.any(mask & inherited):
+        names = set()
+    if np.any(mask & ~inherited):
+        names = names | {call.layer.name}
+    return [(mask, names)]
 
 
 def _inexact(graph, call, ins, in_values, outs, dead_fn):

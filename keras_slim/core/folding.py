@@ -56,10 +56,11 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
         The names of the layers whose change went into the statistics of
         the layer after them.
     """
-    inexact = {}
+    inexact, varying = {}, {}
     values = constants_lib.propagate(
-        graph, lambda layer: weights[id(layer)], dead_fn, inexact
+        graph, lambda layer: weights[id(layer)], dead_fn, inexact, varying
     )
+    _warn_varying(graph, kept, varying)
     if carried is not None:
         values = carried.values
     agreed = constants_lib.producer_inputs(graph, values)
@@ -117,6 +118,43 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
     if approximate:
         _warn_approximate(approximate, exact_offered=carried is None)
     return shifted
+
+
+def _shown(names):
+    names = sorted(names)
+    shown = ", ".join(f"`{name}`" for name in names[:5])
+    if len(names) > 5:
+        shown += f" and {len(names) - 5} more"
+    return shown
+
+
+def _warn_varying(graph, kept, varying):
+    """Warn where cut channels reach a layer that mixes channels as values
+    that are not one constant: no fold can stand for them."""
+    readers, culprits = set(), set()
+    for call in graph.calls:
+        if call.role.kind != slicers.PRODUCER:
+            continue
+        layout = graph.layer_input.get(id(call.layer))
+        positions = graph.kept_positions(layout, kept) if layout else None
+        if positions is None:
+            continue
+        mask, names = varying[call.inputs[0]]
+        removed = np.setdiff1d(np.arange(layout.size), positions)
+        if np.any(mask[removed]):
+            readers.add(call.layer.name)
+            culprits |= names
+    if readers:
+        warnings.warn(
+            "slim_model: channels the plan cuts reach "
+            f"{_shown(readers)} as values that are not one constant: they "
+            f"vary per sample or over space after {_shown(culprits)}. They "
+            "cannot be folded, so they are dropped, and the output differs "
+            "from the original with their gammas set to zero. Leave their "
+            "groups out of the plan (`skip`), or cut channels whose gamma "
+            "is zero.",
+            stacklevel=4,
+        )
 
 
 def _warn_approximate(approximate, exact_offered=True):
