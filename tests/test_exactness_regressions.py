@@ -529,3 +529,134 @@ def test_fuzz_carrier_taken_by_a_later_consumer_is_not_also_folded():
     # Both consumers' carriers stay; channel 0 is folded into one of them.
     kept = keras_slim.applied_plan(model, plan, fold="exact").kept["sep"]
     assert sorted(kept) == [1, 2, 3, 4, 5]
+
+
+# -- issue 19: user plans that cut live channels ----------------------------
+#
+# With fold="exact" the slim model computes what the original computes with
+# the cut channels' gammas set to zero. A cut channel then outputs beta, a
+# per-channel constant; past a per-sample gate, a FiLM block, a softmax
+# over space or a concatenation along space it is no longer one constant at
+# the layer that reads it, so it cannot be folded: slim_model must say so,
+# naming the layer. Each test compares with a copy of the original whose
+# cut gammas are zeroed, run through its own layers.
+
+
+def _zeroed_copy(model, plan):
+    """A copy of `model` whose gammas are zero on every channel `plan` cuts."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    bns = {bn.name: bn for bn in zoo.batchnorms(copy)}
+    for group in keras_slim.channel_groups(model):
+        kept = plan.kept.get(group.name)
+        if kept is None:
+            continue
+        cut = np.setdiff1d(np.arange(group.width), kept)
+        for name, matrix in group.bn_positions.items():
+            _kill(bns[name], matrix[cut].ravel())
+    return copy
+
+
+def _slim_live_plan(model, producer, seed=0):
+    """plan_global_gamma(ratio=0.5) then fold="exact" with verify: the
+    zeroed copy's and the slim model's outputs and the warnings."""
+    rng = _prepare(model, seed)
+    plan = keras_slim.plan_global_gamma(model, ratio=0.5)
+    group, = [g.name for g in keras_slim.channel_groups(model)
+              if producer in g.producers]
+    assert group in plan.kept  # live channels of `producer` are cut
+    inputs = zoo.random_inputs(model, rng)
+    expected = zoo.outputs(_zeroed_copy(model, plan), inputs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+    assert slim.count_params() < model.count_params()
+    return expected, zoo.outputs(slim, inputs), [str(w.message) for w in caught]
+
+
+def _assert_dropped_with_warning(expected, actual, messages, culprit):
+    """The slim model differs from the zeroed copy, and a warning says so,
+    naming the layer where the cut channels stop being constant."""
+    named = [m for m in messages if "not one constant" in m
+             and f"`{culprit}`" in m]
+    assert named, messages
+    with pytest.raises(AssertionError):  # the warning is not spurious
+        zoo.assert_close(expected, actual)
+
+
+def test_live_cut_through_a_squeeze_excite_gate_warns():
+    """The gate `x * sigmoid(...)` makes the cut channel's beta vary per
+    sample (7.4e-2 relative, silently, before)."""
+    expected, actual, messages = _slim_live_plan(zoo.squeeze_excite(),
+                                                 "se_in_conv")
+    _assert_dropped_with_warning(expected, actual, messages, "se_mul")
+
+
+def film():
+    """FiLM: `x * g(c) + b(c)`, g and b computed from a second input."""
+    image = keras.Input((8, 8, 3), name="image")
+    condition = keras.Input((4,), name="condition")
+    x = zoo.conv_bn(image, 8, "film_in")
+    g = L.Reshape((1, 1, 8))(L.Dense(8, name="film_gamma")(condition))
+    b = L.Reshape((1, 1, 8))(L.Dense(8, name="film_beta")(condition))
+    x = L.Multiply(name="film_mul")([x, g])
+    x = L.Add(name="film_add")([x, b])
+    x = zoo.conv_bn(x, 6, "film_out")
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model([image, condition], L.Dense(2, name="head")(x))
+
+
+def test_live_cut_through_a_film_block_warns():
+    expected, actual, messages = _slim_live_plan(film(), "film_in_conv")
+    _assert_dropped_with_warning(expected, actual, messages, "film_mul")
+
+
+def test_live_cut_through_a_softmax_over_space_warns():
+    x = inputs = keras.Input((8, 8, 3))
+    x = zoo.conv_bn(x, 8, "sm_in")
+    x = L.Softmax(axis=(1, 2), name="space_softmax")(x)
+    x = zoo.conv_bn(x, 6, "sm_out")
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    expected, actual, messages = _slim_live_plan(model, "sm_in_conv")
+    _assert_dropped_with_warning(expected, actual, messages, "space_softmax")
+
+
+def test_live_cut_through_a_concatenation_along_space_warns():
+    x = inputs = keras.Input((8, 8, 3))
+    a = zoo.conv_bn(x, 8, "rows_a")
+    b = zoo.conv_bn(x, 8, "rows_b")
+    x = L.Concatenate(axis=1, name="rows_concat")([a, b])
+    x = zoo.conv_bn(x, 6, "rows_out")
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    expected, actual, messages = _slim_live_plan(model, "rows_a_conv")
+    _assert_dropped_with_warning(expected, actual, messages, "rows_concat")
+
+
+def test_live_cut_of_constant_channels_stays_exact():
+    """The counterpart: where the cut channels stay constant up to their
+    consumers (a plain conv-BN chain), fold="exact" equals the zeroed copy
+    and warns of nothing."""
+    expected, actual, messages = _slim_live_plan(zoo.chain(), "a_conv")
+    assert not [m for m in messages if "not one constant" in m], messages
+    zoo.assert_close(expected, actual)
+
+
+def test_op_with_a_per_channel_constant_freezes_its_group():
+    """Issue 19, 6a: `x * vec + vec2` with NumPy vectors over the channels
+    was taken as channelwise; a cut then failed inside Keras' broadcasting
+    when the slim model was rebuilt. The op is a barrier, named."""
+    x = inputs = keras.Input((8, 8, 3))
+    x = zoo.conv_bn(x, 8, "vec_in")
+    x = x * np.linspace(0.5, 1.5, 8).astype("float32") + np.arange(
+        8, dtype="float32")
+    x = zoo.conv_bn(x, 6, "vec_out")
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    with pytest.warns(UserWarning, match="per-channel constant"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["vec_in_conv"].prunable
+    assert "per-channel constant" in groups["vec_in_conv"].frozen
+    expected, actual, messages = _slim_live_plan(model, "vec_out_conv")
+    zoo.assert_close(expected, actual)

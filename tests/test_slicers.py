@@ -1,5 +1,7 @@
 """The rule registry: lookup by class hierarchy, and adding a layer type."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -95,3 +97,65 @@ def test_extension_surface_is_one_namespace():
     for name in ("Rule", "Role", "CHANNELWISE", "register_rule", "registered"):
         assert getattr(keras_slim.rules, name) is getattr(slicers, name)
     assert keras_slim.register_rule is keras_slim.rules.register_rule
+
+
+@keras.saving.register_keras_serializable(package="keras_slim_tests")
+class BorderCrop(L.Layer):
+    """Drops a one-pixel border: the one-pixel evaluation of constants
+    cannot run it, so only its rule can say what constants do."""
+
+    def call(self, x):
+        return x[:, 1:-1, 1:-1, :]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], shape[1] - 2, shape[2] - 2, shape[3])
+
+
+class _BorderCropRule(slicers.Rule):
+    def role(self, layer, call):
+        return slicers.Role(slicers.CHANNELWISE)
+
+    def pass_constants(self, layer, call, values, weights, dead):
+        return values[0]
+
+    def maps(self, layer):
+        return slicers.MAPS_MOVED
+
+    def passes_scale(self, layer, count):
+        return count == 1
+
+
+def _cropped():
+    x = inputs = keras.Input((10, 10, 3))
+    x = zoo.conv_bn(x, 8, "k0", padding="valid")
+    x = BorderCrop(name="crop")(x)
+    x = zoo.conv_bn(x, 6, "k1", padding="valid")
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="head")(x))
+
+
+def test_folding_and_rescaling_ask_the_rule():
+    """One rule is all a new layer type needs: constant propagation (a dead
+    channel's beta crosses the crop and is folded into `k1_conv`) and
+    rescaling (the scale of `k0_bn` passes the crop) ask it."""
+    from keras_slim.sparsity.rescaling import rescale_gammas
+
+    with keras_slim.rules.registered(BorderCrop, _BorderCropRule):
+        model = _cropped()
+        rng = np.random.default_rng(0)
+        zoo.randomize_batchnorms(model, rng)
+        zoo.kill_coherently(model, rng, kill_beta=False)
+        inputs = zoo.random_inputs(model, rng)
+        plan = keras_slim.plan_zero_gamma(model)
+        assert "k0_conv" in plan.kept  # beta is known to reach k1_conv
+        slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+        zoo.assert_close(zoo.outputs(model, inputs), zoo.outputs(slim, inputs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            scaled = rescale_gammas(model, 0.5, layers=["k0_bn"])
+        gamma = keras.ops.convert_to_numpy(scaled.get_layer("k0_bn").gamma)
+        np.testing.assert_allclose(
+            gamma, 0.5 * keras.ops.convert_to_numpy(
+                model.get_layer("k0_bn").gamma), rtol=1e-6)
+        zoo.assert_close(zoo.outputs(model, inputs),
+                         zoo.outputs(scaled, inputs))

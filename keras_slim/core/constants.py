@@ -8,6 +8,9 @@ module propagates such constants through a `ChannelGraph`: for every tensor an
 array over its last axis holding the constant value of each position, or NaN
 where the value depends on the input.
 
+How a constant passes through a channelwise or merging layer is that
+layer's rule's answer (`Rule.pass_constants`); this module walks the graph.
+
 Values are taken at an interior position: with "same" padding a constant
 feature map is not constant at its borders, which is the approximation of
 Ye et al. (2018). `propagate` can also say which constants are only
@@ -21,7 +24,6 @@ import numpy as np
 from keras_slim.core import rules, slicers
 
 __all__ = [
-    "batchnorm_constant",
     "layer_weights",
     "producer_inputs",
     "propagate",
@@ -39,57 +41,7 @@ def layer_weights(layer):
     return {v.name: value for v, value in zip(layer.weights, values)}
 
 
-def batchnorm_constant(layer, weights, values, dead):
-    """Output constants of a BatchNormalization layer.
-
-    Args:
-        layer: the layer.
-        weights: its `{name: array}`.
-        values: constants of its input positions (NaN where unknown).
-        dead: boolean mask of positions whose gamma is taken as zero, which
-            output beta whatever their input.
-    """
-    width = values.shape[0]
-    gamma = weights.get("gamma", np.ones(width))
-    beta = weights.get("beta", np.zeros(width))
-    mean = weights["moving_mean"]
-    variance = weights["moving_variance"]
-    scale = gamma / np.sqrt(variance + layer.epsilon)
-    out = (values - mean) * scale + beta
-    if dead is not None:
-        out = np.where(dead, beta, out)
-    return out
-
-
-def _depthwise_constant(layer, weights, values):
-    """Interior output of a depthwise (or one-channel-a-group) convolution:
-    kernels are `(*taps, C, m)` or `(*taps, 1, C * m)`, output `c * m + j`."""
-    kernel = weights["kernel"]
-    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
-    summed = summed.reshape(values.shape[0], -1)  # (C, m)
-    out = (values[:, None] * summed).ravel()
-    if "bias" in weights:
-        out = out + weights["bias"]
-    return rules.apply_activation(layer, out)
-
-
-def _evaluate(call, arrays):
-    """Run the layer or op of `call` on one-pixel constant inputs."""
-    feeds = {}
-    for tensor, array in zip(call.node.input_tensors, arrays):
-        rank = len(tensor.shape)
-        shape = (1,) * (rank - 1) + (array.shape[0],)
-        feeds[id(tensor)] = np.nan_to_num(array).reshape(shape).astype(
-            tensor.dtype if tensor.dtype else "float32"
-        )
-    args, kwargs = call.node.arguments.fill_in(feeds)
-    out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
-    out = out.reshape(-1, out.shape[-1])
-    uniform = np.all(np.isclose(out, out[:1]), axis=0)
-    return np.where(uniform, out[0], np.nan).astype(np.float64)
-
-
-def propagate(graph, weights, dead_fn, inexact=None):
+def propagate(graph, weights, dead_fn, inexact=None, varying=None):
     """Constants of every tensor of `graph`.
 
     Args:
@@ -101,6 +53,10 @@ def propagate(graph, weights, dead_fn, inexact=None):
         inexact: a dict to fill, or `None`: tensor key -> `(mask, names)`,
             the positions whose constant holds in the interior of the
             feature map only and the layers that made it so.
+        varying: a dict to fill, or `None`: tensor key -> `(mask, names)`,
+            the positions whose value is not one constant (NaN) although a
+            constant went into it, such as a cut channel's beta times a
+            per-sample gate, and the layers where it stopped being one.
 
     Returns:
         dict tensor key -> float64 array over the last axis, NaN = unknown.
@@ -108,8 +64,10 @@ def propagate(graph, weights, dead_fn, inexact=None):
     values = {}
     for tensor_key in _input_keys(graph):
         values[tensor_key] = np.full(graph.layouts[tensor_key].size, np.nan)
-        if inexact is not None:
-            inexact[tensor_key] = (np.zeros(values[tensor_key].shape, bool), set())
+        for marks in (inexact, varying):
+            if marks is not None:
+                marks[tensor_key] = (np.zeros(values[tensor_key].shape, bool),
+                                     set())
     for call in graph.calls:
         ins = [values[k] for k in call.inputs]
         outs = _call_constants(graph, call, ins, weights, dead_fn)
@@ -119,7 +77,41 @@ def propagate(graph, weights, dead_fn, inexact=None):
             marks = _inexact(graph, call, [inexact[k] for k in call.inputs],
                              ins, outs, dead_fn)
             inexact.update(zip(call.outputs, marks))
+        if varying is not None:
+            marks = _varying(call, [varying[k] for k in call.inputs], ins,
+                             outs)
+            varying.update(zip(call.outputs, marks))
     return values
+
+
+def _varying(call, ins, in_values, outs):
+    """Which unknown outputs a constant went into (see `propagate`)."""
+    kind = call.role.kind
+    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+        return [(np.zeros(out.shape, bool), set()) for out in outs]
+    names = set().union(*(n for _, n in ins))
+    if kind == slicers.CONCAT:  # values are moved, not changed
+        return [(np.concatenate([m for m, _ in ins]), names)]
+    if kind == slicers.FLATTEN:
+        return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
+                 names)]
+    # A position a constant (or a varying value) went into.
+    touched = [m | ~np.isnan(v) for (m, _), v in zip(ins, in_values)]
+    if kind == slicers.MERGE:
+        width = outs[0].shape[0]
+        went_in = np.any([np.broadcast_to(t, (width,)) for t in touched],
+                         axis=0)
+        inherited = np.any([np.broadcast_to(m, (width,)) for m, _ in ins],
+                           axis=0)
+    else:  # CHANNELWISE
+        went_in = np.repeat(touched[0], call.role.expand)
+        inherited = np.repeat(ins[0][0], call.role.expand)
+    mask = went_in & np.isnan(outs[0])
+    if not np.any(mask & inherited):
+        names = set()
+    if np.any(mask & ~inherited):
+        names = names | {call.layer.name}
+    return [(mask, names)]
 
 
 def _inexact(graph, call, ins, in_values, outs, dead_fn):
@@ -139,7 +131,8 @@ def _inexact(graph, call, ins, in_values, outs, dead_fn):
         mask = np.any([np.broadcast_to(m, (width,)) for m, _ in ins], axis=0)
     else:  # CHANNELWISE
         mask = np.repeat(ins[0][0], call.role.expand)
-        if isinstance(call.layer, keras.layers.BatchNormalization) and dead_fn:
+        if dead_fn and slicers.rule_for(call.layer).scales_channels(
+                call.layer):
             dead = dead_fn(call.layer)
             if dead is not None:
                 mask = mask & ~dead  # beta, whatever came in
@@ -200,33 +193,11 @@ def _call_constants(graph, call, ins, weights, dead_fn):
         tile = graph.layouts[call.outputs[0]].tile
         tile //= max(graph.layouts[call.inputs[0]].tile, 1)
         return [np.tile(ins[0], tile)]
-    mode = slicers.rule_for(call.layer).constants
-    if kind == slicers.CHANNELWISE:
-        values = ins[0]
-        if mode == "batchnorm":
-            dead = dead_fn(call.layer) if dead_fn else None
-            return [batchnorm_constant(call.layer, weights(call.layer), values, dead)]
-        if np.all(np.isnan(values)) or mode == "unknown":
-            return _unknown(graph, call)
-        if mode == "identity":
-            return [values]
-        if mode == "depthwise":
-            return [_depthwise_constant(call.layer, weights(call.layer), values)]
-        out = _evaluate(call, ins)
-        expand = call.role.expand
-        unknown = np.repeat(np.isnan(values), expand)
-        return [np.where(unknown, np.nan, out)]
-    # MERGE: known where every input is known; a product is zero wherever
-    # one factor is a known zero.
-    width = graph.layouts[call.outputs[0]].size
-    full = [np.broadcast_to(v, (width,)) for v in ins]
-    unknown = np.any([np.isnan(v) for v in full], axis=0)
-    if np.all(unknown) and mode != "multiply":
-        return _unknown(graph, call)
-    out = np.full(width, np.nan)
-    if not np.all(unknown):
-        out = np.where(unknown, np.nan, _evaluate(call, ins))
-    if mode == "multiply":
-        zero = np.any([v == 0 for v in full], axis=0)
-        out = np.where(zero, 0.0, out)
-    return [out]
+    # CHANNELWISE and MERGE: the rule says.
+    rule = slicers.rule_for(call.layer)
+    dead = None
+    if dead_fn is not None and rule.scales_channels(call.layer):
+        dead = dead_fn(call.layer)
+    own = (weights(call.layer) if isinstance(call.layer, keras.layers.Layer)
+           else {})
+    return [rule.pass_constants(call.layer, call, ins, own, dead)]

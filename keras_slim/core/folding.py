@@ -1,34 +1,24 @@
-"""Exact folding of cut constant channels with "same" padding: carriers.
+"""Folding the constants of cut channels into the layers that read them.
 
-A cut channel that reaches a convolution as a constant `v` is not constant
-at the borders when the convolution (or a `ZeroPadding` before it) pads with
-zeros, so folding `v` into the bias is exact only in the interior (Ye et
-al., 2018). But every constant channel that reaches a layer through the same
-layers has the same spatial map up to its value: `v_k * P`. Keep one of them,
-the *carrier* `r`, and add `v_k / v_r` times the weights that read each other
-removed constant channel `k` to the weights that read `r`: the layer then
-computes exactly what it computed with all of them, borders included, at the
-cost of one kept channel per group and pattern.
-
-This module finds the patterns (`patterns`), chooses the carriers
-(`add_carriers`) and says where the fold stays approximate (a warning names
-the layer that breaks proportionality, such as a depthwise convolution with
-"same" padding). Imports only keras and numpy.
+A cut channel whose value is a known constant (a BatchNormalization channel
+with gamma zero outputs its beta) contributes a fixed amount to each layer
+that mixes channels and reads it. `fold_constants` adds that amount (the
+rule's `fold`) to the layer's bias, to the statistics of the normalization
+after it (`Rule.shift_input`) when it has none, or to a new bias, and warns
+where the fold is exact away from the borders only. Exact folding at the
+borders too is `carriers.py`. Imports only keras and numpy.
 """
 
-import dataclasses
 import warnings
 
-import keras
 import numpy as np
 
 from keras_slim.core import constants as constants_lib
-from keras_slim.core import slicers
+from keras_slim.core import rules, slicers
 
-__all__ = ["add_carriers", "Carriers", "patterns", "producer_calls"]
+__all__ = ["FOLDS", "fold_constants", "producer_calls"]
 
 FOLDS = ("exact", "bias", "none")
-FULL = ()  # the constant fills the whole map
 
 
 def producer_calls(graph):
@@ -41,311 +31,175 @@ def producer_calls(graph):
             yield call
 
 
-def _classes(*names):
-    return tuple(getattr(keras.layers, n) for n in names
-                 if hasattr(keras.layers, n))
+def fold_constants(graph, kept, weights, positions, configs, dead_fn,
+                   carried=None):
+    """Fold the constants of cut channels into the layers that read them.
 
-
-# Layers that leave every value where it is (in inference).
-_SAME_MAP = _classes(
-    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianNoise", "GaussianDropout", "AlphaDropout",
-    "ActivityRegularization", "Identity",
-)
-# Max over windows: `max(v * P) = v * max(P)` for v > 0 only.
-_SIGNED = _classes(
-    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-)
-_PADDING = _classes("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
-
-
-def _broken(layer):
-    return ("broken", layer.name)
-
-
-def _is_broken(tag):
-    return isinstance(tag, tuple) and len(tag) == 2 and tag[0] == "broken"
-
-
-def _arr(items):
-    """An object array of tags (tuples stay elements, never an axis)."""
-    items = list(items)
-    out = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        out[i] = item
-    return out
-
-
-def _derive(tags, key):
-    """A new common pattern for each pattern in `tags` (linear, uniform)."""
-    return _arr(t if t is None or _is_broken(t) else ("d", key, t)
-                for t in tags)
-
-
-def _pads(layer):
-    """Whether a layer's own borders differ from its interior for a
-    constant input (zero padding with a kernel wider than 1)."""
-    if isinstance(layer, _classes("Conv1DTranspose", "Conv2DTranspose",
-                                  "Conv3DTranspose")):
-        return True
-    kernel = getattr(layer, "kernel_size", None)
-    padding = getattr(layer, "padding", "valid")
-    return kernel is not None and padding != "valid" and any(
-        k > 1 for k in kernel)
-
-
-def _objects(size, value=None):
-    return _arr([value] * size)
-
-
-def patterns(graph, values, dead_fn):
-    """The spatial pattern of every constant position of every tensor.
-
-    Two positions with equal tags carry maps proportional to one common map
-    (`FULL`: a constant over the whole map); a tag `("broken", name)` says
-    layer `name` made the maps of different channels differ (such as a
-    depthwise convolution with "same" padding); `None` where the value is
-    unknown.
-
-    Args:
-        graph: a `ChannelGraph`.
-        values: its constants, as `constants.propagate` returns them.
-        dead_fn: as for `constants.propagate`.
-
-    Returns:
-        dict tensor key -> object array of tags over the last axis.
-    """
-    tags = {}
-    produced = {k for call in graph.calls for k in call.outputs}
-    for key, layout in graph.layouts.items():
-        if key not in produced:
-            tags[key] = _objects(layout.size)
-    for index, call in enumerate(graph.calls):
-        outs = _call_patterns(graph, index, call, [tags[k] for k in call.inputs],
-                              [values[k] for k in call.inputs], dead_fn)
-        for key, tag in zip(call.outputs, outs):
-            if tag is None:
-                tags[key] = _objects(graph.layouts[key].size)
-            else:
-                known = ~np.isnan(values[key])
-                tags[key] = _arr(t if k else None for t, k in zip(tag, known))
-    return tags
-
-
-def _call_patterns(graph, index, call, ins, in_values, dead_fn):
-    kind = call.role.kind
-    layer = call.layer
-    if kind in (slicers.PRODUCER, slicers.BARRIER):
-        return [None] * len(call.outputs)
-    if kind == slicers.CONCAT:
-        return [np.concatenate(ins)]
-    if kind == slicers.FLATTEN:
-        out_size = graph.layouts[call.outputs[0]].size
-        tile = out_size // max(ins[0].size, 1)
-        return [_arr(t if t is None or t == FULL or _is_broken(t)
-                     else ("d", index, s, t)
-                     for s in range(tile) for t in ins[0])]
-    tags, value = ins[0], in_values[0]
-    if kind == slicers.CHANNELWISE:
-        mode = slicers.rule_for(layer).constants
-        expand = call.role.expand
-        full = np.array([t == FULL for t in tags], dtype=bool)
-        if mode == "batchnorm":
-            out = _arr(FULL if f else _broken(layer) for f in full)
-            if dead_fn is not None:
-                for p in np.flatnonzero(dead_fn(layer)):
-                    out[p] = FULL
-            return [out]
-        if mode == "identity":
-            if isinstance(layer, _SAME_MAP):
-                return [tags]
-            if isinstance(layer, _SIGNED):
-                return [_arr(
-                    t if t is None or t == FULL or _is_broken(t)
-                    else ("d", index, t, float(np.sign(v)))
-                    for t, v in zip(tags, value))]
-            if isinstance(layer, _PADDING):
-                return [_arr(
-                    t if t is None or _is_broken(t) else ("d", index, t)
-                    for t in tags)]
-            # Cropping, upsampling, average pooling, reshapes: linear and
-            # alike for every channel; a full map stays full.
-            return [_arr(FULL if f else t
-                         for f, t in zip(full, _derive(tags, index)))]
-        # Value-changing maps (activations, affine maps, depthwise
-        # convolutions) keep a full map full, unless a depthwise kernel
-        # meets its own zero border.
-        bordered = mode == "depthwise" and _pads(layer)
-        out = _arr(FULL if f and not bordered else _broken(layer)
-                   for f in full)
-        return [_arr(out[i] for i in np.repeat(np.arange(len(out)), expand))]
-    # MERGE: a full map where every input is full.
-    width = graph.layouts[call.outputs[0]].size
-    full = np.all([np.broadcast_to(np.array([t == FULL for t in tag]), (width,))
-                   for tag in ins], axis=0)
-    return [_arr(FULL if f else _broken(layer) for f in full)]
-
-
-def _owners(graph, layout):
-    """Group name and channel index of every position of a layout."""
-    names, channels = [], []
-    for seg in layout.segments:
-        names.extend([graph.group_of_space(seg.space).name] * seg.size)
-        channels.append(np.repeat(np.arange(seg.width), seg.expand))
-    names = _arr(names * layout.tile)
-    channels = np.tile(np.concatenate(channels) if channels
-                       else np.zeros(0, np.int64), layout.tile)
-    return names, channels
-
-
-@dataclasses.dataclass
-class Carriers:
-    """What `add_carriers` decided.
-
-    Attributes:
-        kept: the kept indices with the carriers added.
-        values: the constants every cut position is folded at.
-        moves: id(layer) -> (removed positions, carrier positions, scales)
-            on the input of each consuming layer.
-        added: group name -> carrier channels added to the plan.
-    """
-
-    kept: dict
-    values: dict
-    moves: dict
-    added: dict
-
-
-def add_carriers(graph, kept, weights, dead_fn, warn=True):
-    """Choose carriers and force them dead in `weights`.
-
-    A carrier is a channel of the group of the removed ones with a nonzero
-    constant and the same pattern at the consuming layer; a channel the
-    plan keeps is taken first. A cut channel taken as carrier stays in the
-    slim model with its gamma set to zero in every BatchNormalization of its
-    group, so that it outputs the constant it was folded at.
+    Each producer that reads a cut constant channel takes `rule.fold`'s
+    change of its outputs into its bias, into the statistics of the
+    normalization after it (`Rule.shift_input`) when it has no bias, or
+    into a new bias; with `carried` (fold="exact") the carriers' weight
+    moves are made first. An approximate fold (a zero border between the
+    constant and its reader) is warned about, naming the layers.
 
     Args:
         graph: the `ChannelGraph`.
-        kept: dict group name -> kept indices (only groups that lose some).
-        weights: `id(layer) -> {name: array}`; carriers' gammas are zeroed
-            in place.
+        kept: dict group name -> kept indices (groups that lose some).
+        weights: `id(layer) -> {name: array}`, updated in place.
+        positions: `id(layer) -> {"in", "mid", "out"}` kept positions.
+        configs: `id(layer) -> config updates`, updated in place.
         dead_fn: the dead mask of `kept`.
-        warn: warn where a fold stays approximate, naming the layer.
+        carried: the `Carriers` of fold="exact", or `None`.
 
     Returns:
-        A `Carriers`.
+        The names of the layers whose change went into the statistics of
+        the layer after them.
     """
-    values = constants_lib.propagate(graph, lambda l: weights[id(l)], dead_fn)
-    tags = patterns(graph, values, dead_fn)
-    kept = {name: np.asarray(idx) for name, idx in kept.items()}
-    added = {}
-    # A channel one consumer takes as its carrier is kept for every other
-    # consumer too, so the carriers are settled first (a later consumer can
-    # take a channel that an earlier one folded away), then the moves are
-    # made against the final kept channels.
-    while True:
-        count = sum(len(idx) for idx in kept.values())
-        _moves(graph, kept, added, weights, values, tags, warn=False)
-        if sum(len(idx) for idx in kept.values()) == count:
-            break
-    moves = _moves(graph, kept, added, weights, values, tags, warn)
-    return Carriers(kept, values, moves, added)
-
-
-def _moves(graph, kept, added, weights, values, tags, warn):
-    """id(layer) -> (removed positions, carrier positions, scales) of each
-    consuming layer, choosing (and keeping) carriers where none is kept."""
-    moves = {}
+    inexact, varying = {}, {}
+    values = constants_lib.propagate(
+        graph, lambda layer: weights[id(layer)], dead_fn, inexact, varying
+    )
+    _warn_varying(graph, kept, varying)
+    if carried is not None:
+        values = carried.values
+    agreed = constants_lib.producer_inputs(graph, values)
+    approximate = {}  # consumer name -> layers whose zero padding matters
+    readers = {}
+    for call in graph.calls:
+        for key in call.inputs:
+            readers.setdefault(key, []).append(call)
+    shifted = set()  # layers whose change went into the next BN's mean
     for call in producer_calls(graph):
         layer = call.layer
-        layout = graph.layer_input.get(id(layer))
-        key = call.inputs[0]
-        value, tag = values[key], tags[key]
-        if layout is None or graph.kept_positions(layout, kept) is None:
+        pos_in = positions[id(layer)]["in"]
+        if pos_in is None:
             continue
-        names, channels = _owners(graph, layout)
-        removed = np.setdiff1d(np.arange(value.shape[0]),
-                               graph.kept_positions(layout, kept))
-        need = [p for p in removed
-                if not np.isnan(value[p]) and value[p] != 0
-                and (tag[p] != FULL or _pads(layer))]
-        if not need:
-            continue
+        value = agreed[id(layer)]
+        removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
         rule = slicers.rule_for(layer)
-        if not getattr(rule, "carries", False):
-            _warn(warn, layer, f"its rule cannot carry constants "
-                  f"({type(layer).__name__})")
+        move = carried.moves.get(id(layer)) if carried else None
+        if move is not None:
+            sources, targets, scales = move
+            weights[id(layer)] = rule.carry(layer, weights[id(layer)],
+                                            sources, targets, scales)
+            removed = np.setdiff1d(removed, sources)
+        removed_values = value[removed]
+        known = ~np.isnan(removed_values) & (removed_values != 0)
+        first = values[call.inputs[0]][removed]
+        if np.any(np.isnan(removed_values) & ~np.isnan(first)):
+            warnings.warn(
+                f"Layer `{layer.name}` is called several times and its calls "
+                "see different constants on channels cut from its input; "
+                "one bias cannot absorb them all, so they are dropped and "
+                "its output shifts.",
+                stacklevel=3,
+            )
+        if not np.any(known):
             continue
-        chosen = {}
-        sources, targets, scales = [], [], []
-        for p in need:
-            if channels[p] in kept.get(names[p], ()):
-                continue  # taken as a carrier meanwhile
-            if _is_broken(tag[p]):
-                _warn(warn, layer, f"the cut channels reach it through "
-                      f"`{tag[p][1]}`, where their maps stop being alike")
-                continue
-            q = chosen.get(tag[p])
-            if q is None:
-                q = _choose(graph, kept, names, channels, value, tag, tag[p])
-                if q is None:
-                    _warn(warn, layer, "no channel of the group can carry "
-                          "the constant (no BatchNormalization gamma)")
-                    continue
-                chosen[tag[p]] = q
-                _keep(graph, kept, added, weights, names[q], channels[q])
-                if q == p:
-                    continue
-            sources.append(p)
-            targets.append(q)
-            scales.append(value[p] / value[q])
-        if sources:
-            moves[id(layer)] = (np.array(sources), np.array(targets),
-                                np.array(scales))
-    return moves
-
-
-def _choose(graph, kept, names, channels, value, tag, wanted):
-    """The carrier position for pattern `wanted`: kept channels first,
-    then the cut channel with the largest constant."""
-    best, best_key = None, None
-    for q in range(value.shape[0]):
-        if tag[q] != wanted or np.isnan(value[q]) or value[q] == 0:
+        mask, culprits = inexact[call.inputs[0]]
+        culprits = set(culprits) if np.any(mask[removed[known]]) else set()
+        if rules.zero_border(layer):
+            culprits.add(layer.name)
+        delta = rule.fold(layer, weights[id(layer)], removed[known],
+                          removed_values[known])
+        if delta is None:
+            warnings.warn(
+                f"Layer `{layer.name}` ({type(layer).__name__}) cannot absorb "
+                "the constant output of the channels cut from its input; "
+                "they are dropped, so its output shifts.",
+                stacklevel=3,
+            )
             continue
-        group = graph.group_by_name[names[q]]
-        if not _can_force_dead(graph, group):
+        if culprits:
+            approximate[layer.name] = culprits
+        if _absorb(graph, call, readers, delta, weights, configs):
+            shifted.add(layer.name)
+    if approximate:
+        _warn_approximate(approximate, exact_offered=carried is None)
+    return shifted
+
+
+def _shown(names):
+    names = sorted(names)
+    shown = ", ".join(f"`{name}`" for name in names[:5])
+    if len(names) > 5:
+        shown += f" and {len(names) - 5} more"
+    return shown
+
+
+def _warn_varying(graph, kept, varying):
+    """Warn where cut channels reach a layer that mixes channels as values
+    that are not one constant: no fold can stand for them."""
+    readers, culprits = set(), set()
+    for call in graph.calls:
+        if call.role.kind != slicers.PRODUCER:
             continue
-        is_kept = (names[q] not in kept
-                   or channels[q] in kept[names[q]])
-        rank = (is_kept, abs(value[q]))
-        if best is None or rank > best_key:
-            best, best_key = q, rank
-    return best
-
-
-def _can_force_dead(graph, group):
-    return bool(group.batchnorms) and all(
-        graph.layer(bn).scale for bn in group.batchnorms)
-
-
-def _keep(graph, kept, added, weights, name, channel):
-    if name not in kept or channel in kept[name]:
-        return
-    kept[name] = np.union1d(kept[name], [channel]).astype(np.int64)
-    added.setdefault(name, []).append(int(channel))
-    group = graph.group_by_name[name]
-    for bn, matrix in group.bn_positions.items():
-        gamma = weights[id(graph.layer(bn))]["gamma"]
-        gamma[matrix[channel]] = 0
-
-
-def _warn(enabled, layer, why):
-    if enabled:
+        layout = graph.layer_input.get(id(call.layer))
+        positions = graph.kept_positions(layout, kept) if layout else None
+        if positions is None:
+            continue
+        mask, names = varying[call.inputs[0]]
+        removed = np.setdiff1d(np.arange(layout.size), positions)
+        if np.any(mask[removed]):
+            readers.add(call.layer.name)
+            culprits |= names
+    if readers:
         warnings.warn(
-            f"fold='exact': layer `{layer.name}` gets the constants of the "
-            f"cut channels in its bias instead: {why}. Its output is exact "
-            "away from the borders only.",
+            "slim_model: channels the plan cuts reach "
+            f"{_shown(readers)} as values that are not one constant: they "
+            f"vary per sample or over space after {_shown(culprits)}. They "
+            "cannot be folded, so they are dropped, and the output differs "
+            "from the original with their gammas set to zero. Leave their "
+            "groups out of the plan (`skip`), or cut channels whose gamma "
+            "is zero.",
             stacklevel=4,
         )
+
+
+def _warn_approximate(approximate, exact_offered=True):
+    consumers = sorted(approximate)
+    culprits = sorted(set().union(*approximate.values()))
+    shown = ", ".join(f"`{name}`" for name in consumers[:5])
+    if len(consumers) > 5:
+        shown += f" and {len(consumers) - 5} more"
+    padding = ", ".join(f"`{name}`" for name in culprits[:5])
+    if len(culprits) > 5:
+        padding += f" and {len(culprits) - 5} more"
+    warnings.warn(
+        "slim_model: approximate fold. The constant output of cut channels "
+        f"is folded into {shown} exactly in the interior of the feature "
+        "maps but not at their borders, which the zero padding of "
+        f"{padding} fills with 0 instead of the constant. Outputs differ "
+        "near the borders; fine-tune, or use valid padding (or cut channels "
+        "whose BatchNormalization beta is zero too) for an exact fold"
+        + (", or pass fold=\"exact\"." if exact_offered else "."),
+        stacklevel=3,
+    )
+
+
+def _absorb(graph, call, readers, delta, weights, configs):
+    """Add `delta` to the output of a producer: bias, next BN, or new bias.
+    Returns whether the next BN's moving mean took it."""
+    layer = call.layer
+    own = weights[id(layer)]
+    if "bias" in own:
+        own["bias"] = own["bias"] + delta.astype(own["bias"].dtype)
+        return
+    following = readers.get(call.outputs[0], [])
+    if (
+        not rules.has_activation(layer)  # the next one sees act(x), not x
+        and call.outputs[0] not in graph.output_keys  # x itself is seen
+        and graph.call_count(layer) == 1
+        and len(following) == 1
+        and following[0].role.kind == slicers.CHANNELWISE
+        and graph.call_count(following[0].layer) == 1
+    ):
+        after = following[0].layer
+        shifted = slicers.rule_for(after).shift_input(
+            after, weights[id(after)], delta)
+        if shifted is not None:
+            weights[id(after)] = shifted
+            return True
+    kernel_dtype = next(iter(own.values())).dtype
+    own["bias"] = delta.astype(kernel_dtype)
+    configs[id(layer)]["use_bias"] = True

@@ -9,8 +9,6 @@ together. It touches no weights.
 import math
 import warnings
 
-import keras
-
 from keras_slim.core import keras_compat, slicers
 from keras_slim.core import layout as layout_lib
 from keras_slim.core.groups import Call, ChannelGroup
@@ -318,7 +316,7 @@ class ChannelGraph:
                 for root in in_roots:
                     add(root, "consumers", name)
                 continue
-            is_bn = isinstance(call.layer, keras.layers.BatchNormalization)
+            is_bn = slicers.rule_for(call.layer).scales_channels(call.layer)
             for root in in_roots:
                 add(root, "batchnorms" if is_bn else "members", name)
                 if is_bn and name not in info[root]["bn_positions"]:

@@ -105,9 +105,10 @@ class PruningPlan:
     def __eq__(self, other):
         if not isinstance(other, PruningPlan):
             return NotImplemented
-        return self.widths == other.widths and self.kept.keys() == other.kept.keys() and all(
-            np.array_equal(v, other.kept[k]) for k, v in self.kept.items()
-        )
+        return (self.widths == other.widths
+                and self.kept.keys() == other.kept.keys()
+                and all(np.array_equal(v, other.kept[k])
+                        for k, v in self.kept.items()))
 
     def __repr__(self):
         cut = sum(

@@ -12,14 +12,29 @@ lookup walks the class hierarchy, so a subclass of `Conv2D` is cut like a
 - `fold(layer, weights, removed, values)`: for a layer that mixes channels,
   the change of each output channel when constant input positions are cut.
 
+and everything else keras_slim needs to know about the layer, so that no
+other module keeps a list of layer classes:
+
+- `pass_constants(layer, call, values, weights, dead)`: the constants out of
+  a channelwise or merging call, given those into it (constant propagation).
+- `maps(layer)`, `zero_border(layer)`, `borders_differ(layer)`: how it
+  changes the spatial map of a constant channel (exact folding's carriers).
+- `passes_scale(layer, count)`, `absorbed_weight(layer)`: how the gamma-W
+  rescaling of Ye et al. goes through it.
+- `scales_channels(layer)`, `shift_input(layer, weights, delta)`: whether it
+  is a normalization whose gamma scales each channel, and how it takes a
+  shift of its input into its statistics.
+
 Adding a layer type means writing one rule and calling `register_rule`.
 Rules are stateless; nothing here imports TensorFlow.
 """
 
 import contextlib
 import dataclasses
+import math
 import warnings
 
+import keras
 import numpy as np
 
 __all__ = [
@@ -28,12 +43,18 @@ __all__ = [
     "COMPUTE_METHODS",
     "CONCAT",
     "FLATTEN",
+    "MAPS_KEPT",
+    "MAPS_MOVED",
+    "MAPS_PADDED",
+    "MAPS_SIGNED",
+    "MAPS_VALUES",
     "MERGE",
     "PRODUCER",
     "Role",
     "Rule",
     "register_rule",
     "registered",
+    "evaluate",
     "rule_for",
     "take",
 ]
@@ -44,6 +65,16 @@ MERGE = "merge"  # elementwise over several inputs: ties them
 CONCAT = "concat"  # concatenation along channels
 FLATTEN = "flatten"  # spatial positions folded into the channel axis
 BARRIER = "barrier"  # anything else: the channels it touches stay whole
+
+# How a channelwise layer changes the spatial map of a constant channel
+# (`Rule.maps`), which exact folding needs to know which cut channels carry
+# maps proportional to one another.
+MAPS_KEPT = "kept"  # every value stays where it is (dropout, identity)
+MAPS_SIGNED = "signed"  # max over windows: v * P -> v * max(P) for v > 0
+MAPS_PADDED = "padded"  # a zero border is added: a full map stops being full
+MAPS_MOVED = "moved"  # moved, averaged or repeated alike for every channel
+MAPS_VALUES = "values"  # each value mapped: a full map stays full, others
+#                         stop being proportional (activations, affine maps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +181,45 @@ def rule_for(operation):
     return _UNKNOWN
 
 
+def _output_width(call):
+    shape = tuple(call.node.output_tensors[0].shape)
+    return shape[-1] if len(shape) > 1 else 1
+
+
+def evaluate(call, values):
+    """Run the layer or op of `call` on one-pixel constant inputs.
+
+    Args:
+        call: a channelwise or merging `Call`.
+        values: one float64 array per tensor input, NaN where unknown.
+
+    Returns:
+        The constant of each output position: NaN where an input it reads
+        is unknown or the output is not the same at every pixel.
+    """
+    width = _output_width(call)
+    if call.role.kind == CHANNELWISE:
+        unknown = np.repeat(np.isnan(values[0]), call.role.expand)
+    else:
+        unknown = np.any(
+            [np.broadcast_to(np.isnan(v), (width,)) for v in values], axis=0)
+    if np.all(unknown):
+        return np.full(width, np.nan)
+    feeds = {}
+    for tensor, array in zip(call.node.input_tensors, values):
+        rank = len(tensor.shape)
+        shape = (1,) * (rank - 1) + (array.shape[0],)
+        feeds[id(tensor)] = np.nan_to_num(array).reshape(shape).astype(
+            tensor.dtype if tensor.dtype else "float32"
+        )
+    args, kwargs = call.node.arguments.fill_in(feeds)
+    out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
+    out = out.reshape(-1, out.shape[-1])
+    uniform = np.all(np.isclose(out, out[:1]), axis=0)
+    out = np.where(uniform, out[0], np.nan).astype(np.float64)
+    return np.where(unknown, np.nan, out)
+
+
 def take(array, axis, index):
     """`np.take` that leaves the array alone when `index` is `None`."""
     if index is None:
@@ -164,8 +234,6 @@ class Rule:
     axes = {}
     # config keys set to the kept width: {key: "in" | "out"}
     widths = {}
-    # how constants pass through a channelwise layer: "identity" or "eval"
-    constants = "eval"
     # whether `carry` may move input weights (a layer linear in its input
     # whose kernels are cut by `axes` on "in": convolutions, Dense)
     carries = False
@@ -203,6 +271,71 @@ class Rule:
             An array over the layer's (original) output channels, or `None`
             when the layer cannot absorb a constant exactly.
         """
+        return None
+
+    def pass_constants(self, layer, call, values, weights, dead):
+        """The constants out of a channelwise or merging call.
+
+        Args:
+            layer: the layer or op.
+            call: its `Call`.
+            values: one float64 array per tensor input: the constant at
+                each position, NaN where it depends on the input.
+            weights: the layer's `{name: array}`.
+            dead: for a layer that `scales_channels`, the mask of positions
+                whose gamma counts as zero (they output beta), else `None`.
+
+        Returns:
+            A float64 array over the output positions, NaN where the value
+            is not one constant (by default: the layer run on one-pixel
+            constant inputs, `evaluate`).
+        """
+        return evaluate(call, values)
+
+    def maps(self, layer):
+        """How the layer changes the spatial map of a constant channel: one
+        of the `MAPS_*` answers (by default `MAPS_VALUES`)."""
+        return MAPS_VALUES
+
+    def zero_border(self, layer):
+        """Whether the layer pads its input with zeros, so that a constant
+        map stops being constant at its borders. By default: "same" or
+        "causal" `padding` with a `kernel_size` wider than one tap."""
+        padding = getattr(layer, "padding", None)
+        kernel = getattr(layer, "kernel_size", None)
+        if padding not in ("same", "causal") or kernel is None:
+            return False
+        return math.prod(kernel) > 1
+
+    def borders_differ(self, layer):
+        """Whether, for a constant input, the layer's output at the borders
+        differs from its interior. By default: a `kernel_size` wider than
+        one tap with any `padding` but "valid"."""
+        kernel = getattr(layer, "kernel_size", None)
+        padding = getattr(layer, "padding", "valid")
+        return kernel is not None and padding != "valid" and any(
+            k > 1 for k in kernel)
+
+    def passes_scale(self, layer, count):
+        """Whether the output is `alpha` times the output when each of the
+        `count` tensor inputs is multiplied by `alpha > 0` (in training
+        too). By default `False`."""
+        return False
+
+    def absorbed_weight(self, layer):
+        """The name of the input-side weight that takes `1 / alpha` when the
+        input is scaled by `alpha` (gamma-W rescaling), or `None`."""
+        return None
+
+    def scales_channels(self, layer):
+        """Whether the layer is a normalization whose `gamma` is the scale
+        of each channel (a zero gamma makes the channel output `beta`)."""
+        return False
+
+    def shift_input(self, layer, weights, delta):
+        """Weights under which the layer computes on `x` what it computed
+        on `x + delta` (`delta` over its channels), or `None` when it
+        cannot."""
         return None
 
     def carry(self, layer, weights, removed, carriers, scales):
@@ -246,4 +379,7 @@ class _SubclassBarrier(Rule):
 
     def macs(self, layer, in_shape, out_shape):
         return self.parent_rule.macs(layer, in_shape, out_shape)
+
+    def zero_border(self, layer):
+        return self.parent_rule.zero_border(layer)
 

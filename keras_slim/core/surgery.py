@@ -2,17 +2,16 @@
 
 Three steps, each on its own: read the channel graph (`graph.py`), fold the
 constant outputs of cut channels into the layers that read them
-(`constants.py` and the rules' `fold`), and rebuild the graph with each layer
+(`folding.py`, from the constants of `constants.py` and the rules' `fold`),
+and rebuild the graph with each layer
 cut by its rule (`slicers.py`). The original model is never modified.
 """
-
-import warnings
 
 import keras
 import numpy as np
 
+from keras_slim.core import carriers, folding, slicers
 from keras_slim.core import constants as constants_lib
-from keras_slim.core import folding, rules, slicers
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 from keras_slim.core.rebuilding import assign, check_unshared, clone_layer, rebuild
@@ -95,14 +94,16 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
     plan_kept = kept
     dead_fn = _dead_fn(graph, kept)
     if fold == "exact" and kept:
-        carried = folding.add_carriers(graph, kept, weights, dead_fn)
+        carried = carriers.add_carriers(graph, kept, weights, dead_fn)
         kept = carried.kept
     positions = {id(layer): _positions(graph, call, kept)
                  for layer, call in layers.items()}
     configs = {id(layer): {} for layer in layers}
     shifted = set()
     if fold != "none" and kept:
-        shifted = _fold(graph, kept, weights, positions, configs, carried)
+        shifted = folding.fold_constants(graph, kept, weights, positions,
+                                         configs, _dead_fn(graph, kept),
+                                         carried)
     new_layers = {}
     for layer, call in layers.items():
         rule = slicers.rule_for(layer)
@@ -151,7 +152,7 @@ def applied_plan(model, plan, fold=None):
         weights = {id(call.layer): constants_lib.layer_weights(call.layer)
                    for call in graph.calls
                    if isinstance(call.layer, keras.layers.Layer)}
-        added = folding.add_carriers(graph, kept, weights,
+        added = carriers.add_carriers(graph, kept, weights,
                                      _dead_fn(graph, kept), warn=False).added
         kept = dict(plan.kept)
         for name, channels in added.items():
@@ -234,116 +235,3 @@ def _dead_fn(graph, kept):
         return mask
 
     return dead
-
-
-def _fold(graph, kept, weights, positions, configs, carried=None):
-    inexact = {}
-    values = constants_lib.propagate(
-        graph, lambda layer: weights[id(layer)], _dead_fn(graph, kept), inexact
-    )
-    if carried is not None:
-        values = carried.values
-    agreed = constants_lib.producer_inputs(graph, values)
-    approximate = {}  # consumer name -> layers whose zero padding matters
-    readers = {}
-    for call in graph.calls:
-        for key in call.inputs:
-            readers.setdefault(key, []).append(call)
-    shifted = set()  # layers whose change went into the next BN's mean
-    for call in folding.producer_calls(graph):
-        layer = call.layer
-        pos_in = positions[id(layer)]["in"]
-        if pos_in is None:
-            continue
-        value = agreed[id(layer)]
-        removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
-        rule = slicers.rule_for(layer)
-        move = carried.moves.get(id(layer)) if carried else None
-        if move is not None:
-            sources, targets, scales = move
-            weights[id(layer)] = rule.carry(layer, weights[id(layer)],
-                                            sources, targets, scales)
-            removed = np.setdiff1d(removed, sources)
-        removed_values = value[removed]
-        known = ~np.isnan(removed_values) & (removed_values != 0)
-        first = values[call.inputs[0]][removed]
-        if np.any(np.isnan(removed_values) & ~np.isnan(first)):
-            warnings.warn(
-                f"Layer `{layer.name}` is called several times and its calls "
-                "see different constants on channels cut from its input; "
-                "one bias cannot absorb them all, so they are dropped and "
-                "its output shifts.",
-                stacklevel=3,
-            )
-        if not np.any(known):
-            continue
-        mask, culprits = inexact[call.inputs[0]]
-        culprits = set(culprits) if np.any(mask[removed[known]]) else set()
-        if rules.zero_border(layer):
-            culprits.add(layer.name)
-        delta = rule.fold(layer, weights[id(layer)], removed[known],
-                          removed_values[known])
-        if delta is None:
-            warnings.warn(
-                f"Layer `{layer.name}` ({type(layer).__name__}) cannot absorb "
-                "the constant output of the channels cut from its input; "
-                "they are dropped, so its output shifts.",
-                stacklevel=3,
-            )
-            continue
-        if culprits:
-            approximate[layer.name] = culprits
-        if _absorb(graph, call, readers, delta, weights, configs):
-            shifted.add(layer.name)
-    if approximate:
-        _warn_approximate(approximate, exact_offered=carried is None)
-    return shifted
-
-
-def _warn_approximate(approximate, exact_offered=True):
-    consumers = sorted(approximate)
-    culprits = sorted(set().union(*approximate.values()))
-    shown = ", ".join(f"`{name}`" for name in consumers[:5])
-    if len(consumers) > 5:
-        shown += f" and {len(consumers) - 5} more"
-    padding = ", ".join(f"`{name}`" for name in culprits[:5])
-    if len(culprits) > 5:
-        padding += f" and {len(culprits) - 5} more"
-    warnings.warn(
-        "slim_model: approximate fold. The constant output of cut channels "
-        f"is folded into {shown} exactly in the interior of the feature "
-        "maps but not at their borders, which the zero padding of "
-        f"{padding} fills with 0 instead of the constant. Outputs differ "
-        "near the borders; fine-tune, or use valid padding (or cut channels "
-        "whose BatchNormalization beta is zero too) for an exact fold"
-        + (", or pass fold=\"exact\"." if exact_offered else "."),
-        stacklevel=3,
-    )
-
-
-def _absorb(graph, call, readers, delta, weights, configs):
-    """Add `delta` to the output of a producer: bias, next BN, or new bias.
-    Returns whether the next BN's moving mean took it."""
-    layer = call.layer
-    own = weights[id(layer)]
-    if "bias" in own:
-        own["bias"] = own["bias"] + delta.astype(own["bias"].dtype)
-        return
-    following = readers.get(call.outputs[0], [])
-    if (
-        not rules.has_activation(layer)  # the BN sees act(x), not x
-        and call.outputs[0] not in graph.output_keys  # x itself is seen
-        and graph.call_count(layer) == 1
-        and len(following) == 1
-        and isinstance(following[0].layer, keras.layers.BatchNormalization)
-        and following[0].role.kind == slicers.CHANNELWISE
-        and graph.call_count(following[0].layer) == 1
-    ):
-        bn = weights[id(following[0].layer)]
-        bn["moving_mean"] = bn["moving_mean"] - delta.astype(
-            bn["moving_mean"].dtype
-        )
-        return True
-    kernel_dtype = next(iter(own.values())).dtype
-    own["bias"] = delta.astype(kernel_dtype)
-    configs[id(layer)]["use_bias"] = True

@@ -242,7 +242,7 @@ class _Reference:
         the dead positions of one without gamma (`scale=False`)."""
         layer = call.layer
         if (not self.kept or call.role.kind != slicers.CHANNELWISE
-                or slicers.rule_for(layer).constants != "batchnorm"):
+                or not slicers.rule_for(layer).scales_channels(layer)):
             return (), None
         dead = np.flatnonzero(self.dead_fn(layer))
         if not dead.size:

@@ -17,69 +17,11 @@ import math
 import numbers
 import warnings
 
-import keras
-
 from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.slicers import rule_for
 from keras_slim.sparsity import regularizers as regularizers_lib
 
 __all__ = ["rescale_gammas"]
-
-L = keras.layers
-
-
-def _classes(*names):
-    return tuple(getattr(L, name) for name in names if hasattr(L, name))
-
-
-_PASSTHROUGH = _classes(
-    "LeakyReLU", "PReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-    "SpatialDropout3D", "GaussianDropout", "Flatten", "Reshape", "Permute",
-    "Identity", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
-    "Cropping1D", "Cropping2D", "Cropping3D", "UpSampling1D", "UpSampling2D",
-    "UpSampling3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
-    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-    "GlobalAveragePooling3D",
-)
-_MERGES = _classes(
-    "Add", "Subtract", "Average", "Maximum", "Minimum", "Concatenate"
-)
-# Layers that absorb the scale: their input-side weights take 1 / alpha.
-_ABSORBERS = {
-    cls: name
-    for names, name in (
-        (("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-          "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "Dense"),
-         "kernel"),
-        (("SeparableConv1D", "SeparableConv2D"), "depthwise_kernel"),
-    )
-    for cls in _classes(*names)
-}
-
-
-def _homogeneous_activation(function):
-    return function in (
-        keras.activations.relu,
-        keras.activations.linear,
-        keras.activations.leaky_relu,
-    )
-
-
-def _passes_scale(layer):
-    """Whether `layer(alpha * x) == alpha * layer(x)` for every `alpha > 0`."""
-    if isinstance(layer, L.ReLU):
-        return layer.max_value is None and not layer.threshold
-    if isinstance(layer, L.Activation):
-        return _homogeneous_activation(layer.activation)
-    return isinstance(layer, _PASSTHROUGH)
-
-
-def _absorbed_weight(layer):
-    for cls in type(layer).__mro__:
-        if cls in _ABSORBERS:
-            return _ABSORBERS[cls]
-    return None
 
 
 def _trace(graph, candidates):
@@ -100,22 +42,21 @@ def _trace(graph, candidates):
 
     for call in graph.calls:
         layer = call.layer
+        rule = rule_for(layer)
         inputs = [state.get(key, frozenset()) for key in call.inputs]
         scaled = frozenset().union(*inputs) if inputs else frozenset()
         out = frozenset()
-        if isinstance(layer, L.BatchNormalization) and layer.name in candidates:
+        if layer.name in candidates:  # chosen BatchNormalization layers
             spoil(scaled, layer.name)
             out = frozenset([layer.name])
         elif not scaled:
             pass
-        elif len(inputs) == 1 and _passes_scale(layer):
-            out = scaled
-        elif isinstance(layer, _MERGES) and len(inputs) > 1:
+        elif rule.passes_scale(layer, len(inputs)):
             if all(inputs):
                 out = scaled
             else:
                 spoil(scaled, f"{layer.name} (adds an unscaled tensor)")
-        elif len(inputs) == 1 and _absorbed_weight(layer) is not None:
+        elif len(inputs) == 1 and rule.absorbed_weight(layer) is not None:
             absorber_calls.setdefault(id(layer), (layer, []))[1].append(scaled)
         else:
             spoil(scaled, layer.name)
@@ -213,6 +154,6 @@ def rescale_gammas(model, alpha, layers=None):
         if layer.center:
             layer.beta.assign(regularizers_lib.to_array(layer.beta) * alpha)
     for layer in absorbers:
-        weight = getattr(layer, _absorbed_weight(layer))
+        weight = getattr(layer, rule_for(layer).absorbed_weight(layer))
         weight.assign(regularizers_lib.to_array(weight) / alpha)
     return copy

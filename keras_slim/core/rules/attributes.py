@@ -1,20 +1,22 @@
 """What the built-in rules read off a layer: its activation, padding,
 data format and channel axis."""
 
-import math
-
 import keras
 import numpy as np
 
 from keras_slim.core.slicers import (
     BARRIER,
     Role,
+    rule_for,
 )
 
 __all__ = [
     "activation_mixes",
     "apply_activation",
     "has_activation",
+    "homogeneous_activation",
+    "layer_classes",
+    "per_channel_constant",
     "zero_border",
 ]
 
@@ -86,22 +88,42 @@ def apply_activation(layer, values):
 def zero_border(layer):
     """Whether `layer` pads its input with zeros: a constant map stops being
     constant at its borders (ZeroPadding, "same" or "causal" padding of a
-    kernel wider than one tap)."""
-    if isinstance(layer, _ZERO_PADDING):
-        return bool(np.any(np.asarray(layer.padding)))
-    padding = getattr(layer, "padding", None)
-    kernel = getattr(layer, "kernel_size", None)
-    if padding not in ("same", "causal") or kernel is None:
+    kernel wider than one tap). Its rule answers (`Rule.zero_border`)."""
+    return rule_for(layer).zero_border(layer)
+
+
+def homogeneous_activation(layer):
+    """Whether the layer's `activation` is positively homogeneous:
+    `f(alpha * x) = alpha * f(x)` for `alpha > 0` (relu, linear, leaky_relu)."""
+    return getattr(layer, "activation", None) in (
+        keras.activations.relu,
+        keras.activations.linear,
+        keras.activations.leaky_relu,
+    )
+
+
+def per_channel_constant(call):
+    """Whether an op of `call` takes a constant (a NumPy array, a tensor)
+    with one value per channel, such as `x * vec`: its values would have to
+    be cut with the channels."""
+    width = call.input_width
+    if not width or width < 2:
         return False
-    return math.prod(kernel) > 1
+    arguments = call.node.arguments
+    for value in keras.tree.flatten((arguments.args, arguments.kwargs)):
+        if isinstance(value, keras.KerasTensor):
+            continue
+        shape = tuple(getattr(value, "shape", None) or np.shape(value))
+        if shape and shape[-1] == width:
+            return True
+    return False
 
 
 def _last_axis(axis, rank):
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     return len(axes) == 1 and axes[0] in (-1, rank - 1)
 
-def _layers(*names):
+
+def layer_classes(*names):
+    """The classes `keras.layers.<name>` this Keras has, for `names`."""
     return [getattr(keras.layers, n) for n in names if hasattr(keras.layers, n)]
-
-
-_ZERO_PADDING = tuple(_layers("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"))

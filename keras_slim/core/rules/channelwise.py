@@ -9,13 +9,18 @@ from keras_slim.core.rules.attributes import (
     _activation_barrier,
     _channels_last,
     _last_axis,
-    _layers,
     activation_mixes,
+    homogeneous_activation,
+    layer_classes,
 )
 from keras_slim.core.slicers import (
     BARRIER,
     CHANNELWISE,
     FLATTEN,
+    MAPS_KEPT,
+    MAPS_MOVED,
+    MAPS_PADDED,
+    MAPS_SIGNED,
     Role,
     Rule,
     register_rule,
@@ -31,18 +36,40 @@ class _BatchNorm(Rule):
         name: {0: "in"}
         for name in ("gamma", "beta", "moving_mean", "moving_variance")
     }
-    constants = "batchnorm"
 
     def role(self, layer, call):
         if not _last_axis(layer.axis, len(call.input_shape)):
             return Role(BARRIER, reason="BatchNormalization not on channels")
         return Role(CHANNELWISE)
 
+    def scales_channels(self, layer):
+        return True
+
+    def pass_constants(self, layer, call, values, weights, dead):
+        # In inference: (x - mean) * gamma / sqrt(variance + eps) + beta; a
+        # dead position outputs beta whatever its input.
+        values = values[0]
+        width = values.shape[0]
+        gamma = weights.get("gamma", np.ones(width))
+        beta = weights.get("beta", np.zeros(width))
+        scale = gamma / np.sqrt(weights["moving_variance"] + layer.epsilon)
+        out = (values - weights["moving_mean"]) * scale + beta
+        if dead is not None:
+            out = np.where(dead, beta, out)
+        return out
+
+    def shift_input(self, layer, weights, delta):
+        mean = weights["moving_mean"]
+        return dict(weights, moving_mean=mean - delta.astype(mean.dtype))
+
 
 @register_rule(keras.layers.PReLU)
 class _PReLU(Rule):
     def role(self, layer, call):
         return Role(CHANNELWISE)
+
+    def passes_scale(self, layer, count):
+        return count == 1
 
     def slice(self, layer, weights, pos):
         alpha = weights["alpha"]
@@ -95,17 +122,32 @@ class _Elementwise(Rule):
         return Role(CHANNELWISE)
 
 
-register_rule(
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-)(_Elementwise)
+register_rule(keras.layers.ELU)(_Elementwise)
+
+
+@register_rule(keras.layers.Activation)
+class _Activation(_Elementwise):
+    def passes_scale(self, layer, count):
+        return count == 1 and homogeneous_activation(layer)
+
+
+@register_rule(keras.layers.ReLU)
+class _ReLU(_Elementwise):
+    def passes_scale(self, layer, count):
+        return count == 1 and layer.max_value is None and not layer.threshold
+
+
+@register_rule(keras.layers.LeakyReLU)
+class _LeakyReLU(_Elementwise):
+    def passes_scale(self, layer, count):
+        return count == 1
 
 
 @register_rule(keras.layers.Softmax)
 class _Softmax(Rule):
-    constants = "unknown"
+    # Over other axes than the channels: the constants are not followed.
+    def pass_constants(self, layer, call, values, weights, dead):
+        return np.full(values[0].shape[0], np.nan)
 
     def role(self, layer, call):
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
@@ -116,37 +158,98 @@ class _Softmax(Rule):
 
 
 class _ShapeOnly(Rule):
-    """Layers that move or drop values but never change one channel's value."""
-
-    constants = "identity"
+    """Layers that move or drop values but never change one channel's value:
+    their constants pass unchanged, and a scaled input gives a scaled
+    output. Cropping, upsampling and average pooling move (or average)
+    every channel's map alike."""
 
     def role(self, layer, call):
         if not _channels_last(layer):
             return Role(BARRIER, reason="channels_first layer")
         return Role(CHANNELWISE)
 
+    def pass_constants(self, layer, call, values, weights, dead):
+        return values[0]
+
+    def maps(self, layer):
+        return MAPS_MOVED
+
+    def passes_scale(self, layer, count):
+        return count == 1
 
 
 register_rule(
-    *_layers(
-        "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-        "GaussianNoise", "GaussianDropout", "AlphaDropout",
-        "ActivityRegularization", "Identity",
-        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    *layer_classes(
         "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
-        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
         "GlobalAveragePooling1D", "GlobalAveragePooling2D",
         "GlobalAveragePooling3D",
-        "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
         "Cropping1D", "Cropping2D", "Cropping3D",
         "UpSampling1D", "UpSampling2D", "UpSampling3D",
     )
 )(_ShapeOnly)
 
 
+class _SameMap(_ShapeOnly):
+    """Layers that leave every value where it is in inference."""
+
+    def maps(self, layer):
+        return MAPS_KEPT
+
+
+register_rule(
+    *layer_classes(
+        "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+        "GaussianDropout", "Identity",
+    )
+)(_SameMap)
+
+
+class _TrainingShift(_SameMap):
+    """The identity in inference, but not positively homogeneous in
+    training: noise added (`GaussianNoise`), an affine map (`AlphaDropout`),
+    an activity loss (`ActivityRegularization`)."""
+
+    def passes_scale(self, layer, count):
+        return False
+
+
+register_rule(
+    *layer_classes("GaussianNoise", "AlphaDropout", "ActivityRegularization")
+)(_TrainingShift)
+
+
+class _MaxPooling(_ShapeOnly):
+    """Max over windows: `max(v * P) = v * max(P)` for v > 0 only."""
+
+    def maps(self, layer):
+        return MAPS_SIGNED
+
+
+register_rule(
+    *layer_classes(
+        "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    )
+)(_MaxPooling)
+
+
+class _ZeroPadding(_ShapeOnly):
+    """A zero border around the map."""
+
+    def maps(self, layer):
+        return MAPS_PADDED
+
+    def zero_border(self, layer):
+        return bool(np.any(np.asarray(layer.padding)))
+
+
+register_rule(
+    *layer_classes("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+)(_ZeroPadding)
+
+
 @register_rule(keras.layers.Flatten)
-class _Flatten(Rule):
-    constants = "identity"
+class _Flatten(_ShapeOnly):
 
     def role(self, layer, call):
         if not _channels_last(layer):
@@ -155,8 +258,7 @@ class _Flatten(Rule):
 
 
 @register_rule(keras.layers.Reshape)
-class _Reshape(Rule):
-    constants = "identity"
+class _Reshape(_ShapeOnly):
 
     def role(self, layer, call):
         target = tuple(layer.target_shape)

@@ -10,6 +10,7 @@ from keras_slim.core.rules.attributes import (
     _activation_barrier,
     _channels_last,
     activation_mixes,
+    apply_activation,
 )
 from keras_slim.core.slicers import (
     BARRIER,
@@ -36,20 +37,39 @@ register_rule(
     getattr(keras.layers, "GroupNormalization", None),
     getattr(keras.layers, "UnitNormalization", None),
     keras.layers.Masking,
-    keras.layers.Permute,
     keras.layers.RepeatVector,
 )(_Barrier)
+
+
+@register_rule(keras.layers.Permute)
+class _Permute(_Barrier):
+    def passes_scale(self, layer, count):
+        return count == 1
 
 
 def _kernel_sum(kernel, spatial_axes):
     return kernel.sum(axis=spatial_axes) if spatial_axes else kernel
 
 
+def _depthwise_constants(layer, call, weights, values):
+    """Interior output of a depthwise (or one-channel-a-group) convolution:
+    kernels are `(*taps, C, m)` or `(*taps, 1, C * m)`, output `c * m + j`."""
+    values = values[0]
+    if np.all(np.isnan(values)):
+        return np.full(values.shape[0] * call.role.expand, np.nan)
+    kernel = weights["kernel"]
+    summed = kernel.sum(axis=tuple(range(kernel.ndim - 2)))
+    summed = summed.reshape(values.shape[0], -1)  # (C, m)
+    out = (values[:, None] * summed).ravel()
+    if "bias" in weights:
+        out = out + weights["bias"]
+    return apply_activation(layer, out)
+
+
 @register_rule(keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 class _Conv(Rule):
     axes = {"kernel": {-2: "in", -1: "out"}, "bias": {0: "out"}}
     widths = {"filters": "out"}
-    constants = "depthwise"  # used when one group per input channel
     carries = True
 
     def role(self, layer, call):
@@ -79,6 +99,13 @@ class _Conv(Rule):
             config = {"groups": int(len(pos["in"])), "filters": int(len(pos["out"]))}
         return config, out
 
+    def pass_constants(self, layer, call, values, weights, dead):
+        # Channelwise only with one group per input channel.
+        return _depthwise_constants(layer, call, weights, values)
+
+    def absorbed_weight(self, layer):
+        return "kernel"
+
     def fold(self, layer, weights, removed, values):
         kernel = weights["kernel"]
         summed = _kernel_sum(kernel, tuple(range(kernel.ndim - 2)))
@@ -99,6 +126,9 @@ class _Dense(Rule):
         if getattr(layer, "lora_enabled", False):
             return Role(BARRIER, reason="Dense with LoRA")
         return Role(PRODUCER, frozen_output=activation_mixes(layer))
+
+    def absorbed_weight(self, layer):
+        return "kernel"
 
     def fold(self, layer, weights, removed, values):
         return values @ weights["kernel"][removed]
@@ -126,8 +156,13 @@ class _ConvTranspose(Rule):
     def macs(self, layer, in_shape, out_shape):
         return math.prod(in_shape[1:]) * math.prod(layer.kernel_size) * out_shape[-1]
 
+    def absorbed_weight(self, layer):
+        return "kernel"
+
     # No exact fold: with strides, output positions see different numbers
     # of taps, so a constant input is not a constant output.
+    def borders_differ(self, layer):
+        return True
 
 
 @register_rule(keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
@@ -144,6 +179,9 @@ class _SeparableConv(Rule):
             return Role(BARRIER, reason="channels_first convolution")
         return Role(PRODUCER, expand=layer.depth_multiplier,
                     frozen_output=activation_mixes(layer))
+
+    def absorbed_weight(self, layer):
+        return "depthwise_kernel"
 
     def fold(self, layer, weights, removed, values):
         depthwise = weights["depthwise_kernel"]
@@ -162,7 +200,6 @@ class _SeparableConv(Rule):
 @register_rule(keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 class _DepthwiseConv(Rule):
     axes = {"kernel": {-2: "in"}, "bias": {0: "out"}}
-    constants = "depthwise"
 
     def role(self, layer, call):
         if not _channels_last(layer):
@@ -170,6 +207,12 @@ class _DepthwiseConv(Rule):
         if activation_mixes(layer):
             return _activation_barrier(layer)
         return Role(CHANNELWISE, expand=layer.depth_multiplier)
+
+    def pass_constants(self, layer, call, values, weights, dead):
+        return _depthwise_constants(layer, call, weights, values)
+
+    def absorbed_weight(self, layer):
+        return "kernel"
 
     def macs(self, layer, in_shape, out_shape):
         return math.prod(out_shape[1:]) * math.prod(layer.kernel_size)
