@@ -557,9 +557,9 @@ def _zeroed_copy(model, plan):
     return copy
 
 
-def _slim_live_plan(model, producer, seed=0):
-    """plan_global_gamma(ratio=0.5) then fold="exact" with verify: the
-    zeroed copy's and the slim model's outputs and the warnings."""
+def _slim_live_plan(model, producer, seed=0, verify=False):
+    """plan_global_gamma(ratio=0.5) then fold="exact": the zeroed copy's
+    and the slim model's outputs and the warnings."""
     rng = _prepare(model, seed)
     plan = keras_slim.plan_global_gamma(model, ratio=0.5)
     group, = [g.name for g in keras_slim.channel_groups(model)
@@ -569,9 +569,20 @@ def _slim_live_plan(model, producer, seed=0):
     expected = zoo.outputs(_zeroed_copy(model, plan), inputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+        slim = keras_slim.slim_model(model, plan, fold="exact", verify=verify)
     assert slim.count_params() < model.count_params()
     return expected, zoo.outputs(slim, inputs), [str(w.message) for w in caught]
+
+
+def _verify_catches(model, consumer):
+    """verify=True compares with the zeroed original itself, so the warned
+    drop of a value that varies over space fails it, naming the consumer
+    (the value is the same in every sample: only the reference shows it)."""
+    plan = keras_slim.plan_global_gamma(model, ratio=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=f"`{consumer}`"):
+            keras_slim.slim_model(model, plan, fold="exact", verify=True)
 
 
 def _assert_dropped_with_warning(expected, actual, messages, culprit):
@@ -588,7 +599,7 @@ def test_live_cut_through_a_squeeze_excite_gate_warns():
     """The gate `x * sigmoid(...)` makes the cut channel's beta vary per
     sample (7.4e-2 relative, silently, before)."""
     expected, actual, messages = _slim_live_plan(zoo.squeeze_excite(),
-                                                 "se_in_conv")
+                                                 "se_in_conv", verify=True)
     _assert_dropped_with_warning(expected, actual, messages, "se_mul")
 
 
@@ -607,7 +618,8 @@ def film():
 
 
 def test_live_cut_through_a_film_block_warns():
-    expected, actual, messages = _slim_live_plan(film(), "film_in_conv")
+    expected, actual, messages = _slim_live_plan(film(), "film_in_conv",
+                                                 verify=True)
     _assert_dropped_with_warning(expected, actual, messages, "film_mul")
 
 
@@ -620,6 +632,7 @@ def test_live_cut_through_a_softmax_over_space_warns():
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     expected, actual, messages = _slim_live_plan(model, "sm_in_conv")
     _assert_dropped_with_warning(expected, actual, messages, "space_softmax")
+    _verify_catches(model, "sm_out_conv")
 
 
 def test_live_cut_through_a_concatenation_along_space_warns():
@@ -632,13 +645,15 @@ def test_live_cut_through_a_concatenation_along_space_warns():
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     expected, actual, messages = _slim_live_plan(model, "rows_a_conv")
     _assert_dropped_with_warning(expected, actual, messages, "rows_concat")
+    _verify_catches(model, "rows_out_conv")
 
 
 def test_live_cut_of_constant_channels_stays_exact():
     """The counterpart: where the cut channels stay constant up to their
     consumers (a plain conv-BN chain), fold="exact" equals the zeroed copy
     and warns of nothing."""
-    expected, actual, messages = _slim_live_plan(zoo.chain(), "a_conv")
+    expected, actual, messages = _slim_live_plan(zoo.chain(), "a_conv",
+                                                 verify=True)
     assert not [m for m in messages if "not one constant" in m], messages
     zoo.assert_close(expected, actual)
 
@@ -658,5 +673,6 @@ def test_op_with_a_per_channel_constant_freezes_its_group():
         groups = {g.name: g for g in keras_slim.channel_groups(model)}
     assert not groups["vec_in_conv"].prunable
     assert "per-channel constant" in groups["vec_in_conv"].frozen
-    expected, actual, messages = _slim_live_plan(model, "vec_out_conv")
+    expected, actual, messages = _slim_live_plan(model, "vec_out_conv",
+                                                 verify=True)
     zoo.assert_close(expected, actual)
