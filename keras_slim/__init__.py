@@ -16,7 +16,7 @@ from keras_slim import callbacks, constraints, protocols, regularizers, rules
 from keras_slim.core.counting import count_macs, count_params
 from keras_slim.core.graph import ChannelGroup, channel_groups
 from keras_slim.core.plan import PruningPlan
-from keras_slim.core.slicers import register_rule
+from keras_slim.core.rule_registry import register_rule
 from keras_slim.core.surgery import applied_plan, slim_model
 from keras_slim.deploy.export import ExportResult, export
 from keras_slim.deploy.loading import load_model

@@ -6,7 +6,7 @@ A rule says what a layer does to channels (`Role`) and how it is cut
 to import them from.
 """
 
-from keras_slim.core.slicers import (
+from keras_slim.core.rule_registry import (
     BARRIER,
     CHANNELWISE,
     CONCAT,

@@ -42,7 +42,7 @@ ALL_BACKENDS = frozenset({
     "test_rescaling.py",
     "test_saving.py",
     "test_selection.py",
-    "test_slicers.py",
+    "test_rule_registry.py",
     "test_surgery.py",
     "test_backends.py",
     "test_recipes_jax.py",

@@ -15,7 +15,7 @@ ALLOWED = {"keras", "numpy", "keras_slim"} | set(sys.stdlib_module_names)
 
 def test_core_is_found():
     names = {path.stem for path in CORE}
-    assert {"graph", "layout", "slicers", "constants", "plan", "surgery",
+    assert {"graph", "layout", "rule_registry", "propagation", "plan", "surgery",
             "counting", "folding", "verification", "criteria"} <= names
 
 

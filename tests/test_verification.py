@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from tests import zoo
 
 L = keras.layers
@@ -19,13 +19,13 @@ class ChannelRoll(L.Layer):
         return keras.ops.roll(x, 1, axis=-1)
 
 
-class _WrongRule(slicers.Rule):
+class _WrongRule(rule_registry.Rule):
     """Claims the roll keeps channels apart: a wrong rule."""
 
     constants = "identity"
 
     def role(self, layer, call):
-        return slicers.Role(slicers.CHANNELWISE)
+        return rule_registry.Role(rule_registry.CHANNELWISE)
 
 
 @pytest.fixture

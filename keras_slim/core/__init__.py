@@ -3,7 +3,7 @@ constants, plans, surgery and counting. Imports only keras and numpy, and
 nothing of keras_slim outside `keras_slim.core`.
 
 The built-in rules register themselves here, so the registry
-(`keras_slim.core.slicers`) is full whichever core module is imported first.
+(`keras_slim.core.rule_registry`) is full whichever core module is imported first.
 """
 
 from keras_slim.core import rules  # noqa: F401  (registers the built-in rules)

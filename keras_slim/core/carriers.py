@@ -22,8 +22,7 @@ import warnings
 
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
-from keras_slim.core import slicers
+from keras_slim.core import propagation, rule_registry
 from keras_slim.core.folding import producer_calls
 
 __all__ = ["add_carriers", "Carriers", "patterns"]
@@ -57,7 +56,7 @@ def _derive(tags, key):
 def _pads(layer):
     """Whether a layer's own borders differ from its interior for a
     constant input (its rule says)."""
-    return slicers.rule_for(layer).borders_differ(layer)
+    return rule_registry.rule_for(layer).borders_differ(layer)
 
 
 def _objects(size, value=None):
@@ -101,19 +100,19 @@ def patterns(graph, values, dead_fn):
 def _call_patterns(graph, index, call, ins, in_values, dead_fn):
     kind = call.role.kind
     layer = call.layer
-    if kind in (slicers.PRODUCER, slicers.BARRIER):
+    if kind in (rule_registry.PRODUCER, rule_registry.BARRIER):
         return [None] * len(call.outputs)
-    if kind == slicers.CONCAT:
+    if kind == rule_registry.CONCAT:
         return [np.concatenate(ins)]
-    if kind == slicers.FLATTEN:
+    if kind == rule_registry.FLATTEN:
         out_size = graph.layouts[call.outputs[0]].size
         tile = out_size // max(ins[0].size, 1)
         return [_arr(t if t is None or t == FULL or _is_broken(t)
                      else ("d", index, s, t)
                      for s in range(tile) for t in ins[0])]
     tags, value = ins[0], in_values[0]
-    if kind == slicers.CHANNELWISE:
-        rule = slicers.rule_for(layer)
+    if kind == rule_registry.CHANNELWISE:
+        rule = rule_registry.rule_for(layer)
         expand = call.role.expand
         full = np.array([t == FULL for t in tags], dtype=bool)
         if rule.scales_channels(layer):
@@ -123,18 +122,18 @@ def _call_patterns(graph, index, call, ins, in_values, dead_fn):
                     out[p] = FULL
             return [out]
         maps = rule.maps(layer)
-        if maps == slicers.MAPS_KEPT:
+        if maps == rule_registry.MAPS_KEPT:
             return [tags]
-        if maps == slicers.MAPS_SIGNED:
+        if maps == rule_registry.MAPS_SIGNED:
             return [_arr(
                 t if t is None or t == FULL or _is_broken(t)
                 else ("d", index, t, float(np.sign(v)))
                 for t, v in zip(tags, value))]
-        if maps == slicers.MAPS_PADDED:
+        if maps == rule_registry.MAPS_PADDED:
             return [_arr(
                 t if t is None or _is_broken(t) else ("d", index, t)
                 for t in tags)]
-        if maps == slicers.MAPS_MOVED:
+        if maps == rule_registry.MAPS_MOVED:
             # Linear and alike for every channel; a full map stays full.
             return [_arr(FULL if f else t
                          for f, t in zip(full, _derive(tags, index)))]
@@ -202,7 +201,7 @@ def add_carriers(graph, kept, weights, dead_fn, warn=True):
     Returns:
         A `Carriers`.
     """
-    values = constants_lib.propagate(graph, lambda layer: weights[id(layer)], dead_fn)
+    values = propagation.propagate(graph, lambda layer: weights[id(layer)], dead_fn)
     tags = patterns(graph, values, dead_fn)
     kept = {name: np.asarray(idx) for name, idx in kept.items()}
     added = {}
@@ -238,7 +237,7 @@ def _moves(graph, kept, added, weights, values, tags, warn):
                 and (tag[p] != FULL or _pads(layer))]
         if not need:
             continue
-        rule = slicers.rule_for(layer)
+        rule = rule_registry.rule_for(layer)
         if not getattr(rule, "carries", False):
             _warn(warn, layer, f"its rule cannot carry constants "
                   f"({type(layer).__name__})")

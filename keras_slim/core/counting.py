@@ -2,7 +2,7 @@
 
 import math
 
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from keras_slim.core.graph import ChannelGraph
 
 __all__ = ["count_macs", "count_params", "macs_by_layer"]
@@ -50,8 +50,8 @@ def macs_by_layer(graph, strict=True):
     """
     macs = {}
     for call in graph.calls:
-        rule = slicers.rule_for(call.layer)
-        if type(rule).macs is slicers.Rule.macs:
+        rule = rule_registry.rule_for(call.layer)
+        if type(rule).macs is rule_registry.Rule.macs:
             continue
         in_shape = graph.shapes[call.inputs[0]]
         out_shape = graph.shapes[call.outputs[0]]

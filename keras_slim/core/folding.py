@@ -13,8 +13,7 @@ import warnings
 
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
-from keras_slim.core import rules, slicers
+from keras_slim.core import propagation, rule_registry, rules
 
 __all__ = ["FOLDS", "fold_constants", "producer_calls"]
 
@@ -26,7 +25,7 @@ def producer_calls(graph):
     in call order: the calls whose input a fold or a carrier acts on."""
     done = set()
     for call in graph.calls:
-        if call.role.kind == slicers.PRODUCER and id(call.layer) not in done:
+        if call.role.kind == rule_registry.PRODUCER and id(call.layer) not in done:
             done.add(id(call.layer))
             yield call
 
@@ -56,13 +55,13 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
         the layer after them.
     """
     inexact, varying = {}, {}
-    values = constants_lib.propagate(
+    values = propagation.propagate(
         graph, lambda layer: weights[id(layer)], dead_fn, inexact, varying
     )
     _warn_varying(graph, kept, varying)
     if carried is not None:
         values = carried.values
-    agreed = constants_lib.producer_inputs(graph, values)
+    agreed = propagation.producer_inputs(graph, values)
     approximate = {}  # consumer name -> layers whose zero padding matters
     readers = {}
     for call in graph.calls:
@@ -76,7 +75,7 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
             continue
         value = agreed[id(layer)]
         removed = np.setdiff1d(np.arange(value.shape[0]), pos_in)
-        rule = slicers.rule_for(layer)
+        rule = rule_registry.rule_for(layer)
         move = carried.moves.get(id(layer)) if carried else None
         if move is not None:
             sources, targets, scales = move
@@ -132,7 +131,7 @@ def _warn_varying(graph, kept, varying):
     that are not one constant: no fold can stand for them."""
     readers, culprits = set(), set()
     for call in graph.calls:
-        if call.role.kind != slicers.PRODUCER:
+        if call.role.kind != rule_registry.PRODUCER:
             continue
         layout = graph.layer_input.get(id(call.layer))
         positions = graph.kept_positions(layout, kept) if layout else None
@@ -191,11 +190,11 @@ def _absorb(graph, call, readers, delta, weights, configs):
         and call.outputs[0] not in graph.output_keys  # x itself is seen
         and graph.call_count(layer) == 1
         and len(following) == 1
-        and following[0].role.kind == slicers.CHANNELWISE
+        and following[0].role.kind == rule_registry.CHANNELWISE
         and graph.call_count(following[0].layer) == 1
     ):
         after = following[0].layer
-        shifted = slicers.rule_for(after).shift_input(
+        shifted = rule_registry.rule_for(after).shift_input(
             after, weights[id(after)], delta)
         if shifted is not None:
             weights[id(after)] = shifted

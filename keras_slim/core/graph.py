@@ -9,7 +9,7 @@ together. It touches no weights.
 import math
 import warnings
 
-from keras_slim.core import keras_compat, slicers
+from keras_slim.core import keras_compat, rule_registry
 from keras_slim.core import layout as layout_lib
 from keras_slim.core.groups import Call, ChannelGroup
 from keras_slim.core.layout import Layout, Segment
@@ -127,23 +127,24 @@ class ChannelGraph:
         return [self._key(scope, t) for t in model.outputs]
 
     def _process(self, call):
-        rule = slicers.rule_for(call.layer)
+        rule = rule_registry.rule_for(call.layer)
         try:
             role = rule.role(call.layer, call)
         except Exception as error:  # a rule that cannot read this layer
-            role = slicers.Role(slicers.BARRIER, reason=str(error), warn=True)
+            role = rule_registry.Role(rule_registry.BARRIER, reason=str(error),
+                                      warn=True)
         call.role = role
         handler = {
-            slicers.PRODUCER: self._producer,
-            slicers.CHANNELWISE: self._channelwise,
-            slicers.MERGE: self._merge,
-            slicers.CONCAT: self._concat,
-            slicers.FLATTEN: self._flatten,
+            rule_registry.PRODUCER: self._producer,
+            rule_registry.CHANNELWISE: self._channelwise,
+            rule_registry.MERGE: self._merge,
+            rule_registry.CONCAT: self._concat,
+            rule_registry.FLATTEN: self._flatten,
         }.get(role.kind)
         if handler is None or not call.inputs or not handler(call):
-            if role.kind != slicers.BARRIER:
-                call.role = slicers.Role(
-                    slicers.BARRIER,
+            if role.kind != rule_registry.BARRIER:
+                call.role = rule_registry.Role(
+                    rule_registry.BARRIER,
                     reason=f"cannot follow the channels of {role.kind} "
                     f"layer `{call.layer.name}`",
                 )
@@ -304,19 +305,19 @@ class ChannelGraph:
         for call in self.calls:
             kind = call.role.kind
             name = self.name_of(call.layer)
-            if kind == slicers.BARRIER:
+            if kind == rule_registry.BARRIER:
                 continue
             in_roots = {
                 find(seg.space)
                 for key in call.inputs
                 for seg in self.layouts[key].segments
             }
-            if kind == slicers.PRODUCER:
+            if kind == rule_registry.PRODUCER:
                 add(find(self.layer_output[id(call.layer)]), "producers", name)
                 for root in in_roots:
                     add(root, "consumers", name)
                 continue
-            is_bn = slicers.rule_for(call.layer).scales_channels(call.layer)
+            is_bn = rule_registry.rule_for(call.layer).scales_channels(call.layer)
             for root in in_roots:
                 add(root, "batchnorms" if is_bn else "members", name)
                 if is_bn and name not in info[root]["bn_positions"]:

@@ -4,14 +4,13 @@ Three steps, each on its own: read the channel graph (`graph.py`), fold the
 constant outputs of cut channels into the layers that read them
 (`folding.py`, from the constants of `constants.py` and the rules' `fold`),
 and rebuild the graph with each layer
-cut by its rule (`slicers.py`). The original model is never modified.
+cut by its rule (`rule_registry.py`). The original model is never modified.
 """
 
 import keras
 import numpy as np
 
-from keras_slim.core import carriers, folding, slicers
-from keras_slim.core import constants as constants_lib
+from keras_slim.core import carriers, folding, propagation, rule_registry
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 from keras_slim.core.rebuilding import assign, check_unshared, clone_layer, rebuild
@@ -89,7 +88,7 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
     }
     layers = _unique_layers(graph)
     _check_finite_gammas(layers)
-    weights = {id(layer): constants_lib.layer_weights(layer) for layer in layers}
+    weights = {id(layer): propagation.layer_weights(layer) for layer in layers}
     carried = None
     plan_kept = kept
     dead_fn = _dead_fn(graph, kept)
@@ -106,10 +105,10 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
                                          carried)
     new_layers = {}
     for layer, call in layers.items():
-        rule = slicers.rule_for(layer)
+        rule = rule_registry.rule_for(layer)
         pos = positions[id(layer)]
         layer_weights = weights[id(layer)]
-        if call.role.kind != slicers.BARRIER and any(
+        if call.role.kind != rule_registry.BARRIER and any(
             p is not None for p in pos.values()
         ):
             config_update, layer_weights = rule.slice(layer, layer_weights, pos)
@@ -149,7 +148,7 @@ def applied_plan(model, plan, fold=None):
         if idx.size != graph.group_by_name[name].width
     }
     if fold == "exact" and kept:
-        weights = {id(call.layer): constants_lib.layer_weights(call.layer)
+        weights = {id(call.layer): propagation.layer_weights(call.layer)
                    for call in graph.calls
                    if isinstance(call.layer, keras.layers.Layer)}
         added = carriers.add_carriers(graph, kept, weights,
@@ -191,7 +190,7 @@ def _check_finite_gammas(layers):
     for layer in layers:
         if (isinstance(layer, keras.layers.BatchNormalization) and layer.scale
                 and layer.built):
-            gamma = constants_lib.to_numpy(layer.gamma)
+            gamma = propagation.to_numpy(layer.gamma)
             bad = int(np.sum(np.isnan(gamma)))
             if bad:
                 raise ValueError(
@@ -203,7 +202,7 @@ def _check_finite_gammas(layers):
 
 
 def _positions(graph, call, kept):
-    if call.role.kind == slicers.BARRIER:
+    if call.role.kind == rule_registry.BARRIER:
         return {"in": None, "mid": None, "out": None}
     layer_in = graph.layer_input.get(id(call.layer))
     if layer_in is None:
@@ -231,7 +230,7 @@ def _dead_fn(graph, kept):
             mask[positions] = False
         gamma = layer.gamma if layer.scale else None
         if gamma is not None:
-            mask |= constants_lib.to_numpy(gamma) == 0
+            mask |= propagation.to_numpy(gamma) == 0
         return mask
 
     return dead

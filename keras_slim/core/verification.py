@@ -27,7 +27,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from keras_slim.core.graph import ChannelGraph, graph_of, leaf_layers
 
 __all__ = ["check", "default_tolerance", "relative_error"]
@@ -224,7 +224,7 @@ class _Reference:
         """Zero the cut input channels of a layer that mixes channels that
         differ between the samples of the batch, that is, that depend on
         the input (all of them with `fold="none"`)."""
-        if call.role.kind != slicers.PRODUCER or not self.kept:
+        if call.role.kind != rule_registry.PRODUCER or not self.kept:
             return arrays
         layout = self.graph.layer_input.get(id(call.layer))
         positions = self.graph.kept_positions(layout, self.kept)
@@ -241,8 +241,8 @@ class _Reference:
         """The mapping that zeroes a BatchNormalization's dead gammas, and
         the dead positions of one without gamma (`scale=False`)."""
         layer = call.layer
-        if (not self.kept or call.role.kind != slicers.CHANNELWISE
-                or not slicers.rule_for(layer).scales_channels(layer)):
+        if (not self.kept or call.role.kind != rule_registry.CHANNELWISE
+                or not rule_registry.rule_for(layer).scales_channels(layer)):
             return (), None
         dead = np.flatnonzero(self.dead_fn(layer))
         if not dead.size:

@@ -14,7 +14,7 @@ import types
 import keras
 import numpy as np
 
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from keras_slim.core.counting import count_params
 from keras_slim.core.graph import ChannelGraph
 
@@ -50,10 +50,10 @@ class WidthCounter:
         self.full = {g.name: g.width for g in graph.groups}
         self._mac_calls = []
         for call in graph.calls:
-            rule = slicers.rule_for(call.layer)
-            if type(rule).macs is slicers.Rule.macs:
+            rule = rule_registry.rule_for(call.layer)
+            if type(rule).macs is rule_registry.Rule.macs:
                 continue
-            if call.role.kind == slicers.BARRIER:
+            if call.role.kind == rule_registry.BARRIER:
                 in_layout = out_layout = None
             else:
                 in_layout = graph.layouts[call.inputs[0]]
@@ -69,7 +69,7 @@ class WidthCounter:
             if not isinstance(layer, keras.layers.Layer) or id(layer) in seen:
                 continue
             seen.add(id(layer))
-            if call.role.kind == slicers.BARRIER or not layer.weights:
+            if call.role.kind == rule_registry.BARRIER or not layer.weights:
                 continue
             layer_in = graph.layer_input.get(id(layer))
             if layer_in is None:
@@ -128,7 +128,7 @@ class WidthCounter:
         layer = call.layer
         groups = getattr(layer, "groups", 1)
         if isinstance(groups, int) and groups > 1 and \
-                call.role.kind == slicers.CHANNELWISE:
+                call.role.kind == rule_registry.CHANNELWISE:
             # A depthwise-like grouped convolution keeps one group a channel.
             layer = types.SimpleNamespace(kernel_size=layer.kernel_size,
                                           groups=k_in)
@@ -167,8 +167,8 @@ class WidthCounter:
 
     @staticmethod
     def _layer_params(layer, shapes, sizes, full):
-        rule = slicers.rule_for(layer)
-        if type(rule).slice is slicers.Rule.slice:
+        rule = rule_registry.rule_for(layer)
+        if type(rule).slice is rule_registry.Rule.slice:
             count = 0
             for name, shape in shapes.items():
                 shape = list(shape)

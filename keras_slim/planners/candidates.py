@@ -3,7 +3,7 @@ plan built from the channels each group keeps."""
 
 import numpy as np
 
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from keras_slim.core.graph import ChannelGraph, is_graph_model
 from keras_slim.core.plan import PruningPlan
 from keras_slim.planners.limits import (
@@ -93,7 +93,7 @@ def merged_layers(model):
         A sorted list of layer names.
     """
     graph = ChannelGraph(model)
-    merges = {c.layer.name for c in graph.calls if c.role.kind == slicers.MERGE}
+    merges = {c.layer.name for c in graph.calls if c.role.kind == rule_registry.MERGE}
     names = set()
     for group in graph.groups:
         if group.prunable and set(group.members) & merges:

@@ -8,8 +8,7 @@ import math
 
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
-from keras_slim.core import slicers
+from keras_slim.core import propagation, rule_registry
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 
@@ -40,7 +39,7 @@ def _group_gammas(graph, group):
         bn = graph.layer(name)
         if not bn.scale:
             return None
-        found.append(np.abs(constants_lib.to_numpy(bn.gamma))[matrix])
+        found.append(np.abs(propagation.to_numpy(bn.gamma))[matrix])
     return found
 
 
@@ -67,18 +66,19 @@ def constant_channels(graph, dead_fn):
 
     def weights(layer):
         if id(layer) not in weights_cache:
-            weights_cache[id(layer)] = constants_lib.layer_weights(layer)
+            weights_cache[id(layer)] = propagation.layer_weights(layer)
         return weights_cache[id(layer)]
 
-    values = constants_lib.propagate(graph, weights, dead_fn)
-    agreed = constants_lib.producer_inputs(graph, values)
+    values = propagation.propagate(graph, weights, dead_fn)
+    agreed = propagation.producer_inputs(graph, values)
     find = graph.spaces.find
     result = {g.name: np.ones(g.width, bool) for g in graph.groups}
     readers = set()
     for call in graph.calls:
-        if call.role.kind not in (slicers.PRODUCER, slicers.BARRIER):
+        if call.role.kind not in (rule_registry.PRODUCER, rule_registry.BARRIER):
             continue
-        absorbs = type(slicers.rule_for(call.layer)).fold is not slicers.Rule.fold
+        rule = rule_registry.rule_for(call.layer)
+        absorbs = type(rule).fold is not rule_registry.Rule.fold
         for key in call.inputs:
             lay = graph.layouts[key]
             value = agreed.get(id(call.layer), values[key])
@@ -137,7 +137,7 @@ def plan_zero_gamma(model, tol=0.0, min_channels=1):
     def dead(layer):
         if not layer.scale:
             return None
-        gamma = constants_lib.to_numpy(layer.gamma)
+        gamma = propagation.to_numpy(layer.gamma)
         if np.any(np.isnan(gamma)):
             raise ValueError(
                 f"The gamma of BatchNormalization layer `{layer.name}` "

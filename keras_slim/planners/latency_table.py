@@ -23,7 +23,7 @@ import json
 import keras
 import numpy as np
 
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from keras_slim.core.widths import WidthCounter
 from keras_slim.deploy.runtimes import (  # noqa: F401  (re-exported)
     RUNTIMES,
@@ -102,12 +102,12 @@ def _signature(call, in_shape, out_shape):
 def unit_model(call, k_in, k_out, batch=1):
     """One layer alone at input width `k_in` and output width `k_out`."""
     layer = call.layer
-    rule = slicers.rule_for(layer)
+    rule = rule_registry.rule_for(layer)
     config = dict(layer.get_config())
     config.pop("name", None)
     for key, which in rule.widths.items():
         config[key] = int(k_in if which == "in" else k_out)
-    if call.role.kind == slicers.CHANNELWISE and \
+    if call.role.kind == rule_registry.CHANNELWISE and \
             getattr(layer, "groups", 1) > 1:
         config.update(groups=int(k_in), filters=int(k_out))
     shape = tuple(call.input_shape[1:-1]) + (int(k_in),)
@@ -243,7 +243,7 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
                 for s in layout.segments
             )
 
-        channelwise = call.role.kind == slicers.CHANNELWISE
+        channelwise = call.role.kind == rule_registry.CHANNELWISE
         calls.append({"layer": call.layer.name, "key": key, "in": full_in,
                       "out": None if channelwise else full_out})
         if key not in jobs:
@@ -298,7 +298,7 @@ def _scan_costliest(model, counter, calls, entries, runtime, progress):
     best, best_ms, full = None, 0.0, 0
     for index, call in enumerate(counter.counted_calls):
         entry = entries[calls[index]["key"]]
-        if call.role.kind != slicers.PRODUCER or entry["out"] is None or \
+        if call.role.kind != rule_registry.PRODUCER or entry["out"] is None or \
                 len(entry["out"]) < 2:
             continue
         ms = entry["ms"][-1][-1]
@@ -337,7 +337,7 @@ def scan_widths(model, layer, widths, runtime=None):
     runtime = runtime or LiteRTRuntime()
     counter = WidthCounter(model)
     calls = [c for c in counter.counted_calls if c.layer.name == layer]
-    if not calls or calls[0].role.kind != slicers.PRODUCER:
+    if not calls or calls[0].role.kind != rule_registry.PRODUCER:
         raise ValueError(
             f"Expected `layer` to name a convolution or Dense layer of the "
             f"model. Received: layer={layer!r}"

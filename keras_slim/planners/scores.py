@@ -14,8 +14,7 @@ of `keras_slim.planners.allocation.plan_by_cost`.
 
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
-from keras_slim.core import slicers
+from keras_slim.core import propagation, rule_registry
 from keras_slim.planners.criteria import bn_gamma_scores
 
 __all__ = ["filter_norms", "gamma_scores", "l1_scores", "score_groups"]
@@ -42,8 +41,8 @@ def gamma_scores(graph, group):
 
 def filter_norms(layer, width):
     """L1 norm of each output filter of a producer layer."""
-    rule = slicers.rule_for(layer)
-    weights = constants_lib.layer_weights(layer)
+    rule = rule_registry.rule_for(layer)
+    weights = propagation.layer_weights(layer)
     total = np.zeros(width)
     found = False
     for name, axes in rule.axes.items():

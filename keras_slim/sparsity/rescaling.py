@@ -18,7 +18,7 @@ import numbers
 import warnings
 
 from keras_slim.core.graph import ChannelGraph
-from keras_slim.core.slicers import rule_for
+from keras_slim.core.rule_registry import rule_for
 from keras_slim.sparsity import regularizers as regularizers_lib
 
 __all__ = ["rescale_gammas"]

@@ -9,8 +9,7 @@ import math
 import keras
 import numpy as np
 
-from keras_slim.core import constants as constants_lib
-from keras_slim.core import counting
+from keras_slim.core import counting, propagation
 from keras_slim.core.counting import count_macs, count_params
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.planners.criteria import bn_gamma_scores
@@ -140,7 +139,7 @@ def batchnorm_gammas(model):
         layer = call.layer
         if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
             result.setdefault(
-                layer.name, np.abs(constants_lib.to_numpy(layer.gamma)).ravel()
+                layer.name, np.abs(propagation.to_numpy(layer.gamma)).ravel()
             )
     return result
 

@@ -4,7 +4,7 @@ data format and channel axis."""
 import keras
 import numpy as np
 
-from keras_slim.core.slicers import (
+from keras_slim.core.rule_registry import (
     BARRIER,
     Role,
     rule_for,

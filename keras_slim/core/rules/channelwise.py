@@ -5,15 +5,7 @@ and Reshape."""
 import keras
 import numpy as np
 
-from keras_slim.core.rules.attributes import (
-    _activation_barrier,
-    _channels_last,
-    _last_axis,
-    activation_mixes,
-    homogeneous_activation,
-    layer_classes,
-)
-from keras_slim.core.slicers import (
+from keras_slim.core.rule_registry import (
     BARRIER,
     CHANNELWISE,
     FLATTEN,
@@ -25,6 +17,14 @@ from keras_slim.core.slicers import (
     Rule,
     register_rule,
     take,
+)
+from keras_slim.core.rules.attributes import (
+    _activation_barrier,
+    _channels_last,
+    _last_axis,
+    activation_mixes,
+    homogeneous_activation,
+    layer_classes,
 )
 
 __all__ = []

@@ -6,13 +6,7 @@ import math
 import keras
 import numpy as np
 
-from keras_slim.core.rules.attributes import (
-    _activation_barrier,
-    _channels_last,
-    activation_mixes,
-    apply_activation,
-)
-from keras_slim.core.slicers import (
+from keras_slim.core.rule_registry import (
     BARRIER,
     CHANNELWISE,
     PRODUCER,
@@ -20,6 +14,12 @@ from keras_slim.core.slicers import (
     Rule,
     register_rule,
     take,
+)
+from keras_slim.core.rules.attributes import (
+    _activation_barrier,
+    _channels_last,
+    activation_mixes,
+    apply_activation,
 )
 
 __all__ = []

@@ -5,13 +5,7 @@ import keras
 import numpy as np
 
 from keras_slim.core import keras_compat
-from keras_slim.core.rules.attributes import (
-    _last_axis,
-    layer_classes,
-    per_channel_constant,
-)
-from keras_slim.core.rules.channelwise import _Elementwise
-from keras_slim.core.slicers import (
+from keras_slim.core.rule_registry import (
     BARRIER,
     CHANNELWISE,
     CONCAT,
@@ -21,6 +15,12 @@ from keras_slim.core.slicers import (
     evaluate,
     register_rule,
 )
+from keras_slim.core.rules.attributes import (
+    _last_axis,
+    layer_classes,
+    per_channel_constant,
+)
+from keras_slim.core.rules.channelwise import _Elementwise
 
 __all__ = []
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_slim
-from keras_slim.core import slicers
+from keras_slim.core import rule_registry
 from tests import zoo
 
 L = keras.layers
@@ -40,14 +40,15 @@ def _model():
 
 
 def test_subclass_uses_parent_rule():
-    assert slicers.rule_for(WideConv(2, 1)) is slicers.rule_for(L.Conv2D(2, 1))
+    rule_for = rule_registry.rule_for
+    assert rule_for(WideConv(2, 1)) is rule_for(L.Conv2D(2, 1))
 
 
-class _ScaleRule(slicers.Rule):
+class _ScaleRule(rule_registry.Rule):
     axes = {"scale": {0: "in"}}
 
     def role(self, layer, call):
-        return slicers.Role(slicers.CHANNELWISE)
+        return rule_registry.Role(rule_registry.CHANNELWISE)
 
 
 def test_registering_one_rule_lets_pruning_through(recwarn):
@@ -72,11 +73,11 @@ def test_registering_one_rule_lets_pruning_through(recwarn):
 
 
 def test_registered_restores_the_rule_it_replaced():
-    dense_rule = slicers.rule_for(L.Dense(1))
+    dense_rule = rule_registry.rule_for(L.Dense(1))
     with keras_slim.rules.registered(L.Dense, _ScaleRule()) as rule:
-        assert slicers.rule_for(L.Dense(1)) is rule
+        assert rule_registry.rule_for(L.Dense(1)) is rule
         assert isinstance(rule, _ScaleRule)
-    assert slicers.rule_for(L.Dense(1)) is dense_rule
+    assert rule_registry.rule_for(L.Dense(1)) is dense_rule
     with pytest.raises(TypeError, match="`rule`"):
         with keras_slim.rules.registered(L.Dense, object()):
             pass
@@ -90,12 +91,12 @@ def test_registering_a_class_twice_warns():
         with pytest.warns(UserWarning, match="ChannelScale already has a rule"):
             keras_slim.register_rule(ChannelScale)(_ScaleRule)
     # The block restores the state before it: no rule for ChannelScale.
-    assert type(slicers.rule_for(ChannelScale())) is slicers.Rule
+    assert type(rule_registry.rule_for(ChannelScale())) is rule_registry.Rule
 
 
 def test_extension_surface_is_one_namespace():
     for name in ("Rule", "Role", "CHANNELWISE", "register_rule", "registered"):
-        assert getattr(keras_slim.rules, name) is getattr(slicers, name)
+        assert getattr(keras_slim.rules, name) is getattr(rule_registry, name)
     assert keras_slim.register_rule is keras_slim.rules.register_rule
 
 
@@ -111,15 +112,15 @@ class BorderCrop(L.Layer):
         return (shape[0], shape[1] - 2, shape[2] - 2, shape[3])
 
 
-class _BorderCropRule(slicers.Rule):
+class _BorderCropRule(rule_registry.Rule):
     def role(self, layer, call):
-        return slicers.Role(slicers.CHANNELWISE)
+        return rule_registry.Role(rule_registry.CHANNELWISE)
 
     def pass_constants(self, layer, call, values, weights, dead):
         return values[0]
 
     def maps(self, layer):
-        return slicers.MAPS_MOVED
+        return rule_registry.MAPS_MOVED
 
     def passes_scale(self, layer, count):
         return count == 1

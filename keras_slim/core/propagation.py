@@ -21,7 +21,7 @@ depthwise convolution has touched, with the names of those layers.
 import keras
 import numpy as np
 
-from keras_slim.core import rules, slicers
+from keras_slim.core import rule_registry, rules
 
 __all__ = [
     "layer_weights",
@@ -87,17 +87,17 @@ def propagate(graph, weights, dead_fn, inexact=None, varying=None):
 def _varying(call, ins, in_values, outs):
     """Which unknown outputs a constant went into (see `propagate`)."""
     kind = call.role.kind
-    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+    if kind in (rule_registry.PRODUCER, rule_registry.BARRIER) or not ins:
         return [(np.zeros(out.shape, bool), set()) for out in outs]
     names = set().union(*(n for _, n in ins))
-    if kind == slicers.CONCAT:  # values are moved, not changed
+    if kind == rule_registry.CONCAT:  # values are moved, not changed
         return [(np.concatenate([m for m, _ in ins]), names)]
-    if kind == slicers.FLATTEN:
+    if kind == rule_registry.FLATTEN:
         return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
                  names)]
     # A position a constant (or a varying value) went into.
     touched = [m | ~np.isnan(v) for (m, _), v in zip(ins, in_values)]
-    if kind == slicers.MERGE:
+    if kind == rule_registry.MERGE:
         width = outs[0].shape[0]
         went_in = np.any([np.broadcast_to(t, (width,)) for t in touched],
                          axis=0)
@@ -118,20 +118,20 @@ def _inexact(graph, call, ins, in_values, outs, dead_fn):
     """Which output constants hold in the interior only (see `propagate`)."""
     kind = call.role.kind
     clean = [(np.zeros(out.shape, bool), set()) for out in outs]
-    if kind in (slicers.PRODUCER, slicers.BARRIER) or not ins:
+    if kind in (rule_registry.PRODUCER, rule_registry.BARRIER) or not ins:
         return clean
     names = set().union(*(n for _, n in ins))
-    if kind == slicers.CONCAT:
+    if kind == rule_registry.CONCAT:
         return [(np.concatenate([m for m, _ in ins]), names)]
-    if kind == slicers.FLATTEN:
+    if kind == rule_registry.FLATTEN:
         return [(np.tile(ins[0][0], outs[0].shape[0] // ins[0][0].shape[0]),
                  names)]
-    if kind == slicers.MERGE:
+    if kind == rule_registry.MERGE:
         width = outs[0].shape[0]
         mask = np.any([np.broadcast_to(m, (width,)) for m, _ in ins], axis=0)
     else:  # CHANNELWISE
         mask = np.repeat(ins[0][0], call.role.expand)
-        if dead_fn and slicers.rule_for(call.layer).scales_channels(
+        if dead_fn and rule_registry.rule_for(call.layer).scales_channels(
                 call.layer):
             dead = dead_fn(call.layer)
             if dead is not None:
@@ -160,7 +160,7 @@ def producer_inputs(graph, values):
     """
     agreed = {}
     for call in graph.calls:
-        if call.role.kind != slicers.PRODUCER:
+        if call.role.kind != rule_registry.PRODUCER:
             continue
         value = values[call.inputs[0]]
         previous = agreed.get(id(call.layer))
@@ -185,16 +185,16 @@ def _unknown(graph, call):
 
 def _call_constants(graph, call, ins, weights, dead_fn):
     kind = call.role.kind
-    if kind in (slicers.PRODUCER, slicers.BARRIER):
+    if kind in (rule_registry.PRODUCER, rule_registry.BARRIER):
         return _unknown(graph, call)
-    if kind == slicers.CONCAT:
+    if kind == rule_registry.CONCAT:
         return [np.concatenate(ins)]
-    if kind == slicers.FLATTEN:
+    if kind == rule_registry.FLATTEN:
         tile = graph.layouts[call.outputs[0]].tile
         tile //= max(graph.layouts[call.inputs[0]].tile, 1)
         return [np.tile(ins[0], tile)]
     # CHANNELWISE and MERGE: the rule says.
-    rule = slicers.rule_for(call.layer)
+    rule = rule_registry.rule_for(call.layer)
     dead = None
     if dead_fn is not None and rule.scales_channels(call.layer):
         dead = dead_fn(call.layer)
