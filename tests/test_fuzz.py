@@ -35,7 +35,7 @@ import warnings
 
 import keras
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 import keras_slim
@@ -190,9 +190,13 @@ def _check_live(model, seed, stats):
 
 
 def _fuzz(stats):
+    # A fixed seed, not `derandomize`: hypothesis derives a derandomized
+    # seed from where the test file lies, so the CI budget's models would
+    # change with the clone's folder.
+    @seed(None if RANDOM else 20261201)
     @settings(
         max_examples=EXAMPLES,
-        derandomize=not RANDOM,
+        derandomize=False,
         deadline=None,
         database=None,
         print_blob=True,
