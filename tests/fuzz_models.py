@@ -102,6 +102,12 @@ class Builder:
     def batchnorm(self, x):
         center = self.flag(0.9)
         scale = self.flag(0.9)
+        # called in training mode (batch statistics) one time in ten; a
+        # numpy draw, unbiased and leaving hypothesis' draws as they were
+        if self.rng.random() < 0.1:
+            return L.BatchNormalization(
+                center=center, scale=scale, name=self.name("bntrain"))(
+                    x, training=True)
         return L.BatchNormalization(
             center=center, scale=scale, name=self.name("bn"))(x)
 
@@ -276,11 +282,26 @@ class Builder:
                      name=self.name("branch"))(x)
         return self.batchnorm(y) if self.flag(0.8) else y
 
+    def _extra_branch(self, x):
+        """Another tensor of `x`'s shape drawn from the builder's numpy rng,
+        so that hypothesis' draws stay those of the models without it."""
+        same = [t for t in self.pool if tuple(t.shape) == tuple(x.shape)
+                and t is not x]
+        if same and self.rng.random() < 0.5:
+            return same[self.rng.integers(len(same))]
+        y = L.Conv2D(x.shape[-1], 1, padding="same", name=self.name("branch"))(x)
+        return L.BatchNormalization(name=self.name("bn"))(y)
+
     def merge(self, x):
         y = self._same_shape(x)
         kind = self.pick(MERGES + sorted(OP_MERGES))
         if kind in OP_MERGES:
             return OP_MERGES[kind](x, y)
+        if kind != "Subtract" and self.rng.random() < 0.3:
+            # three or four branches: every input's channels are tied
+            more = [self._extra_branch(x)
+                    for _ in range(self.rng.integers(1, 3))]
+            return getattr(L, kind)(name=self.name("wmerge"))([x, y, *more])
         return getattr(L, kind)(name=self.name("merge"))([x, y])
 
     def concat(self, x):
