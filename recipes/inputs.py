@@ -301,7 +301,6 @@ def override_dataset_fns(datasets_override, batch_size, seed, observe):
         counts.append(count)
     image_shape = tuple(train.element_spec[0].shape)
     return (dataset_fn_from(train, True, batch_size, image_shape, seed,
-                                   observe),
-            dataset_fn_from(evaluation, False, batch_size, image_shape,
-                                   seed),
+                            observe),
+            dataset_fn_from(evaluation, False, batch_size, image_shape, seed),
             counts, image_shape)

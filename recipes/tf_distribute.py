@@ -25,23 +25,6 @@ def in_scope(strategy, model):
     return copy
 
 
-def _override_fns(datasets_override, batch_size, seed, observe):
-    train, evaluation = datasets_override
-    counts = []
-    for dataset in (train, evaluation):
-        count = int(dataset.cardinality())
-        if count < 0:
-            raise ValueError("Expected `datasets_override` datasets of known "
-                             "length (`dataset.cardinality()`).")
-        counts.append(count)
-    image_shape = tuple(train.element_spec[0].shape)
-    return (inputs.dataset_fn_from(train, True, batch_size, image_shape, seed,
-                                   observe),
-            inputs.dataset_fn_from(evaluation, False, batch_size, image_shape,
-                                   seed),
-            counts, image_shape)
-
-
 def tf_data_fns(flags_obj, info, preprocess, image_shape, batch,
                 datasets_override=None, observe=None, synthetic=True):
     """`(train_fn, eval_fn, (train_count, eval_count), image_shape)`: the
@@ -50,7 +33,8 @@ def tf_data_fns(flags_obj, info, preprocess, image_shape, batch,
     dataset."""
     seed = flags_obj.seed
     if datasets_override is not None:
-        return _override_fns(datasets_override, batch, seed, observe)
+        return inputs.override_dataset_fns(datasets_override, batch, seed,
+                                           observe)
     if synthetic and flags_obj.dataset == "synthetic":
         count = flags_obj.synthetic_examples
         train_fn, train_count = inputs.synthetic_dataset_fn(
