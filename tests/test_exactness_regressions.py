@@ -19,16 +19,6 @@ from tests import zoo
 L = keras.layers
 
 
-def _kill(bn, positions, beta=False):
-    gamma = keras.ops.convert_to_numpy(bn.gamma).copy()
-    gamma[positions] = 0.0
-    bn.gamma.assign(gamma)
-    if beta:
-        value = keras.ops.convert_to_numpy(bn.beta).copy()
-        value[positions] = 0.0
-        bn.beta.assign(value)
-
-
 def _prepare(model, seed=0):
     rng = np.random.default_rng(seed)
     zoo.randomize_batchnorms(model, rng)
@@ -59,7 +49,7 @@ def test_conv_relu_without_bias_before_batchnorm_folds_through_activation():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2, 5])
+    zoo.kill(model.get_layer("bn1"), [0, 2, 5])
     _slim_matches(model, rng)
 
 
@@ -71,7 +61,7 @@ def test_dense_tanh_without_bias_before_batchnorm_folds_through_activation():
     x = L.BatchNormalization(name="bn2")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [1, 3, 4])
+    zoo.kill(model.get_layer("bn1"), [1, 3, 4])
     _slim_matches(model, rng)
 
 
@@ -90,7 +80,7 @@ def test_depthwise_activation_is_applied_to_propagated_constants(activation):
     beta = keras.ops.convert_to_numpy(bn.beta).copy()
     beta[[0, 4]] = [-1.5, 2.0]  # a constant whose sign matters to relu
     bn.beta.assign(beta)
-    _kill(bn, [0, 4])
+    zoo.kill(bn, [0, 4])
     _slim_matches(model, rng)
 
 
@@ -104,7 +94,7 @@ def test_separable_conv_activation_without_bias_before_batchnorm():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 3])
+    zoo.kill(model.get_layer("bn1"), [0, 3])
     _slim_matches(model, rng)
 
 
@@ -124,8 +114,8 @@ def test_softmax_activation_layer_is_a_barrier(activation):
     group = {g.name: g for g in keras_slim.channel_groups(model)}["c1"]
     assert not group.prunable and "act" in group.frozen
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2], beta=True)
-    _kill(model.get_layer("bn2"), [1], beta=True)
+    zoo.kill(model.get_layer("bn1"), [0, 2], kill_beta=True)
+    zoo.kill(model.get_layer("bn2"), [1], kill_beta=True)
     plan, _ = _slim_matches(model, rng)
     assert "c1" not in plan.kept and "c2" in plan.kept
 
@@ -140,8 +130,8 @@ def test_dense_softmax_as_hidden_producer_keeps_its_units():
     groups = {g.name: g for g in keras_slim.channel_groups(model)}
     assert not groups["d1"].prunable and "softmax" in groups["d1"].frozen
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2], beta=True)
-    _kill(model.get_layer("bn2"), [1, 3], beta=True)
+    zoo.kill(model.get_layer("bn1"), [0, 2], kill_beta=True)
+    zoo.kill(model.get_layer("bn2"), [1, 3], kill_beta=True)
     plan, _ = _slim_matches(model, rng)
     assert set(plan.kept) == {"d2"}
 
@@ -189,7 +179,7 @@ def test_adapted_normalization_keeps_its_statistics_through_slim_model():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2])
+    zoo.kill(model.get_layer("bn1"), [0, 2])
     _slim_matches(model, rng)
 
 
@@ -203,7 +193,7 @@ def test_adapted_normalization_between_layers_is_sliced_by_its_variables():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2, 3])
+    zoo.kill(model.get_layer("bn1"), [0, 2, 3])
     _, slim = _slim_matches(model, rng)
     assert slim.get_layer("norm").adapt_mean.shape == (3,)
 
@@ -288,8 +278,8 @@ def test_weight_standardized_conv_is_a_barrier_with_a_warning():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2], beta=True)
-    _kill(model.get_layer("bn2"), [1], beta=True)
+    zoo.kill(model.get_layer("bn1"), [0, 2], kill_beta=True)
+    zoo.kill(model.get_layer("bn2"), [1], kill_beta=True)
     with pytest.warns(UserWarning, match="WeightStandardizedConv2D.*`ws`"):
         groups = {g.name: g for g in keras_slim.channel_groups(model)}
     assert not groups["c1"].prunable
@@ -303,7 +293,7 @@ def test_subclass_overriding_call_is_a_barrier_with_a_warning():
     x = ScaledDense(5, name="scaled")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2], beta=True)
+    zoo.kill(model.get_layer("bn1"), [0, 2], kill_beta=True)
     with pytest.warns(UserWarning, match="ScaledDense"):
         plan, _ = _slim_matches(model, rng, expect_cut=False)
     assert not plan.kept
@@ -328,7 +318,7 @@ def test_subclass_that_keeps_the_computation_is_cut_like_its_parent():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2])
+    zoo.kill(model.get_layer("bn1"), [0, 2])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
@@ -376,7 +366,7 @@ def _zero_padding_stem(kill_beta):
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2], beta=kill_beta)
+    zoo.kill(model.get_layer("bn1"), [0, 2], kill_beta=kill_beta)
     return model, rng
 
 
@@ -402,7 +392,7 @@ def test_same_padding_fold_warns_naming_the_consumer():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2])
+    zoo.kill(model.get_layer("bn1"), [0, 2])
     plan = keras_slim.plan_zero_gamma(model)
     with pytest.warns(UserWarning, match="approximate.*`c2`"):
         keras_slim.slim_model(model, plan)
@@ -416,7 +406,7 @@ def test_same_padding_one_by_one_fold_is_exact_and_silent():
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn1"), [0, 2])
+    zoo.kill(model.get_layer("bn1"), [0, 2])
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _slim_matches(model, rng)
@@ -448,8 +438,8 @@ def test_shared_consumer_seeing_different_constants_keeps_the_channels():
     model = _shared_consumer_model()
     rng = _prepare(model)
     dead = [0, 3]
-    _kill(model.get_layer("inner").get_layer("bn_in"), dead, beta=True)
-    _kill(model.get_layer("bn_branch"), dead, beta=True)
+    zoo.kill(model.get_layer("inner").get_layer("bn_in"), dead, kill_beta=True)
+    zoo.kill(model.get_layer("bn_branch"), dead, kill_beta=True)
     plan, _ = _slim_matches(model, rng, expect_cut=False)
     assert "c_in" not in plan.kept
 
@@ -475,7 +465,7 @@ def _offset_into(padding):
     x = L.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = _prepare(model)
-    _kill(model.get_layer("bn"), [1], beta=True)
+    zoo.kill(model.get_layer("bn"), [1], kill_beta=True)
     return model, rng
 
 
@@ -516,8 +506,8 @@ def test_fuzz_carrier_taken_by_a_later_consumer_is_not_also_folded():
     beta = keras.ops.convert_to_numpy(bn4.beta).copy()
     beta[[0, 2, 3]] = [0.167, 0.48, -0.452]
     bn4.beta.assign(beta)
-    _kill(bn4, [0, 2, 3])
-    _kill(model.get_layer("bn6"), [0, 2, 3, 5])
+    zoo.kill(bn4, [0, 2, 3])
+    zoo.kill(model.get_layer("bn6"), [0, 2, 3, 5])
     plan = keras_slim.plan_zero_gamma(model)
     assert sorted(plan.kept["sep"]) == [1, 4, 5]
     inputs = zoo.random_inputs(model, rng)
@@ -546,14 +536,7 @@ def _zeroed_copy(model, plan):
     """A copy of `model` whose gammas are zero on every channel `plan` cuts."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    bns = {bn.name: bn for bn in zoo.batchnorms(copy)}
-    for group in keras_slim.channel_groups(model):
-        kept = plan.kept.get(group.name)
-        if kept is None:
-            continue
-        cut = np.setdiff1d(np.arange(group.width), kept)
-        for name, matrix in group.bn_positions.items():
-            _kill(bns[name], matrix[cut].ravel())
+    zoo.zero_cut_gammas(copy, plan)
     return copy
 
 

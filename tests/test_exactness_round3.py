@@ -15,12 +15,6 @@ from tests import zoo
 L = keras.layers
 
 
-def _kill(bn, positions):
-    gamma = keras.ops.convert_to_numpy(bn.gamma).copy()
-    gamma[positions] = 0.0
-    bn.gamma.assign(gamma)
-
-
 def _graph(name_prefix=""):
     inputs = keras.Input((6, 6, 3))
     x = L.Conv2D(8, 3, padding="same", name=f"{name_prefix}c1")(inputs)
@@ -38,7 +32,7 @@ def _mask_slim_match(model, bn_names):
         layer = model
         for part in name.split("/"):
             layer = layer.get_layer(part)
-        _kill(layer, [1, 4, 6])
+        zoo.kill(layer, [1, 4, 6])
     inputs = zoo.random_inputs(model, rng)
     before = zoo.outputs(model, inputs)
     slim = keras_slim.slim_model(model, keras_slim.plan_zero_gamma(model))

@@ -57,11 +57,11 @@ def _kill(model, rng, kill_beta):
             continue
         dead = rng.permutation(group.width)[: rng.integers(1, group.width + 1)]
         for name, matrix in group.bn_positions.items():  # `tower3a/bn`
-            zoo._kill(graph.layer(name), matrix[dead].ravel(), kill_beta)
+            zoo.kill(graph.layer(name), matrix[dead].ravel(), kill_beta)
     for bn in zoo.batchnorms(model):
         if rng.random() < 0.3:
             n = bn.moving_mean.shape[0]
-            zoo._kill(bn, rng.permutation(n)[: rng.integers(0, n + 1)],
+            zoo.kill(bn, rng.permutation(n)[: rng.integers(0, n + 1)],
                       kill_beta)
 
 
@@ -150,17 +150,6 @@ _EXCUSES = ("not one constant", "approximate fold", "in its bias instead",
             "cannot absorb", "called several times")
 
 
-def _zero_cut_gammas(model, plan):
-    bns = {bn.name: bn for bn in zoo.batchnorms(model)}
-    for group in keras_slim.channel_groups(model):
-        kept = plan.kept.get(group.name)
-        if kept is None:
-            continue
-        cut = np.setdiff1d(np.arange(group.width), kept)
-        for name, matrix in group.bn_positions.items():
-            zoo._kill(bns[name], matrix[cut].ravel(), kill_beta=False)
-
-
 def _check_live(model, seed, stats):
     """(d): a plan that cuts live channels, against the original with the
     cut gammas zeroed (in place: the model is the fuzzer's own)."""
@@ -176,7 +165,7 @@ def _check_live(model, seed, stats):
         return
     inputs = zoo.random_inputs(model, rng, batch=2)
     slim, after, messages = _slim_plan(model, plan, inputs, fold="exact")
-    _zero_cut_gammas(model, plan)
+    zoo.zero_cut_gammas(model, plan)
     before = zoo.outputs(model, inputs)
     stats["live_examples"] += 1
     excuses = [m for m in messages if any(e in m for e in _EXCUSES)]

@@ -371,22 +371,36 @@ def kill_random_half(model, rng, kill_beta=True):
     for bn in batchnorms(model):
         n = bn.moving_mean.shape[0]
         dead = rng.permutation(n)[: n // 2]
-        _kill(bn, dead, kill_beta)
+        kill(bn, dead, kill_beta)
 
 
 def kill_coherently(model, rng, kill_beta=True):
     """Zero a random half of each prunable group in all of its BNs, so the
     channel is dead in every branch and the model must get smaller."""
-    bns = {bn.name: bn for bn in batchnorms(model)}
-    for group in keras_slim.channel_groups(model):
+    graph = keras_slim.core.graph.ChannelGraph(model)
+    for group in graph.groups:
         if not group.prunable or not group.batchnorms:
             continue
         dead = rng.permutation(group.width)[: group.width // 2]
+        for name, matrix in group.bn_positions.items():  # `tower3a/bn`
+            kill(graph.layer(name), matrix[dead].ravel(), kill_beta)
+
+
+def zero_cut_gammas(model, plan):
+    """Zero, in place, the gamma of every channel `plan` cuts (betas as
+    they are): the reference a plan that cuts live channels is held to."""
+    graph = keras_slim.core.graph.ChannelGraph(model)
+    for group in graph.groups:
+        kept = plan.kept.get(group.name)
+        if kept is None:
+            continue
+        cut = np.setdiff1d(np.arange(group.width), kept)
         for name, matrix in group.bn_positions.items():
-            _kill(bns[name], matrix[dead].ravel(), kill_beta)
+            kill(graph.layer(name), matrix[cut].ravel())
 
 
-def _kill(bn, positions, kill_beta):
+def kill(bn, positions, kill_beta=False):
+    """Zero the gamma (and, with `kill_beta`, the beta) of `positions`."""
     for variable in bn.weights:
         if variable.name == "gamma" or (kill_beta and variable.name == "beta"):
             value = keras.ops.convert_to_numpy(keras.ops.copy(variable))
