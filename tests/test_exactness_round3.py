@@ -271,7 +271,10 @@ def test_layer_names_are_kept_even_when_init_or_config_changes_them():
     assert [layer.name for layer in slim.layers] == [
         layer.name for layer in model.layers]
     inner = model.get_layer("block_0_0").dense.name
-    assert slim.get_layer("block_0_0").dense.name == inner
+    # The block is read through: a functional model of its layers, named
+    # as they were (tests/test_blocks.py).
+    assert [layer.name for layer in slim.get_layer("block_0_0").layers[1:]] \
+        == [inner]
 
 
 def test_sequential_holding_a_model_is_rebuilt_and_cut():
@@ -375,3 +378,24 @@ def test_trained_subclass_carries_its_attributes_not_its_training_state():
                           "_eval_epoch_iterator", "train_function"}
     slim.compile(optimizer="sgd", loss="mse")
     slim.fit(x, x, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("merge", [L.Add, L.Multiply, L.Maximum, L.Average])
+def test_a_merge_of_three_branches_ties_all_three(merge):
+    """Every input of a wide merge is tied, not only the first two: a
+    channel cut from one branch is cut from all three, exactly."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    stem = L.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    branches = []
+    for tag in "abc":
+        x = L.Conv2D(8, 3, padding="same", name=f"conv_{tag}")(stem)
+        branches.append(L.BatchNormalization(name=f"bn_{tag}")(x))
+    x = merge(name="merge")(branches)
+    x = L.Conv2D(4, 1, name="after")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    groups = keras_slim.channel_groups(model)
+    assert any(set(g.batchnorms) >= {"bn_a", "bn_b", "bn_c"} for g in groups)
+    slim, _ = _mask_slim_match(model, ["bn_a", "bn_b", "bn_c"])
+    assert slim.get_layer("conv_c").filters == 5

@@ -344,13 +344,10 @@ FACTORIES = {
 
 
 def batchnorms(model):
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(batchnorms(layer))
-        elif isinstance(layer, L.BatchNormalization):
-            found.append(layer)
-    return found
+    """Every BatchNormalization of `model`: in nested models and inside
+    custom block layers too."""
+    return [layer for layer in keras_slim.core.keras_compat.flatten_layers(model)
+            if isinstance(layer, L.BatchNormalization)]
 
 
 def randomize_batchnorms(model, rng):
@@ -410,7 +407,7 @@ def kill(bn, positions, kill_beta=False):
 
 def random_inputs(model, rng, batch=3):
     def make(tensor):
-        shape = (batch,) + tuple(tensor.shape[1:])
+        shape = (batch,) + tuple(d or 32 for d in tensor.shape[1:])
         return rng.normal(0, 1, shape).astype("float32")
 
     graph = model._functional if isinstance(model, keras.Sequential) else model

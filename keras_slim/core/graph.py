@@ -9,7 +9,7 @@ together. It touches no weights.
 import math
 import warnings
 
-from keras_slim.core import keras_compat, rule_registry
+from keras_slim.core import blocks, keras_compat, rule_registry
 from keras_slim.core import layout as layout_lib
 from keras_slim.core.groups import Call, ChannelGroup
 from keras_slim.core.layout import Layout, Segment
@@ -132,6 +132,11 @@ class ChannelGraph:
             role = rule.role(call.layer, call)
         except Exception as error:  # a rule that cannot read this layer
             role = rule_registry.Role(rule_registry.BARRIER, reason=str(error),
+                                      warn=True)
+        why = blocks.why_not_read(call.layer)
+        if why is not None:  # a custom block that could not be traced
+            role = rule_registry.Role(rule_registry.BARRIER,
+                                      reason=f"not read through: {why}",
                                       warn=True)
         call.role = role
         handler = {

@@ -16,12 +16,15 @@ __all__ = [
     "flatten_layers",
     "functional_of",
     "input_layer_of",
+    "inbound_nodes",
     "input_structure",
     "nodes_by_depth",
     "op_classes",
+    "outbound_nodes",
     "output_structure",
     "produced_by",
     "restore_make_train_function",
+    "set_nodes",
     "training_attributes",
     "wrap_make_train_function",
 ]
@@ -110,6 +113,26 @@ def nodes_by_depth(model):
     map; the public API has no node order.
     """
     return model._nodes_by_depth
+
+
+def inbound_nodes(operation):
+    """The nodes at which `operation` was called on symbolic tensors.
+
+    Why: Keras keeps them in the private `_inbound_nodes`; the public
+    `layer.input` only works for a layer called once.
+    """
+    return operation._inbound_nodes
+
+
+def outbound_nodes(operation):
+    """The nodes that read `operation`'s symbolic outputs."""
+    return operation._outbound_nodes
+
+
+def set_nodes(operation, inbound, outbound):
+    """Put back `operation`'s node lists (after a trace added to them)."""
+    operation._inbound_nodes[:] = inbound
+    operation._outbound_nodes[:] = outbound
 
 
 def input_structure(model):

@@ -3,7 +3,7 @@ Sequential, its leaf layers and its nodes in execution order."""
 
 import keras
 
-from keras_slim.core import keras_compat
+from keras_slim.core import blocks, keras_compat
 
 __all__ = [
     "check_model",
@@ -17,14 +17,20 @@ __all__ = [
 
 
 def is_graph_model(obj):
-    """Whether `obj` is a Keras model whose graph can be read."""
+    """Whether `obj` is a Keras model whose graph can be read, or a custom
+    block layer read through as its trace (`keras_slim/core/blocks.py`)."""
+    if blocks.is_block(obj):
+        return True
     if isinstance(obj, keras.Sequential):
         return keras_compat.functional_of(obj) is not None
     return isinstance(obj, keras.Model) and keras_compat.has_graph(obj)
 
 
 def graph_of(model):
-    """The functional graph behind a functional or Sequential model."""
+    """The functional graph behind a functional or Sequential model, or
+    the trace of a block layer."""
+    if blocks.is_block(model):
+        return blocks.trace(model)
     if isinstance(model, keras.Sequential):
         return keras_compat.functional_of(model)
     return model
@@ -123,6 +129,8 @@ def unique_names(model):
 
 def overrides_call(model):
     """Whether `model`'s class overrides the `call` of its graph."""
+    if blocks.is_block(model):
+        return False  # the graph is the trace of its own `call`
     base = (keras.Sequential if isinstance(model, keras.Sequential)
             else keras_compat.functional_class())
     return type(model).call is not base.call

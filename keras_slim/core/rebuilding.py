@@ -13,7 +13,7 @@ import copy
 import keras
 import numpy as np
 
-from keras_slim.core import copying, keras_compat
+from keras_slim.core import blocks, copying, keras_compat
 from keras_slim.core.graph import graph_of, is_graph_model, ordered_nodes
 
 __all__ = ["assign", "check_unshared", "clone_layer", "rebuild"]
@@ -34,9 +34,13 @@ def clone_layer(layer, update):
     Layers the config holds as objects are cloned too (never shared), and
     the clone gets `layer`'s name and its sublayers' names.
     """
-    config = layer.get_config()
+    config = _config_of(layer)
     config.update(update)
     config = _clone_held_layers(config)
+    if getattr(getattr(layer, "activation", None), "__name__", "") == "<lambda>":
+        # A lambda serializes to code that only an unsafe load reads back:
+        # the clone takes the function itself.
+        config["activation"] = layer.activation
     options = {}
     if isinstance(layer, keras.layers.Lambda):
         # The config was serialised just above, from the user's own function:
@@ -52,6 +56,20 @@ def clone_layer(layer, update):
         ) from None
     _copy_names(layer, new)
     return new
+
+
+def _config_of(layer):
+    """`layer.get_config()`, or, for a layer Keras cannot configure (one
+    created with a non-serializable argument such as a `DTypePolicy`
+    object), its base config: name, trainable flag and dtype policy."""
+    try:
+        return layer.get_config()
+    except NotImplementedError:
+        return {
+            "name": layer.name,
+            "trainable": layer.trainable,
+            "dtype": keras.dtype_policies.serialize(layer.dtype_policy),
+        }
 
 
 def _clone_held_layers(value):
@@ -117,7 +135,9 @@ def rebuild(model, new_layers, built, input_shapes=None):
     inputs = keras.tree.map_structure(convert, keras_compat.input_structure(graph))
     outputs = keras.tree.map_structure(convert, keras_compat.output_structure(graph))
     cls = type(model)
-    if cls is keras_compat.functional_class():
+    if cls is keras_compat.functional_class() or blocks.is_block(model):
+        # A block read through comes back as the functional model of its
+        # trace, under its name.
         new = keras.Model(inputs, outputs, name=model.name,
                           trainable=model.trainable)
     else:

@@ -181,6 +181,12 @@ def rule_for(operation):
     return _UNKNOWN
 
 
+def has_rule(operation):
+    """Whether a rule (or a subclass barrier) decides for `operation`,
+    rather than the unknown-layer barrier."""
+    return rule_for(operation) is not _UNKNOWN
+
+
 def _output_width(call):
     shape = tuple(call.node.output_tensors[0].shape)
     return shape[-1] if len(shape) > 1 else 1

@@ -5,6 +5,7 @@ and Reshape."""
 import keras
 import numpy as np
 
+from keras_slim.core import keras_compat
 from keras_slim.core.rule_registry import (
     BARRIER,
     CHANNELWISE,
@@ -275,3 +276,25 @@ class _Reshape(_ShapeOnly):
         elif len(target) == 1 and pos["out"] is not None:
             target[0] = int(len(pos["out"]))
         return {"target_shape": tuple(target)}, dict(weights)
+
+
+class _ReduceOp(_ShapeOnly):
+    """`keras.ops.mean(x, axis=(1, 2), keepdims=True)`, as a squeeze-excite
+    block squeezes: a reduction over axes other than the channel axis
+    averages (or takes the extreme of) each channel's map by itself, so a
+    constant channel stays the same constant."""
+
+    def role(self, layer, call):
+        rank = len(call.input_shape)
+        axis = layer.axis
+        if axis is None or call.tensor_count != 1:
+            return Role(BARRIER, reason="reduction over every axis")
+        axes = axis if isinstance(axis, (list, tuple)) else [axis]
+        if any(a % rank == rank - 1 for a in axes):
+            return Role(BARRIER, reason="reduction over the channel axis")
+        return Role(CHANNELWISE)
+
+
+register_rule(
+    *keras_compat.op_classes("numpy", "Mean", "Max", "Min", "Amax", "Amin")
+)(_ReduceOp)

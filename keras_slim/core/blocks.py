@@ -1,0 +1,222 @@
+"""Reading through custom block layers.
+
+keras-hub's backbones, and many user models, are functional graphs of
+custom layers (`InvertedResidualBlock`, `FusedMBConvBlock`, `HGNetV2Stage`)
+whose `call` only chains Keras layers and ops. Such a block is read through:
+its `call` is traced once on symbolic inputs of the shape it is called with,
+which gives a functional graph of its own sublayers. The channel graph walks
+that graph as it walks a nested model, and the slim model holds the block as
+a nested functional model of the same name, its sublayers thinner and named
+as before.
+
+A block is read through only when the trace computes what the block does:
+
+- no rule is registered for its class (a registered rule wins);
+- it holds sublayers and no variable of its own (every weight is a
+  sublayer's);
+- it is called once, on one positional argument (a tensor or a list of
+  them);
+- its `call` takes the same path with `training` unset and with
+  `training=True` (a `call` that branches on `training` in Python would lose
+  one of the branches);
+- the trace and the block agree, in inference mode, on a random input.
+
+Otherwise the block stays a barrier, and the warning says why. Tracing
+changes nothing the user holds: the nodes the trace adds to the sublayers
+are removed again.
+"""
+
+import inspect
+import weakref
+
+import keras
+import numpy as np
+
+from keras_slim.core import keras_compat, rule_registry
+
+__all__ = ["is_block", "trace", "why_not_read"]
+
+_CACHE = {}  # id(layer) -> (weakref to layer, traced model or None, reason)
+# id(layer) -> nodes of the traces of the blocks that hold it: a block
+# nested in another is called on backend tensors inside its parent's call
+# when the model is built, so Keras records no node for it.
+_CALLED_IN_TRACE = {}
+
+# Relative agreement the trace must show with the block on a random input.
+_AGREEMENT = {"float16": 1e-2, "bfloat16": 8e-2}
+
+
+def is_block(layer):
+    """Whether `layer` is a custom layer read through as its trace."""
+    return _entry(layer)[0] is not None
+
+
+def trace(layer):
+    """The functional model that computes what the block `layer` does."""
+    traced, reason = _entry(layer)
+    if traced is None:
+        raise ValueError(f"Layer `{layer.name}` is not read through: {reason}")
+    return traced
+
+
+def why_not_read(layer):
+    """Why a custom layer with sublayers is not read through (a phrase for
+    the barrier warning), or `None`."""
+    return _entry(layer)[1]
+
+
+def _entry(layer):
+    if not _candidate(layer):
+        return None, None
+    found = _CACHE.get(id(layer))
+    if found is not None and found[0]() is layer:
+        return found[1], found[2]
+    try:
+        traced, reason = _trace(layer), None
+    except _NotReadable as error:
+        traced, reason = None, str(error)
+    _CACHE[id(layer)] = (weakref.ref(layer), traced, reason)
+    return traced, reason
+
+
+def _candidate(layer):
+    if not isinstance(layer, keras.layers.Layer) or isinstance(
+            layer, (keras.Model, keras.layers.InputLayer)):
+        return False
+    if type(layer).__module__.startswith("keras."):
+        return False
+    if rule_registry.has_rule(layer):
+        return False  # a registered rule (or a subclass barrier) decides
+    return bool(_sublayers(layer))
+
+
+def _sublayers(layer):
+    return [inner for inner in keras_compat.flatten_layers(layer)
+            if inner is not layer]
+
+
+class _NotReadable(Exception):
+    pass
+
+
+def _trace(layer):
+    nodes = list(keras_compat.inbound_nodes(layer))
+    if not nodes:
+        nodes = [node for ref, node in _CALLED_IN_TRACE.get(id(layer), ())
+                 if ref() is layer]
+    if len(nodes) != 1:
+        raise _NotReadable(f"it is called {len(nodes)} times")
+    node = nodes[0]
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or any(keras.tree.is_nested(v) or _is_tensor(v)
+                             for v in kwargs.values()):
+        raise _NotReadable("it takes more than one tensor argument")
+    spec = args[0]
+    if not all(_is_tensor(t) for t in keras.tree.flatten(spec)):
+        raise _NotReadable("its argument holds values other than tensors")
+    own = _own_variables(layer)
+    if own:
+        raise _NotReadable(f"it holds its own variable `{own[0].path}`")
+    takes_training = _takes_training(layer)
+    held = _held_nodes(layer)
+    try:
+        traced, order = _traced_model(layer, spec, kwargs, takes_training,
+                                      None)
+        if takes_training:
+            _, order_training = _traced_model(layer, spec, kwargs,
+                                              takes_training, True)
+            if order_training != order:
+                raise _NotReadable("its `call` branches on `training`")
+    except _NotReadable:
+        raise
+    except Exception as error:  # a call that cannot run on symbolic inputs
+        raise _NotReadable(
+            f"its `call` cannot be traced ({type(error).__name__})") from None
+    finally:
+        _restore_nodes(held)
+    reached = {id(v) for v in traced.weights}
+    missed = [v for v in layer.weights if id(v) not in reached]
+    if missed:
+        raise _NotReadable(f"its `call` does not use `{missed[0].path}`")
+    _check_agreement(layer, traced, spec, kwargs)
+    by_depth = keras_compat.nodes_by_depth(traced)
+    inner = [node for depth in by_depth for node in by_depth[depth]
+             if node.operation is not None and _candidate(node.operation)]
+    for node in inner:
+        _CALLED_IN_TRACE[id(node.operation)] = []
+    for node in inner:
+        _CALLED_IN_TRACE[id(node.operation)].append(
+            (weakref.ref(node.operation), node))
+    return traced
+
+
+def _traced_model(layer, spec, kwargs, takes_training, training):
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype), spec)
+    call_kwargs = dict(kwargs)
+    if takes_training:
+        call_kwargs["training"] = training
+    outputs = layer.call(inputs, **call_kwargs)
+    model = keras.Model(inputs, outputs, name=layer.name,
+                        trainable=layer.trainable)
+    held = {id(sub) for sub in _sublayers(layer)}
+    by_depth = keras_compat.nodes_by_depth(model)
+    order = [id(op) if id(op) in held else type(op).__name__
+             for depth in sorted(by_depth, reverse=True)
+             for op in (node.operation for node in by_depth[depth])]
+    return model, order
+
+
+def _check_agreement(layer, traced, spec, kwargs):
+    rng = np.random.default_rng(0)
+
+    def sample(t):
+        shape = (2,) + tuple(d or 8 for d in tuple(t.shape)[1:])
+        return rng.normal(size=shape).astype(t.dtype or "float32")
+
+    feed = keras.tree.map_structure(sample, spec)
+    call_kwargs = dict(kwargs)
+    if _takes_training(layer):
+        call_kwargs["training"] = False
+    with keras.StatelessScope():
+        want = keras.tree.flatten(layer(feed, **call_kwargs))
+        got = keras.tree.flatten(traced(feed, training=False))
+    dtype = str(getattr(layer, "compute_dtype", "float32"))
+    tolerance = _AGREEMENT.get(dtype, 1e-5)
+    for a, b in zip(want, got):
+        a = keras.ops.convert_to_numpy(a).astype(np.float64)
+        b = keras.ops.convert_to_numpy(b).astype(np.float64)
+        finite = np.isfinite(a)
+        scale = max(np.max(np.abs(a[finite]), initial=0.0), 1e-3)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if a.shape != b.shape or not np.all(
+                same | (np.abs(a - b) <= tolerance * scale)):
+            raise _NotReadable("its trace does not compute what it computes")
+
+
+def _own_variables(layer):
+    inner = {id(v) for sub in _sublayers(layer) for v in sub.weights}
+    return [v for v in layer.weights if id(v) not in inner]
+
+
+def _takes_training(layer):
+    try:
+        return "training" in inspect.signature(layer.call).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_tensor(value):
+    return isinstance(value, keras.KerasTensor)
+
+
+def _held_nodes(layer):
+    """The node lists of `layer`'s sublayers, to put back after tracing."""
+    return [(sub, list(keras_compat.inbound_nodes(sub)),
+             list(keras_compat.outbound_nodes(sub)))
+            for sub in _sublayers(layer)]
+
+
+def _restore_nodes(held):
+    for sub, inbound, outbound in held:
+        keras_compat.set_nodes(sub, inbound, outbound)
