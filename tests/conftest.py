@@ -29,6 +29,8 @@ ALL_BACKENDS = frozenset({
     "test_exactness_round3.py",
     "test_verification_reference.py",
     "test_extending.py",
+    "test_blocks.py",
+    "test_keras_hub.py",
     "test_folding.py",
     "test_verification.py",
     "test_counting.py",
