@@ -30,6 +30,7 @@ ALL_BACKENDS = frozenset({
     "test_verification_reference.py",
     "test_extending.py",
     "test_blocks.py",
+    "test_reduction.py",
     "test_keras_hub.py",
     "test_folding.py",
     "test_verification.py",

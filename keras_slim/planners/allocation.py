@@ -119,7 +119,7 @@ def _delta(cost, name, widths, new_width):
 
 def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
                  round_to=1, max_ratio=None, skip=None, lookahead=4,
-                 granularity=64, trace_every=0.05):
+                 granularity=64, trace_every=0.05, reduction=None):
     """Remove the channels of least importance per saved cost until `done`.
 
     Args:
@@ -139,6 +139,8 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
             channels (slow on wide models).
         trace_every: record the widths each time the cost falls by this
             share of the original.
+        reduction: how a tied channel's score copies make one, for "gamma"
+            and "l1" (see `keras_slim.plan_global_gamma`).
 
     Returns:
         `(plan, trace)`: the `PruningPlan` and the list of widths dicts
@@ -147,7 +149,8 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
     min_channels, round_to, max_ratio = check_constraints(
         min_channels, round_to, max_ratio
     )
-    scores = score_groups(graph, candidate_groups(graph, skip), score, seed)
+    scores = score_groups(graph, candidate_groups(graph, skip), score, seed,
+                          reduction)
     ordered = {n: np.sort(np.asarray(s, dtype="float64"))[::-1]
                for n, s in scores.items()}
     steps = {n: allowed_widths(graph.group_by_name[n].width, min_channels,

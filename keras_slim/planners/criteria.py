@@ -12,7 +12,8 @@ from keras_slim.core import propagation, rule_registry
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 
-__all__ = ["bn_gamma_scores", "constant_channels", "plan_zero_gamma"]
+__all__ = ["bn_gamma_scores", "constant_channels", "plan_zero_gamma",
+           "reduce_scores"]
 
 
 def _check_tol(tol):
@@ -43,16 +44,47 @@ def _group_gammas(graph, group):
     return found
 
 
-def bn_gamma_scores(graph, group):
-    """Per channel of `group`, the largest |gamma| over the BatchNormalization
-    layers that scale it (over every position a channel occupies)."""
+def bn_gamma_scores(graph, group, reduction="max"):
+    """Per channel of `group`, its |gamma| values over the BatchNormalization
+    layers that scale it (over every position a channel occupies) reduced
+    to one score: the largest by default (see `reduce_scores`)."""
     gammas = _group_gammas(graph, group)
     if gammas is None:
         return np.full(group.width, np.inf)
-    score = np.zeros(group.width)
-    for gamma in gammas:
-        score = np.maximum(score, gamma.max(axis=1))
-    return score
+    return reduce_scores(np.concatenate(gammas, axis=1), reduction, group)
+
+
+REDUCTIONS = ("max", "mean", "sum")
+
+
+def reduce_scores(values, reduction, group):
+    """One score per channel from `values`, a `(width, n)` array of the
+    channel's n scores in a group (one per BatchNormalization, or producer,
+    that the channel passes through).
+
+    `reduction` is "max" (a channel is as important as its most important
+    copy: a residual stream stays wide while one branch needs it), "mean",
+    "sum" (both let the many small copies of a stream count against it), or
+    a function `values -> (width,)` array.
+    """
+    if callable(reduction):
+        name = getattr(reduction, "__name__", repr(reduction))
+        score = np.asarray(reduction(values), dtype="float64")
+        if score.shape != (group.width,):
+            raise ValueError(
+                f"Expected the reduction `{name}` to return {group.width} "
+                f"scores for group `{group.name}` (one per channel) from "
+                f"an array of shape {values.shape}. Received: shape "
+                f"{score.shape}"
+            )
+        return score
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"Expected `reduction` to be one of {', '.join(REDUCTIONS)}, or a "
+            "function of a (width, n) array returning one score per channel. "
+            f"Received: reduction={reduction!r}"
+        )
+    return getattr(np, reduction)(values, axis=1)
 
 
 def constant_channels(graph, dead_fn):

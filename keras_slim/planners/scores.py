@@ -15,20 +15,20 @@ of `keras_slim.planners.allocation.plan_by_cost`.
 import numpy as np
 
 from keras_slim.core import propagation, rule_registry
-from keras_slim.planners.criteria import bn_gamma_scores
+from keras_slim.planners.criteria import bn_gamma_scores, reduce_scores
 
 __all__ = ["filter_norms", "gamma_scores", "l1_scores", "score_groups"]
 
 SCORES = ("gamma", "l1", "random")
 
 
-def gamma_scores(graph, group):
-    """Per channel, the largest |gamma| over the group's BatchNormalizations,
-    or `None` when a BatchNormalization has no gamma (`scale=False`) or the
-    group has none."""
+def gamma_scores(graph, group, reduction="max"):
+    """Per channel, its |gamma| over the group's BatchNormalizations reduced
+    by `reduction` (the largest by default), or `None` when a
+    BatchNormalization has no gamma (`scale=False`) or the group has none."""
     if not group.batchnorms:
         return None
-    score = bn_gamma_scores(graph, group)
+    score = bn_gamma_scores(graph, group, reduction)
     if np.any(np.isinf(score)):
         return None
     if np.any(np.isnan(score)):
@@ -61,22 +61,36 @@ def filter_norms(layer, width):
     return total
 
 
-def l1_scores(graph, group):
-    """Per channel, the L1 norm of its filter summed over the producers."""
-    score = np.zeros(group.width)
-    for name in group.producers:
-        score = score + filter_norms(graph.layer(name), group.width)
-    return score
+def l1_scores(graph, group, reduction="sum"):
+    """Per channel, the L1 norm of its filter over the producers, reduced
+    by `reduction` (summed by default)."""
+    norms = [filter_norms(graph.layer(name), group.width)
+             for name in group.producers]
+    if not norms:
+        return np.zeros(group.width)
+    return reduce_scores(np.stack(norms, axis=1), reduction, group)
 
 
-def score_groups(graph, groups, score, seed=None):
+# The reduction over a channel's copies each score uses unless told.
+DEFAULT_REDUCTIONS = {"gamma": "max", "l1": "sum"}
+
+
+def score_groups(graph, groups, score, seed=None, reduction=None):
     """dict group name -> per-channel scores, for the groups that have one.
 
     `score` is "gamma" (groups without a scaled BatchNormalization are left
     out), "l1", "random" (a generator seeded by `seed`) or an importance
     function `score(graph, group) -> scores or None` (see the module).
+    `reduction` says how the scores of a channel's copies in a group (its
+    BatchNormalizations for "gamma", its producers for "l1") make one:
+    "max", "mean", "sum" or a function (`criteria.reduce_scores`); `None`
+    for the score's own, "max" for "gamma" and "sum" for "l1".
     """
     if callable(score):
+        if reduction is not None:
+            raise ValueError(
+                "Conflicting arguments: `reduction` applies to the 'gamma' "
+                "and 'l1' scores; an importance function reduces its own.")
         return _called_scores(graph, groups, score)
     if score not in SCORES:
         raise ValueError(
@@ -84,13 +98,15 @@ def score_groups(graph, groups, score, seed=None):
             "function `score(graph, group)` returning one score per "
             f"channel. Received: score={score!r}"
         )
+    if reduction is None:
+        reduction = DEFAULT_REDUCTIONS.get(score, "max")
     rng = np.random.default_rng(seed)
     scores = {}
     for group in groups:
         if score == "gamma":
-            value = gamma_scores(graph, group)
+            value = gamma_scores(graph, group, reduction)
         elif score == "l1":
-            value = l1_scores(graph, group)
+            value = l1_scores(graph, group, reduction)
         else:
             value = rng.random(group.width)
         if value is not None:

@@ -42,7 +42,7 @@ __all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform"]
 
 
 def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
-                      max_ratio=None, skip=None):
+                      max_ratio=None, skip=None, reduction="max"):
     """Network Slimming: prune the channels of smallest |gamma| network-wide.
 
     All channels of the prunable groups scaled by BatchNormalization are
@@ -54,6 +54,13 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     branch. Groups without BatchNormalization, or whose BatchNormalization
     has no gamma (`scale=False`), are kept whole.
 
+    `reduction` changes how a tied channel's |gamma| values make its score.
+    "max" (the papers' rule, the default) keeps a residual stream's channel
+    while any one branch needs it, so the streams stay wide and the
+    blocks' interiors are cut instead. "mean" and "sum" let the many small
+    copies of a stream count against it (Torch-Pruning reduces by the
+    mean): streams get thinner, and the cut moves from interiors to them.
+
     Args:
         model: a functional or Sequential `keras.Model`, usually trained with
             an L1 penalty on gammas. Not modified.
@@ -63,6 +70,9 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
             `constrain_width`).
         max_ratio: at most this share of any group is pruned.
         skip: names of layers whose output channels are kept whole.
+        reduction: "max", "mean", "sum", or a function of a channel's
+            `(width, n)` array of |gamma| copies returning one score per
+            channel (`keras_slim.planners.criteria.reduce_scores`).
 
     Returns:
         A `PruningPlan`. The constraints can make the pruned share differ
@@ -84,7 +94,8 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     )
     _check_against_max_ratio(ratio, max_ratio)
     graph = ChannelGraph(model)
-    scores = score_groups(graph, candidate_groups(graph, skip), "gamma")
+    scores = score_groups(graph, candidate_groups(graph, skip), "gamma",
+                          reduction=reduction)
     if not scores:
         raise _no_candidates(
             "plan_global_gamma",
@@ -153,7 +164,7 @@ def _ratios_by_group(graph, ratio, skipped, max_ratio):
 
 
 def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
-                 skip=None):
+                 skip=None, reduction="sum"):
     """L1-norm filter pruning (Li et al., 2017): predefined ratios per layer.
 
     In each group the filters of smallest L1 norm go. The L1 norm of a
@@ -169,6 +180,9 @@ def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
             BatchNormalization after it) -> ratio, the groups not named being
             kept whole.
         min_channels, round_to, max_ratio, skip: see `plan_global_gamma`.
+        reduction: how the norms of a channel's producers make one score:
+            "sum" (the default, as above), "max", "mean" or a function (see
+            `plan_global_gamma`).
 
     Returns:
         A `PruningPlan`.
@@ -189,13 +203,13 @@ def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
     skipped = skipped_groups(graph, skip)
     ratios = _ratios_by_group(graph, ratio, skipped, max_ratio)
     groups = [graph.group_by_name[name] for name in ratios]
-    scores = score_groups(graph, groups, "l1")
+    scores = score_groups(graph, groups, "l1", reduction=reduction)
     return plan_per_group(graph, ratios, scores, min_channels, round_to,
                           max_ratio)
 
 
 def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
-                 round_to=1, max_ratio=None, skip=None):
+                 round_to=1, max_ratio=None, skip=None, reduction=None):
     """The predefined baseline: prune the same share of every layer.
 
     Args:
@@ -208,6 +222,9 @@ def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
             `keras_slim.planners.scores`).
         seed: seed of the "random" score.
         min_channels, round_to, max_ratio, skip: see `plan_global_gamma`.
+        reduction: for "gamma" and "l1", how a tied channel's copies make
+            one score (see `plan_global_gamma`); `None` for the score's own
+            ("max" for "gamma", "sum" for "l1").
 
     Returns:
         A `PruningPlan`.
@@ -226,7 +243,7 @@ def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
     _check_against_max_ratio(ratio, max_ratio)
     graph = ChannelGraph(model)
     groups = candidate_groups(graph, skip)
-    scores = score_groups(graph, groups, score, seed)
+    scores = score_groups(graph, groups, score, seed, reduction)
     ratios = {g.name: ratio for g in groups}
     return plan_per_group(graph, ratios, scores, min_channels, round_to,
                           max_ratio)
