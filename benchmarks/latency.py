@@ -10,8 +10,15 @@ download) and BatchNormalization gammas drawn from |N(0, 1)|, a spread like
 that of a trained network, so that the global threshold cuts different
 shares of different layers.
 
+With `--reduction max mean`, one slim model per group reduction of global
+gamma (how a residual stream's |gamma| copies make one score) is timed in
+the same interleaved run, each beside the share of the summed |gamma| of
+every BatchNormalization it keeps ("gamma kept"): speed bought by cutting
+important channels is not a win.
+
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
+        [--reduction max mean]
 """
 
 import argparse
@@ -24,8 +31,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_slim  # noqa: E402
+from keras_slim.core.graph import ChannelGraph  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
 from keras_slim.deploy.timing import time_model_files  # noqa: E402
+from keras_slim.planners.candidates import candidate_groups  # noqa: E402
+from keras_slim.planners.scores import score_groups  # noqa: E402
 from keras_slim.planners.selection import plan_global_gamma  # noqa: E402
 
 
@@ -37,34 +47,58 @@ def spread_gammas(model, rng):
             layer.gamma.assign(np.abs(rng.standard_normal(shape)).astype("float32"))
 
 
+def gamma_kept(model, plan):
+    """Share of the summed |gamma| of every BatchNormalization copy of the
+    candidate channels that `plan` keeps (the same measure for every
+    reduction)."""
+    graph = ChannelGraph(model)
+    scores = score_groups(graph, candidate_groups(graph, None), "gamma",
+                          reduction="sum")
+    total = kept = 0.0
+    for group, values in scores.items():
+        total += values.sum()
+        kept += values[plan.kept[group]].sum() if group in plan.kept \
+            else values.sum()
+    return kept / total
+
+
 def measure(name, args, directory):
     model = getattr(keras.applications, name)(
         weights=None, input_shape=(args.size, args.size, 3),
         classifier_activation=None,  # logits: a parity check that can fail
     )
     spread_gammas(model, np.random.default_rng(0))
-    plan = plan_global_gamma(model, args.ratio, round_to=args.round_to)
-    slim = keras_slim.slim_model(model, plan)
+    nets = [("dense", model, None)]
+    for reduction in args.reduction:
+        plan = plan_global_gamma(model, args.ratio, round_to=args.round_to,
+                                 reduction=reduction)
+        nets.append((reduction, keras_slim.slim_model(model, plan),
+                     gamma_kept(model, plan)))
     paths = []
-    for label, net in (("dense", model), ("slim", slim)):
+    for label, net, _ in nets:
         path = os.path.join(directory, f"{name}_{label}.tflite")
         result = export(net, path, check=args.check, verbose=True)
         paths.append(result.path)
-    macs = keras_slim.count_macs(model), keras_slim.count_macs(slim)
+    macs = [keras_slim.count_macs(net) for _, net, _ in nets]
     rows = []
     for threads in args.threads:
-        dense_ms, slim_ms = time_model_files(
+        timings = time_model_files(
             paths, runs=args.runs, warmup=args.warmup, num_threads=threads,
             verbose=True,
         )
-        rows.append({
-            "model": name,
-            "threads": threads,
-            "macs": macs,
-            "latency": (dense_ms.median_ms, slim_ms.median_ms),
-            "spread": (dense_ms.p90_ms / dense_ms.p10_ms,
-                       slim_ms.p90_ms / slim_ms.p10_ms),
-        })
+        dense = timings[0]
+        for (label, _, kept), net_macs, timing in zip(nets[1:], macs[1:],
+                                                      timings[1:]):
+            rows.append({
+                "model": name,
+                "threads": threads,
+                "reduction": label,
+                "gamma_kept": kept,
+                "macs": (macs[0], net_macs),
+                "latency": (dense.median_ms, timing.median_ms),
+                "spread": (dense.p90_ms / dense.p10_ms,
+                           timing.p90_ms / timing.p10_ms),
+            })
     return rows
 
 
@@ -85,6 +119,9 @@ def main():
                         default=[1, 2],
                         help="LiteRT interpreter thread counts to time "
                              "('default': LiteRT's own choice)")
+    parser.add_argument("--reduction", nargs="+", default=["max"],
+                        help="group reductions of global gamma to time side "
+                             "by side: max (the default), mean, sum")
     parser.add_argument("--no-check", dest="check", action="store_false",
                         help="skip the parity check of the exports")
     args = parser.parse_args()
@@ -95,7 +132,8 @@ def main():
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
           f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
-    header = (f"{'model':<12} {'threads':>7} {'MACs dense':>11} {'MACs slim':>10} "
+    header = (f"{'model':<12} {'threads':>7} {'reduce':>6} {'gamma kept':>10} "
+              f"{'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "
               f"{'speedup':>8} {'ratio':>6}")
     print(header)
@@ -104,6 +142,7 @@ def main():
         reduction = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
+              f"{row['reduction']:>6} {row['gamma_kept']:10.3f} "
               f"{row['macs'][0] / 1e6:10.0f}M "
               f"{row['macs'][1] / 1e6:9.0f}M {reduction:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "
@@ -112,6 +151,8 @@ def main():
           "p90/p10 spread: "
           + ", ".join(f"{r['model']}/{r['threads']} {r['spread'][0]:.2f}/"
                       f"{r['spread'][1]:.2f}" for r in rows) + ")")
+    print("(gamma kept = share of the summed |gamma| of every "
+          "BatchNormalization the plan keeps)")
 
 
 if __name__ == "__main__":
