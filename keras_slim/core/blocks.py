@@ -36,11 +36,14 @@ from keras_slim.core import keras_compat, rule_registry
 
 __all__ = ["is_block", "trace", "why_not_read"]
 
-_CACHE = {}  # id(layer) -> (weakref to layer, traced model or None, reason)
+# layer -> (traced model or None, reason), weakly keyed by the layer.
+_CACHE = weakref.WeakKeyDictionary()
 # id(layer) -> nodes of the traces of the blocks that hold it: a block
 # nested in another is called on backend tensors inside its parent's call
 # when the model is built, so Keras records no node for it.
-_CALLED_IN_TRACE = {}
+# layer -> [(args, kwargs)] of its calls, the tensors as bare specs (a
+# node would hold the layer, and so keep its weak key alive).
+_CALLED_IN_TRACE = weakref.WeakKeyDictionary()
 
 # Relative agreement the trace must show with the block on a random input.
 _AGREEMENT = {"float16": 1e-2, "bfloat16": 8e-2}
@@ -68,14 +71,14 @@ def why_not_read(layer):
 def _entry(layer):
     if not _candidate(layer):
         return None, None
-    found = _CACHE.get(id(layer))
-    if found is not None and found[0]() is layer:
-        return found[1], found[2]
+    found = _CACHE.get(layer)
+    if found is not None:
+        return found
     try:
         traced, reason = _trace(layer), None
     except _NotReadable as error:
         traced, reason = None, str(error)
-    _CACHE[id(layer)] = (weakref.ref(layer), traced, reason)
+    _CACHE[layer] = (traced, reason)
     return traced, reason
 
 
@@ -100,14 +103,12 @@ class _NotReadable(Exception):
 
 
 def _trace(layer):
-    nodes = list(keras_compat.inbound_nodes(layer))
-    if not nodes:
-        nodes = [node for ref, node in _CALLED_IN_TRACE.get(id(layer), ())
-                 if ref() is layer]
-    if len(nodes) != 1:
-        raise _NotReadable(f"it is called {len(nodes)} times")
-    node = nodes[0]
-    args, kwargs = node.arguments.args, node.arguments.kwargs
+    calls = [_arguments(node) for node in keras_compat.inbound_nodes(layer)]
+    if not calls:
+        calls = list(_CALLED_IN_TRACE.get(layer, ()))
+    if len(calls) != 1:
+        raise _NotReadable(f"it is called {len(calls)} times")
+    args, kwargs = calls[0]
     if len(args) != 1 or any(keras.tree.is_nested(v) or _is_tensor(v)
                              for v in kwargs.values()):
         raise _NotReadable("it takes more than one tensor argument")
@@ -143,11 +144,21 @@ def _trace(layer):
     inner = [node for depth in by_depth for node in by_depth[depth]
              if node.operation is not None and _candidate(node.operation)]
     for node in inner:
-        _CALLED_IN_TRACE[id(node.operation)] = []
+        _CALLED_IN_TRACE[node.operation] = []
     for node in inner:
-        _CALLED_IN_TRACE[id(node.operation)].append(
-            (weakref.ref(node.operation), node))
+        _CALLED_IN_TRACE[node.operation].append(_arguments(node))
     return traced
+
+
+def _arguments(node):
+    """`(args, kwargs)` of a node, each tensor a bare spec of it."""
+    def spec(value):
+        if _is_tensor(value):
+            return keras.KerasTensor(value.shape, value.dtype)
+        return value
+
+    return (keras.tree.map_structure(spec, tuple(node.arguments.args)),
+            keras.tree.map_structure(spec, dict(node.arguments.kwargs)))
 
 
 def _traced_model(layer, spec, kwargs, takes_training, training):
