@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_slim.core import keras_compat, rule_registry
 
-__all__ = ["is_block", "trace", "why_not_read"]
+__all__ = ["barrier_role", "is_block", "trace", "why_not_read"]
 
 # layer -> (traced model or None, reason), weakly keyed by the layer.
 _CACHE = weakref.WeakKeyDictionary()
@@ -66,6 +66,16 @@ def why_not_read(layer):
     """Why a custom layer with sublayers is not read through (a phrase for
     the barrier warning), or `None`."""
     return _entry(layer)[1]
+
+
+def barrier_role(layer):
+    """The barrier `Role` of a custom block that is not read through,
+    naming why; `None` for any other layer."""
+    why = why_not_read(layer)
+    if why is None:
+        return None
+    return rule_registry.Role(rule_registry.BARRIER,
+                              reason=f"not read through: {why}", warn=True)
 
 
 def _entry(layer):

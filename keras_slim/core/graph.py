@@ -133,11 +133,7 @@ class ChannelGraph:
         except Exception as error:  # a rule that cannot read this layer
             role = rule_registry.Role(rule_registry.BARRIER, reason=str(error),
                                       warn=True)
-        why = blocks.why_not_read(call.layer)
-        if why is not None:  # a custom block that could not be traced
-            role = rule_registry.Role(rule_registry.BARRIER,
-                                      reason=f"not read through: {why}",
-                                      warn=True)
+        role = blocks.barrier_role(call.layer) or role  # an untraceable block
         call.role = role
         handler = {
             rule_registry.PRODUCER: self._producer,
