@@ -33,20 +33,23 @@ import keras
 import numpy as np
 
 from keras_slim.core import keras_compat, rule_registry
+from keras_slim.core.comparison import TOLERANCES, relative_error
 
-__all__ = ["barrier_role", "is_block", "trace", "why_not_read"]
+__all__ = ["barrier_role", "is_block", "takes_training", "trace",
+           "why_not_read"]
 
 # layer -> (traced model or None, reason), weakly keyed by the layer.
 _CACHE = weakref.WeakKeyDictionary()
-# id(layer) -> nodes of the traces of the blocks that hold it: a block
-# nested in another is called on backend tensors inside its parent's call
-# when the model is built, so Keras records no node for it.
-# layer -> [(args, kwargs)] of its calls, the tensors as bare specs (a
-# node would hold the layer, and so keep its weak key alive).
+# layer -> [(args, kwargs)] of its calls in the traces of the blocks that
+# hold it, the tensors as bare specs (a node would hold the layer, and so
+# keep its weak key alive): a block nested in another is called on backend
+# tensors inside its parent's call when the model is built, so Keras
+# records no node for it.
 _CALLED_IN_TRACE = weakref.WeakKeyDictionary()
 
-# Relative agreement the trace must show with the block on a random input.
-_AGREEMENT = {"float16": 1e-2, "bfloat16": 8e-2}
+# Relative agreement the trace must show with the block on a random input,
+# for float32 and float64 (half precision: `comparison.TOLERANCES`).
+_AGREEMENT = 1e-5
 
 
 def is_block(layer):
@@ -128,14 +131,14 @@ def _trace(layer):
     own = _own_variables(layer)
     if own:
         raise _NotReadable(f"it holds its own variable `{own[0].path}`")
-    takes_training = _takes_training(layer)
+    has_training = takes_training(layer)
     held = _held_nodes(layer)
     try:
-        traced, order = _traced_model(layer, spec, kwargs, takes_training,
+        traced, order = _traced_model(layer, spec, kwargs, has_training,
                                       None)
-        if takes_training:
+        if has_training:
             _, order_training = _traced_model(layer, spec, kwargs,
-                                              takes_training, True)
+                                              has_training, True)
             if order_training != order:
                 raise _NotReadable("its `call` branches on `training`")
     except _NotReadable:
@@ -171,11 +174,11 @@ def _arguments(node):
             keras.tree.map_structure(spec, dict(node.arguments.kwargs)))
 
 
-def _traced_model(layer, spec, kwargs, takes_training, training):
+def _traced_model(layer, spec, kwargs, has_training, training):
     inputs = keras.tree.map_structure(
         lambda t: keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype), spec)
     call_kwargs = dict(kwargs)
-    if takes_training:
+    if has_training:
         call_kwargs["training"] = training
     outputs = layer.call(inputs, **call_kwargs)
     model = keras.Model(inputs, outputs, name=layer.name,
@@ -197,21 +200,16 @@ def _check_agreement(layer, traced, spec, kwargs):
 
     feed = keras.tree.map_structure(sample, spec)
     call_kwargs = dict(kwargs)
-    if _takes_training(layer):
+    if takes_training(layer):
         call_kwargs["training"] = False
     with keras.StatelessScope():
         want = keras.tree.flatten(layer(feed, **call_kwargs))
         got = keras.tree.flatten(traced(feed, training=False))
     dtype = str(getattr(layer, "compute_dtype", "float32"))
-    tolerance = _AGREEMENT.get(dtype, 1e-5)
+    tolerance = TOLERANCES.get(dtype, _AGREEMENT)
     for a, b in zip(want, got):
-        a = keras.ops.convert_to_numpy(a).astype(np.float64)
-        b = keras.ops.convert_to_numpy(b).astype(np.float64)
-        finite = np.isfinite(a)
-        scale = max(np.max(np.abs(a[finite]), initial=0.0), 1e-3)
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        if a.shape != b.shape or not np.all(
-                same | (np.abs(a - b) <= tolerance * scale)):
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        if a.shape != b.shape or relative_error(a, b) > tolerance:
             raise _NotReadable("its trace does not compute what it computes")
 
 
@@ -220,7 +218,9 @@ def _own_variables(layer):
     return [v for v in layer.weights if id(v) not in inner]
 
 
-def _takes_training(layer):
+def takes_training(layer):
+    """Whether `layer.call` has a `training` argument (Keras passes
+    `training` only to a `call` that names it)."""
     try:
         return "training" in inspect.signature(layer.call).parameters
     except (TypeError, ValueError):

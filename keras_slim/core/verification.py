@@ -21,24 +21,20 @@ relative to the largest finite magnitude of the reference; the first layer
 depends on the model's compute dtype. Imports only keras and numpy.
 """
 
-import inspect
 import warnings
 
 import keras
 import numpy as np
 
-from keras_slim.core import rule_registry
+from keras_slim.core import blocks, rule_registry
+from keras_slim.core.comparison import (  # noqa: F401  (re-exported)
+    DEFAULT_TOLERANCE,
+    TOLERANCES,
+    relative_error,
+)
 from keras_slim.core.graph import ChannelGraph, graph_of, leaf_layers
 
 __all__ = ["check", "default_tolerance", "relative_error"]
-
-# The default tolerance by the loosest compute dtype of the model's layers:
-# about ten units in the last place for the half-precision dtypes
-# (2**-10 and 2**-7), whose deep sums of differently ordered products drift
-# by several of them; float32 and float64 keep 1e-4.
-TOLERANCES = {"float16": 1e-2, "bfloat16": 8e-2}
-DEFAULT_TOLERANCE = 1e-4
-
 
 def default_tolerance(model):
     """The tolerance `verify` uses for `model` when none is given.
@@ -52,24 +48,6 @@ def default_tolerance(model):
         dtype = str(getattr(layer, "compute_dtype", None) or "float32")
         tolerance = max(tolerance, TOLERANCES.get(dtype, DEFAULT_TOLERANCE))
     return tolerance
-
-
-def relative_error(expected, actual):
-    """`max |expected - actual| / max |expected|`, infinities understood.
-
-    The same infinity on both sides, or NaN on both sides, is no error; a
-    NaN or an infinity on one side only is an infinite error. The scale is
-    the largest finite magnitude of `expected` (at least 1e-3).
-    """
-    expected = np.asarray(expected, np.float64)
-    actual = np.asarray(actual, np.float64)
-    same = (expected == actual) | (np.isnan(expected) & np.isnan(actual))
-    with np.errstate(invalid="ignore"):
-        difference = np.where(same, 0.0, np.abs(expected - actual))
-    difference = np.where(np.isnan(difference), np.inf, difference)
-    finite = np.abs(expected[np.isfinite(expected)])
-    scale = max(float(np.max(finite, initial=0.0)), 1e-3)
-    return float(np.max(difference, initial=0.0)) / scale
 
 
 def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
@@ -180,18 +158,11 @@ def _call(call, arrays, mapping=()):
     args, kwargs = call.node.arguments.fill_in(tensors)
     layer = call.layer
     if isinstance(layer, keras.layers.Layer) and (
-            "training" in kwargs or _takes_training(layer)):
+            "training" in kwargs or blocks.takes_training(layer)):
         kwargs = dict(kwargs, training=False)
     with keras.StatelessScope(state_mapping=list(mapping)):
         out = layer(*args, **kwargs)
         return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
-
-
-def _takes_training(layer):
-    try:
-        return "training" in inspect.signature(layer.call).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class _Reference:
