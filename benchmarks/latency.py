@@ -34,8 +34,7 @@ import keras_slim  # noqa: E402
 from keras_slim.core.graph import ChannelGraph  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
 from keras_slim.deploy.timing import time_model_files  # noqa: E402
-from keras_slim.planners.candidates import candidate_groups  # noqa: E402
-from keras_slim.planners.scores import score_groups  # noqa: E402
+from keras_slim.planners.allocation import importance_kept  # noqa: E402
 from keras_slim.planners.selection import plan_global_gamma  # noqa: E402
 
 
@@ -47,33 +46,19 @@ def spread_gammas(model, rng):
             layer.gamma.assign(np.abs(rng.standard_normal(shape)).astype("float32"))
 
 
-def gamma_kept(model, plan):
-    """Share of the summed |gamma| of every BatchNormalization copy of the
-    candidate channels that `plan` keeps (the same measure for every
-    reduction)."""
-    graph = ChannelGraph(model)
-    scores = score_groups(graph, candidate_groups(graph, None), "gamma",
-                          reduction="sum")
-    total = kept = 0.0
-    for group, values in scores.items():
-        total += values.sum()
-        kept += values[plan.kept[group]].sum() if group in plan.kept \
-            else values.sum()
-    return kept / total
-
-
 def measure(name, args, directory):
     model = getattr(keras.applications, name)(
         weights=None, input_shape=(args.size, args.size, 3),
         classifier_activation=None,  # logits: a parity check that can fail
     )
     spread_gammas(model, np.random.default_rng(0))
+    graph = ChannelGraph(model)
     nets = [("dense", model, None)]
     for reduction in args.reduction:
         plan = plan_global_gamma(model, args.ratio, round_to=args.round_to,
                                  reduction=reduction)
         nets.append((reduction, keras_slim.slim_model(model, plan),
-                     gamma_kept(model, plan)))
+                     importance_kept(graph, plan, reduction="sum")))
     paths = []
     for label, net, _ in nets:
         path = os.path.join(directory, f"{name}_{label}.tflite")

@@ -224,10 +224,14 @@ def _best_move(cost, name, widths, steps, index, ordered, lookahead):
     return best
 
 
-def importance_kept(graph, plan, score="gamma", skip=None, seed=None):
+def importance_kept(graph, plan, score="gamma", skip=None, seed=None,
+                    reduction=None):
     """Share of the summed channel scores a plan keeps (over the groups that
-    have a score), the measure a budget's allocation is judged by."""
-    scores = score_groups(graph, candidate_groups(graph, skip), score, seed)
+    have a score), the measure a budget's allocation is judged by.
+    `reduction` as for `score_groups`: "sum" counts every |gamma| copy of a
+    tied channel, the same measure whatever reduction made the plan."""
+    scores = score_groups(graph, candidate_groups(graph, skip), score, seed,
+                          reduction)
     total = kept = 0.0
     for name, values in scores.items():
         values = np.abs(np.asarray(values, dtype="float64"))
