@@ -399,3 +399,38 @@ def test_a_merge_of_three_branches_ties_all_three(merge):
     assert any(set(g.batchnorms) >= {"bn_a", "bn_b", "bn_c"} for g in groups)
     slim, _ = _mask_slim_match(model, ["bn_a", "bn_b", "bn_c"])
     assert slim.get_layer("conv_c").filters == 5
+
+
+@pytest.mark.parametrize("reduce, keepdims", [
+    (keras.ops.mean, True), (keras.ops.mean, False), (keras.ops.max, True),
+    (keras.ops.min, False),
+])
+def test_a_reduction_over_space_is_cut_with_the_channels(reduce, keepdims):
+    """A spatial reduction (a squeeze as ops) keeps each channel by itself:
+    a cut channel's constant passes it and is folded into the layer after."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.Activation("swish")(x)
+    squeezed = reduce(x, axis=(1, 2), keepdims=keepdims)
+    if not keepdims:
+        squeezed = L.Reshape((1, 1, 8))(squeezed)
+    squeezed = L.Flatten()(L.Conv2D(4, 1, name="head")(squeezed))
+    spatial = L.GlobalAveragePooling2D()(
+        L.Conv2D(4, 3, padding="valid", name="c2")(x))
+    model = keras.Model(inputs, L.Add()([squeezed, spatial]))
+    slim, _ = _mask_slim_match(model, ["bn1"])
+    assert slim.get_layer("c1").filters == 5
+
+
+def test_a_reduction_over_channels_keeps_them_whole():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = keras.ops.mean(x, axis=-1, keepdims=True)
+    model = keras.Model(inputs, L.Conv2D(2, 1, name="head")(x))
+    group = next(g for g in keras_slim.channel_groups(model)
+                 if "bn1" in g.batchnorms)
+    assert not group.prunable
+    assert "reduction over the channel axis" in group.frozen
