@@ -35,24 +35,23 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_slim  # noqa: E402
-from keras_slim.core.graph import ChannelGraph  # noqa: E402
-from keras_slim.core.widths import WidthCounter  # noqa: E402
-from keras_slim.planners.allocation import importance_kept  # noqa: E402
-from keras_slim.planners.budget import plan_for_budget  # noqa: E402
-from keras_slim.planners.latency_table import (  # noqa: E402
+import keras_slim
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.widths import WidthCounter
+from keras_slim.planners.allocation import importance_kept
+from keras_slim.planners.budget import plan_for_budget
+from keras_slim.planners.latency_table import (
     RUNTIMES,
     LatencyTable,
     build_latency_table,
     scan_widths,
     suggest_round_to,
 )
-from keras_slim.tools.report import plot_budget  # noqa: E402
+from keras_slim.tools.report import plot_budget
 
 LABELS = {"litert": "LiteRT", "onnxruntime": "ONNX Runtime"}
 SCAN_LAYERS = {"ResNet50": "conv4_block1_1_conv",

@@ -23,16 +23,15 @@ import argparse
 import os
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_slim  # noqa: E402
-from examples.demo import build_model  # noqa: E402
-from keras_slim.deploy.export import export  # noqa: E402
-from keras_slim.deploy.timing import time_model_files  # noqa: E402
-from recipes.models import resnet20  # noqa: E402
+import keras_slim
+from examples.demo import build_model
+from keras_slim.deploy.export import export
+from keras_slim.deploy.timing import time_model_files
+from recipes.models import resnet20
 
 L = keras.layers
 

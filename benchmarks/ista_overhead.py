@@ -24,13 +24,12 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from keras_slim.sparsity.ista import attach_ista  # noqa: E402
-from keras_slim.sparsity.ista_callback import ISTAGamma  # noqa: E402
+from keras_slim.sparsity.ista import attach_ista
+from keras_slim.sparsity.ista_callback import ISTAGamma
 
 L = keras.layers
 

@@ -25,17 +25,16 @@ import argparse
 import os
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_slim  # noqa: E402
-from keras_slim.core.graph import ChannelGraph  # noqa: E402
-from keras_slim.deploy.export import export  # noqa: E402
-from keras_slim.deploy.timing import time_model_files  # noqa: E402
-from keras_slim.planners.allocation import importance_kept  # noqa: E402
-from keras_slim.planners.selection import plan_global_gamma  # noqa: E402
+import keras_slim
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.deploy.export import export
+from keras_slim.deploy.timing import time_model_files
+from keras_slim.planners.allocation import importance_kept
+from keras_slim.planners.selection import plan_global_gamma
 
 
 def spread_gammas(model, rng):

@@ -8,16 +8,14 @@ interleaved, after a warm-up; the ratio of medians is printed.
 """
 
 import argparse
-import os
 import statistics
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_slim  # noqa: E402
+import keras_slim
 
 
 def kill_half_of_every_group(model, rng):

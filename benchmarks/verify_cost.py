@@ -9,15 +9,13 @@ the script prints the median seconds and the ratio (verify / plain).
 """
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-import keras_slim  # noqa: E402
+import keras_slim
 
 
 def main():

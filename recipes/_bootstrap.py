@@ -15,3 +15,5 @@ import sys
 _RECIPES = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [os.path.dirname(_RECIPES)] + [
     p for p in sys.path if os.path.abspath(p or os.curdir) != _RECIPES]
+
+import recipes  # noqa: E402, F401  (starts TensorFlow quietly; see there)

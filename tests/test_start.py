@@ -47,3 +47,33 @@ def test_the_keras_slim_command_starts_quiet(monkeypatch):
     assert _start._level() == 3
     monkeypatch.setattr(sys, "argv", ["python"])
     assert _start._level() == 0
+
+
+def _help_stderr(*command):
+    """stderr of a script's `--help`, TensorFlow's level left unset."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+    # absl's --help exits with 1, argparse's with 0
+    assert done.returncode in (0, 1) and "--help" in done.stdout \
+        and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_recipes_and_benchmarks_start_quiet():
+    """A recipe (as a file and as a module) and a benchmark print none of
+    TensorFlow's start-up lines: each imports keras_slim before Keras."""
+    import keras
+    import pytest
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the start-up lines are TensorFlow's")
+    for command in (["recipes/fashion_mnist_study.py"],
+                    ["-m", "recipes.resnet20_cifar10"],
+                    ["benchmarks/latency.py"]):
+        err = _help_stderr(*command)
+        assert "absl::InitializeLog" not in err and "I0000" not in err, (
+            command, err)
