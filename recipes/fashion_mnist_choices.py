@@ -118,6 +118,13 @@ def lasso_term(model):
         for b in batchnorms))
 
 
+def _unscaled(study, name, alpha):
+    """Run `name`'s model scaled back by `1 / alpha` (the same function; a
+    zero gamma stays zero, so the same channels are cut)."""
+    model = study.runs.run(name, None, keep_model=True)[1]
+    return keras_slim.rescale_gammas(model, 1 / alpha) if alpha != 1 else model
+
+
 def _slim_of(study, name):
     """Run `name`'s model with its zero-gamma channels cut."""
     model = study.runs.run(name, None, keep_model=True)[1]
@@ -129,22 +136,32 @@ def ista_chain(study, seed):
     c = study.c
     base = study.dense(seed)
     rows = [dict(base[0], label="base")]
-    loss = lib.mean_cross_entropy(base[1], study.train)
-    lasso = lasso_term(base[1])
+    # Ye et al. rescale a trained start by alpha = 0.01 so that a small rho
+    # moves the gammas; the stages train and prune in the rescaled form,
+    # and each slim net is scaled back (the same function) to fine-tune.
+    alpha = c["ista_alpha"]
+    scaled = (keras_slim.rescale_gammas(base[1], alpha) if alpha != 1
+              else base[1])
+    loss = lib.mean_cross_entropy(scaled, study.train)
+    lasso = lasso_term(scaled)
     rho_a = c["rho"] or float(f"{loss / lasso:.3g}")
     study.choices["rho"] = {
         "value": rho_a,
         "rule": ("given by --rho" if c["rho"] else
                  "Ye et al.: rho * lasso term = task loss at the start "
-                 f"(cross-entropy {loss:.4f}, lasso term {lasso:.2f})"),
+                 f"(cross-entropy {loss:.4f}, lasso term {lasso:.2f}"
+                 + (f", gammas rescaled by alpha = {alpha:g}" if alpha != 1
+                    else "") + ")"),
+        "alpha": alpha,
         "multiples": c["rho_multiples"],
     }
     max_epochs = c["ista_max_epochs"] or study.epochs
-    start_name, start = None, (lambda: base[1])
+    tag = f"-a{alpha:g}" if alpha != 1 else ""
+    start_name, start = None, (lambda: scaled)
     stops = []
     for letter, multiple in zip("ABC", c["rho_multiples"]):
         rho = float(f"{rho_a * multiple:.3g}")
-        name = f"ista-{letter}-rho{rho:g}-e{study.epochs}-s{seed}"
+        name = f"ista-{letter}{tag}-rho{rho:g}-e{study.epochs}-s{seed}"
 
         def train(rho=rho, start=start, name=name):
             source = start()
@@ -164,16 +181,16 @@ def ista_chain(study, seed):
                 zero_fraction_curve=[float(v) for v in
                                      h["gamma_zero_fraction"]],
                 epochs=len(h["loss"]), max_epochs=max_epochs,
-                stopped=ista.stopped_reason, started_from=start_name), model
+                stopped=ista.stopped_reason, started_from=start_name,
+                alpha=alpha), model
         sparse = study.runs.run(name, train, keep_model=True)
         stops.append({"model": letter, "rho": rho,
                       "epochs": sparse[0]["epochs"],
                       "stopped": sparse[0]["stopped"],
                       "val_accuracy": sparse[0]["val_accuracy"]})
         tuned = study.runs.run(*study.fine_tune_job(
-            f"{name}-slim", lambda name=name: study.runs.run(
-                name, None, keep_model=True)[1],
-            keras_slim.plan_zero_gamma, seed, rho=rho))[0]
+            f"{name}-slim", functools.partial(_unscaled, study, name, alpha),
+            keras_slim.plan_zero_gamma, seed, rho=rho, alpha=alpha))[0]
         rows.append(dict(sparse[0], label=f"{letter}: after ISTA"))
         rows.append(dict(tuned, label=f"{letter}: slim, no fine-tune",
                          accuracy=tuned["pruned_accuracy"],

@@ -76,6 +76,10 @@ def define_flags(flag_values=flags.FLAGS):
            "the epochs; 0: no cap (the paper's CIFAR rule).")
     number("rho", 0.0, "ISTA's rho of model A; 0: Ye et al.'s rule (the "
            "lasso term equals the task loss at the start).")
+    number("ista_alpha", 0.01, "Ye et al.'s gamma-W rescaling before ISTA "
+           "(gammas times alpha, the next layers' weights over alpha; undone "
+           "before fine-tuning): the paper's value for a trained start; 1: "
+           "none.")
     listed("rho_multiples", ["1", "2", "4"], "rho of models A, B, C as "
            "multiples of A's; each starts from the one before.")
     integer("ista_max_epochs", 0, "Most epochs of an ISTA stage (it stops at "
@@ -125,6 +129,7 @@ def config_from_flags(flags_obj):
         "rethinking_ratio": f.rethinking_ratio,
         "scratch_b_cap": f.scratch_b_cap,
         "rho": f.rho,
+        "ista_alpha": f.ista_alpha,
         "rho_multiples": [float(r) for r in f.rho_multiples],
         "ista_max_epochs": f.ista_max_epochs,
         "ista_patience": f.ista_patience,
