@@ -136,3 +136,60 @@ def test_rescale_slim_and_undo_keeps_the_function():
     np.testing.assert_allclose(
         gamma_ratio(slim, restored, "b_bn"), 20.0, rtol=1e-5
     )
+
+
+def _penalized_net(kernel_regularizer, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, use_bias=False, name="conv1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(5, 3, kernel_regularizer=kernel_regularizer, name="conv2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def _penalty(model):
+    return float(sum(keras.ops.convert_to_numpy(v) for v in model.losses))
+
+
+@pytest.mark.parametrize("regularizer", [
+    keras.regularizers.L2(0.01), keras.regularizers.L1(0.01),
+    keras.regularizers.L1L2(l1=0.01, l2=0.02)])
+def test_weight_penalties_keep_their_value(regularizer, tmp_path):
+    """`conv2`'s kernel grows by 100: its L1 / L2 coefficient shrinks by 100
+    / 10,000, so the objective is the one of the original (also after a
+    save and load, and undone by the inverse rescaling)."""
+    model = _penalized_net(regularizer)
+    before = _penalty(model)
+    assert before > 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "rescale_gammas")  # none unscaled
+        scaled = rescale_gammas(model, 0.01)
+    kernel = keras.ops.convert_to_numpy(scaled.get_layer("conv2").kernel)
+    original = keras.ops.convert_to_numpy(model.get_layer("conv2").kernel)
+    np.testing.assert_allclose(kernel, original * 100, rtol=1e-6)
+    assert _penalty(scaled) == pytest.approx(before, rel=1e-4)
+    assert _penalty(model) == pytest.approx(before, rel=1e-6)  # untouched
+    path = str(tmp_path / "scaled.keras")
+    scaled.save(path)
+    assert _penalty(keras.saving.load_model(path)) == pytest.approx(
+        before, rel=1e-4)
+    back = rescale_gammas(scaled, 100.0)
+    config = back.get_layer("conv2").get_config()["kernel_regularizer"]
+    assert config["config"] == pytest.approx(regularizer.get_config())
+
+
+@keras.saving.register_keras_serializable(package="keras_slim_tests")
+class _Custom(keras.regularizers.Regularizer):
+    def __call__(self, x):
+        return 0.01 * keras.ops.sum(keras.ops.abs(x) ** 3)
+
+    def get_config(self):
+        return {}
+
+
+def test_an_unknown_weight_penalty_is_named():
+    model = _penalized_net(_Custom())
+    with pytest.warns(UserWarning, match="could not rescale.*`conv2`"):
+        rescale_gammas(model, 0.01)

@@ -17,6 +17,8 @@ import math
 import numbers
 import warnings
 
+import keras
+
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.rule_registry import rule_for
 from keras_slim.sparsity import regularizers as regularizers_lib
@@ -102,10 +104,12 @@ def rescale_gammas(model, alpha, layers=None):
     undoes the change. Ye et al. use `alpha = 0.01` before ISTA on a
     pretrained network, so that a small `rho` moves gammas quickly.
 
-    The function is preserved, not the training objective: an L2 weight
-    decay (or kernel regularizer) on the kernels scaled by `1 / alpha`
-    becomes `1 / alpha**2` times stronger. Train the sparse stage without
-    it, or scale its coefficient by `alpha**2`.
+    The training objective is preserved too: an `L2` weight decay on a
+    weight scaled by `1 / alpha` gets its coefficient times `alpha**2`, an
+    `L1` times `alpha` (both parts of `L1L2`), so the penalty keeps its
+    value and its pull (without this, `alpha = 0.01` makes a weight decay
+    10,000 times stronger). A regularizer of another kind is left as it is
+    and named in a warning.
 
     Args:
         model: a functional or Sequential `keras.Model`; left untouched.
@@ -153,7 +157,41 @@ def rescale_gammas(model, alpha, layers=None):
         layer.gamma.assign(regularizers_lib.to_array(layer.gamma) * alpha)
         if layer.center:
             layer.beta.assign(regularizers_lib.to_array(layer.beta) * alpha)
+    unknown = []
     for layer in absorbers:
         weight = getattr(layer, rule_for(layer).absorbed_weight(layer))
         weight.assign(regularizers_lib.to_array(weight) / alpha)
+        if not _rescale_penalty(layer, weight, alpha):
+            unknown.append(layer.name)
+    if unknown:
+        warnings.warn(
+            "rescale_gammas scaled the weights of these layers by 1 / alpha "
+            "but could not rescale their regularizer (not L1, L2 or L1L2), "
+            "so the training objective changed: "
+            + ", ".join(f"`{n}`" for n in unknown) + ".",
+            stacklevel=2,
+        )
     return copy
+
+
+def _rescale_penalty(layer, weight, alpha):
+    """Scale the regularizer of `weight` (just divided by `alpha`) so that
+    its penalty keeps its value; False for a kind it cannot scale."""
+    penalty = getattr(weight, "regularizer", None)
+    if penalty is None:
+        return True
+    kinds = keras.regularizers
+    if type(penalty) is kinds.L2:
+        scaled = kinds.L2(float(penalty.l2) * alpha**2)
+    elif type(penalty) is kinds.L1:
+        scaled = kinds.L1(float(penalty.l1) * alpha)
+    elif type(penalty) is kinds.L1L2:
+        scaled = kinds.L1L2(l1=float(penalty.l1) * alpha,
+                            l2=float(penalty.l2) * alpha**2)
+    else:
+        return False
+    weight.regularizer = scaled
+    for name, value in vars(layer).items():  # what get_config saves
+        if value is penalty and name.endswith("regularizer"):
+            setattr(layer, name, scaled)
+    return True
