@@ -1,0 +1,288 @@
+"""keras_slim against Torch-Pruning on ONNX Runtime, at equal MACs.
+
+Issue 20's goal: at equal MACs, keras_slim's fastest importance-driven plan
+runs faster than Torch-Pruning's default on ONNX Runtime, at 1 and at 2
+threads, in a majority of paired rounds, with its importance kept beside
+it.
+
+The same network is built in both frameworks: torchvision's ResNet-50
+layout (stride on the 3x3 convolution of a bottleneck, PyTorch's padding
+and BatchNormalization epsilon), written here in PyTorch and in Keras, the
+Keras weights copied into the PyTorch model and the two outputs compared.
+Every BatchNormalization gamma is drawn from U[0, 1], the same in both.
+
+Torch-Pruning prunes by its defaults for BN-scale pruning: a
+`MetaPruner` with `BNScaleImportance` (mean over a group, mean-normalized),
+global, `pruning_ratio` 0.5, `round_to` 8, the classifier kept. keras_slim
+then plans, for each group reduction asked for, the global-gamma plan with
+the same share of MACs (`plan_for_budget(..., macs=share)`, each library's
+MAC count taken on its own model). Each slim model is exported to ONNX
+(keras_slim by Keras' export, Torch-Pruning by `torch.onnx`), and all run
+in one ONNX Runtime loop: each round times every model once, in an order
+reversed every other round. The table gives the median, and the share of
+rounds in which each keras_slim model beat Torch-Pruning's.
+
+    pip install torch-pruning==1.6.1   # the `peer` extra
+    python benchmarks/peer.py [--size 160] [--rounds 60] [--threads 1 2]
+        [--reduction max mean sum]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+
+import _bootstrap  # noqa: F401  (first: see there)
+import keras
+import numpy as np
+
+import keras_slim
+from keras_slim.core.graph import ChannelGraph
+from keras_slim.deploy.export import export
+from keras_slim.deploy.onnx_export import random_feed, session
+from keras_slim.planners.allocation import importance_kept
+from keras_slim.planners.budget import plan_for_budget
+
+L = keras.layers
+STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+
+
+# -- the network in Keras (names follow torchvision's, "." -> "_") ----------
+
+
+def _conv_bn(x, filters, kernel, stride, name, relu=True):
+    pad = kernel // 2
+    if pad:
+        x = L.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+    x = L.Conv2D(filters, kernel, strides=stride, use_bias=False,
+                 name=f"{name}_conv")(x)
+    x = L.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
+    return L.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def keras_resnet50(size):
+    inputs = keras.Input((size, size, 3))
+    x = _conv_bn(inputs, 64, 7, 2, "stem")
+    x = L.ZeroPadding2D(1)(x)  # after a ReLU: zeros pad a max like -inf
+    x = L.MaxPooling2D(3, 2)(x)
+    width = 64
+    for stage, (planes, blocks, stride) in enumerate(STAGES, start=1):
+        for block in range(blocks):
+            name = f"layer{stage}_{block}"
+            s = stride if block == 0 else 1
+            y = _conv_bn(x, planes, 1, 1, f"{name}_1")
+            y = _conv_bn(y, planes, 3, s, f"{name}_2")
+            y = _conv_bn(y, planes * 4, 1, 1, f"{name}_3", relu=False)
+            if s != 1 or width != planes * 4:
+                x = _conv_bn(x, planes * 4, 1, s, f"{name}_down", relu=False)
+            x = L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
+            width = planes * 4
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(1000, name="fc")(x), name="resnet50")
+
+
+# -- the same network in PyTorch, with the Keras weights -------------------
+
+
+def torch_resnet50(model):
+    """A PyTorch ResNet-50 of `model`'s layout holding its weights."""
+    import torch
+    from torch import nn
+
+    def conv_bn(name, relu=True):
+        conv = model.get_layer(f"{name}_conv")
+        bn = model.get_layer(f"{name}_bn")
+        kernel = keras.ops.convert_to_numpy(conv.kernel)
+        k, _, c_in, c_out = kernel.shape
+        torch_conv = nn.Conv2d(c_in, c_out, k, conv.strides[0], k // 2,
+                               bias=False)
+        torch_bn = nn.BatchNorm2d(c_out, eps=1e-5)
+        torch_bn.keras_name = bn.name  # to match gammas after pruning
+        with torch.no_grad():
+            torch_conv.weight.copy_(torch.from_numpy(
+                kernel.transpose(3, 2, 0, 1).copy()))
+            for target, source in ((torch_bn.weight, bn.gamma),
+                                   (torch_bn.bias, bn.beta),
+                                   (torch_bn.running_mean, bn.moving_mean),
+                                   (torch_bn.running_var, bn.moving_variance)):
+                target.copy_(torch.from_numpy(
+                    keras.ops.convert_to_numpy(source).copy()))
+        parts = [torch_conv, torch_bn] + ([nn.ReLU()] if relu else [])
+        return nn.Sequential(*parts)
+
+    class Bottleneck(nn.Module):
+        def __init__(self, name, down):
+            super().__init__()
+            self.body = nn.Sequential(conv_bn(f"{name}_1"),
+                                      conv_bn(f"{name}_2"),
+                                      conv_bn(f"{name}_3", relu=False))
+            self.down = conv_bn(f"{name}_down", relu=False) if down else None
+
+        def forward(self, x):
+            shortcut = x if self.down is None else self.down(x)
+            return torch.relu(self.body(x) + shortcut)
+
+    layers = [conv_bn("stem"), nn.MaxPool2d(3, 2, 1)]
+    width = 64
+    for stage, (planes, blocks, stride) in enumerate(STAGES, start=1):
+        for block in range(blocks):
+            s = stride if block == 0 else 1
+            layers.append(Bottleneck(f"layer{stage}_{block}",
+                                     s != 1 or width != planes * 4))
+            width = planes * 4
+    fc = model.get_layer("fc")
+    head = nn.Linear(2048, 1000)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(
+            keras.ops.convert_to_numpy(fc.kernel).T.copy()))
+        head.bias.copy_(torch.from_numpy(keras.ops.convert_to_numpy(fc.bias)))
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+    return net.eval()
+
+
+def check_same(model, net, size):
+    """Largest difference of the two networks' logits over the largest."""
+    import torch
+
+    x = np.random.default_rng(1).uniform(size=(2, size, size, 3))
+    x = x.astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    with torch.no_grad():
+        got = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+# -- pruning ----------------------------------------------------------------
+
+
+def torch_pruning_default(net, size, ratio, round_to):
+    """Torch-Pruning's BN-scale pruning; returns its MAC share."""
+    import torch
+    import torch_pruning as tp
+
+    example = torch.zeros(1, 3, size, size)
+    dense_macs, _ = tp.utils.count_ops_and_params(net, example)
+    pruner = tp.pruner.MetaPruner(
+        net, example, importance=tp.importance.BNScaleImportance(),
+        global_pruning=True, pruning_ratio=ratio, round_to=round_to,
+        ignored_layers=[net[-1]])
+    pruner.step()
+    macs, _ = tp.utils.count_ops_and_params(net, example)
+    return macs / dense_macs
+
+
+def torch_gamma_kept(net, gammas):
+    """Share of the summed |gamma| (every BatchNormalization) Torch-Pruning
+    kept: each surviving gamma is matched to its original by value."""
+    from torch import nn
+
+    kept = 0.0
+    for bn in net.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            survivors = bn.weight.detach().numpy()
+            if not np.isin(survivors, gammas[bn.keras_name]).all():
+                raise RuntimeError(f"A gamma of {bn.keras_name} changed.")
+            kept += float(np.abs(survivors).sum())
+    return kept / float(sum(np.abs(g).sum() for g in gammas.values()))
+
+
+# -- timing -----------------------------------------------------------------
+
+
+def time_rounds(paths, rounds, threads, warmup=5):
+    """Milliseconds per round per model, ONNX Runtime, interleaved."""
+    sessions = [session(p, num_threads=threads, spinning=False) for p in paths]
+    rng = np.random.default_rng(0)
+    feeds = [random_feed(s, rng) for s in sessions]
+    for s, feed in zip(sessions, feeds):
+        for _ in range(warmup):
+            s.run(None, feed)
+    times = np.zeros((rounds, len(paths)))
+    for r in range(rounds):
+        order = range(len(paths)) if r % 2 == 0 else reversed(range(len(paths)))
+        for i in order:
+            start = time.perf_counter()
+            sessions[i].run(None, feeds[i])
+            times[r, i] = (time.perf_counter() - start) * 1e3
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--round-to", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reduction", nargs="+", default=["max", "mean", "sum"])
+    args = parser.parse_args()
+    try:
+        import torch_pruning  # noqa: F401
+    except ImportError:
+        raise SystemExit("benchmarks/peer.py needs Torch-Pruning: "
+                         "pip install torch-pruning==1.6.1") from None
+
+    keras.utils.set_random_seed(0)
+    model = keras_resnet50(args.size)
+    rng = np.random.default_rng(0)
+    gammas = {}
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            gammas[layer.name] = rng.uniform(
+                size=layer.gamma.shape).astype("float32")
+            layer.gamma.assign(gammas[layer.name])
+    net = torch_resnet50(model)
+    difference = check_same(model, net, args.size)
+    print(f"same network: the logits differ by {difference:.1e} of the "
+          "largest", flush=True)
+    if difference > 1e-4:
+        raise SystemExit("The two ResNet-50s compute different functions.")
+    share = torch_pruning_default(net, args.size, args.ratio, args.round_to)
+    rows = [("Torch-Pruning default", share, torch_gamma_kept(net, gammas))]
+    graph = ChannelGraph(model)
+    dense_macs = keras_slim.count_macs(model)
+    slims = []
+    for reduction in args.reduction:
+        plan = plan_for_budget(model, "global_gamma", macs=share,
+                               round_to=args.round_to,
+                               reduction=reduction).plan
+        slim = keras_slim.slim_model(model, plan)
+        slims.append(slim)
+        rows.append((f"keras_slim {reduction}",
+                     keras_slim.count_macs(slim) / dense_macs,
+                     importance_kept(graph, plan, reduction="sum")))
+    with tempfile.TemporaryDirectory() as folder:
+        import torch
+
+        paths = [os.path.join(folder, "torch_pruning.onnx")]
+        with warnings.catch_warnings():  # the TorchScript exporter's notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(net, (torch.zeros(1, 3, args.size, args.size),),
+                              paths[0], dynamo=False, opset_version=17)
+        for reduction, slim in zip(args.reduction, slims):
+            paths.append(export(slim, os.path.join(folder, f"{reduction}.onnx"),
+                                format="onnx").path)
+        results = {t: time_rounds(paths, args.rounds, t) for t in args.threads}
+    print(f"\nResNet-50 (torchvision layout) at {args.size} px, ratio "
+          f"{args.ratio}, round_to {args.round_to}, {args.rounds} paired "
+          f"rounds, ONNX Runtime, {os.cpu_count()} CPUs")
+    header = (f"{'plan':<22} {'MAC share':>9} {'gamma kept':>10} "
+              + " ".join(f"{f'ms {t}t':>8} {f'wins {t}t':>8}"
+                         for t in args.threads))
+    print(header)
+    print("-" * len(header))
+    for i, (label, macs, kept) in enumerate(rows):
+        cells = []
+        for t in args.threads:
+            times = results[t]
+            wins = "-" if i == 0 else f"{np.mean(times[:, i] < times[:, 0]):.2f}"
+            cells.append(f"{np.median(times[:, i]):8.2f} {wins:>8}")
+        print(f"{label:<22} {macs:9.3f} {kept:10.3f} " + " ".join(cells))
+    print("(wins = share of rounds in which the plan ran faster than "
+          "Torch-Pruning's; gamma kept = share of the summed |gamma| of "
+          "every BatchNormalization kept)")
+
+
+if __name__ == "__main__":
+    main()

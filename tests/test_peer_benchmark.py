@@ -1,0 +1,45 @@
+"""benchmarks/peer.py builds one ResNet-50 in two frameworks: the claim
+that they compute the same function is checked here, so that the peer
+comparison times like against like."""
+
+import importlib
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.backend("tensorflow")
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def peer():
+    folder = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module("peer")
+    finally:
+        sys.path.remove(folder)
+
+
+def test_the_two_resnet50s_compute_the_same_function(peer):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = peer.keras_resnet50(32)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # a spread of gammas, as the benchmark sets
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(rng.uniform(size=layer.gamma.shape))
+            layer.moving_mean.assign(rng.normal(size=layer.gamma.shape) * 0.1)
+    net = peer.torch_resnet50(model)
+    assert peer.check_same(model, net, 32) < 1e-4
+    # The check can fail: one gamma changed in PyTorch only shows.
+    with torch.no_grad():
+        net[0][1].weight[0] += 1.0
+    assert peer.check_same(model, net, 32) > 1e-4  # the benchmark refuses
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 53  # torchvision's ResNet-50: 49 + 4 downsamples
