@@ -136,7 +136,7 @@ def ista_chain(study, seed):
     c = study.c
     base = study.dense(seed)
     rows = [dict(base[0], label="base")]
-    # Ye et al. rescale a trained start by alpha = 0.01 so that a small rho
+    # Ye et al. rescale a trained start by alpha < 1 so that a small rho
     # moves the gammas; the stages train and prune in the rescaled form,
     # and each slim net is scaled back (the same function) to fine-tune.
     alpha = c["ista_alpha"]

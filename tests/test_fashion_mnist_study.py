@@ -84,10 +84,10 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     assert abs(found - uniform) <= 0.1 * found
     # ISTA trains rescaled by Ye et al.'s alpha (rho chosen on the rescaled
     # gammas), and its runs are named by it.
-    assert results["choices"]["rho"]["alpha"] == 0.01
+    assert results["choices"]["rho"]["alpha"] == 0.1
     ista_rows = results["experiments"]["2_ista"]["runs"]
     assert [r["name"] for r in ista_rows if r["name"].startswith("ista-A")]
-    assert all("-a0.01-" in r["name"] for r in ista_rows
+    assert all("-a0.1-" in r["name"] for r in ista_rows
                if r["name"].startswith(("ista-A", "ista-B", "ista-C")))
     # The lottery's masks held through training: 50% of conv weights zero.
     for row in results["experiments"]["5_lottery_ticket"]["runs"]:
