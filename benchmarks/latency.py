@@ -130,14 +130,14 @@ def main():
     print(header)
     print("-" * len(header))
     for row in rows:
-        reduction = row["macs"][0] / row["macs"][1]
+        mac_cut = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
               f"{row['plan']:>7} {row['gamma_kept']:10.3f} "
               f"{row['macs'][0] / 1e6:10.0f}M "
-              f"{row['macs'][1] / 1e6:9.0f}M {reduction:7.2f}x "
+              f"{row['macs'][1] / 1e6:9.0f}M {mac_cut:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "
-              f"{speedup:7.2f}x {speedup / reduction:6.2f}")
+              f"{speedup:7.2f}x {speedup / mac_cut:6.2f}")
     print("(ratio = latency speedup / MAC reduction; goal for an "
           "importance-driven plan (issue 20): >= 0.90. "
           "p90/p10 spread: "

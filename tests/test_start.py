@@ -2,7 +2,11 @@
 everything else written to stderr kept."""
 
 import os
+import subprocess
 import sys
+
+import keras
+import pytest
 
 from keras_slim import _start
 
@@ -51,8 +55,6 @@ def test_the_keras_slim_command_starts_quiet(monkeypatch):
 
 def _help_stderr(*command):
     """stderr of a script's `--help`, TensorFlow's level left unset."""
-    import subprocess
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run([sys.executable, *command, "--help"], cwd=root,
@@ -66,9 +68,6 @@ def _help_stderr(*command):
 def test_recipes_and_benchmarks_start_quiet():
     """A recipe (as a file and as a module) and a benchmark print none of
     TensorFlow's start-up lines: each imports keras_slim before Keras."""
-    import keras
-    import pytest
-
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the start-up lines are TensorFlow's")
     for command in (["recipes/fashion_mnist_study.py"],
