@@ -243,6 +243,56 @@ def test_latency_table_predicts_the_fake_timer_and_round_trips(tmp_path):
         loaded.bind(WidthCounter(_model("chain")))
 
 
+class MovingRuntime(FakeRuntime):
+    """The fake timer plus a cost per value that a merge or a pooling layer
+    writes: work that a group's width drives without a MAC."""
+
+    name = "fake"
+    MOVERS = (keras.layers.Add, keras.layers.GlobalAveragePooling2D)
+
+    def time(self, models):
+        times = super().time(models)
+        return [t + sum(float(np.prod(layer.output.shape[1:])) / 1e3
+                        for layer in m.layers if isinstance(layer, self.MOVERS))
+                for t, m in zip(times, models)]
+
+
+def test_latency_table_prices_the_merges_and_pooling_a_group_drives():
+    model = _model()
+    runtime = MovingRuntime(overhead=0.0)
+    table = table_lib.build_latency_table(model, runtime, verbose=False,
+                                          scan=False, memory=True)
+    memory = [c["layer"] for c in table.calls if c.get("kind") == "memory"]
+    assert memory[:2] == ["r1_add", "r2_add"] and len(memory) == 3
+    assert memory[2].startswith("global_average_pooling2d")
+    plan = keras_slim.plan_global_gamma(model, 0.4)
+    widths = plan_widths(plan)
+    assert widths["stem_conv"] < 8 and widths["r2b_conv"] < 16  # streams cut
+    measured = runtime.time([keras_slim.slim_model(model, plan)])[0]
+    # Moved values are linear in the width, as the table's interpolation
+    # is: the prediction is exact.
+    assert table.predict(widths) == pytest.approx(measured)
+    # A table that prices only the convolutions (the default, and every
+    # version 1 table) scales their sum to the dense time and misses.
+    old = table_lib.build_latency_table(model, runtime, verbose=False,
+                                        scan=False)
+    assert not any(c.get("kind") == "memory" for c in old.calls)
+    data = old.to_dict()
+    data["version"] = 1
+    table_lib.LatencyTable.from_dict(data).bind(WidthCounter(model))
+    assert old.predict({}) == pytest.approx(table.dense_ms)
+    assert abs(old.predict(widths) - measured) > 0.02 * measured
+    # Each stream's memory calls are among its calls, for the knapsack.
+    by_group = {n: {table.calls[i]["layer"] for i in v}
+                for n, v in table.calls_by_group().items()}
+    assert "r1_add" in by_group["stem_conv"]
+    assert {"r2_add", memory[2]} <= by_group["r2b_conv"]
+    assert not {"r1_add", "r2_add"} & by_group["r1a_conv"]
+    with pytest.raises(ValueError, match="built for another model"):
+        table_lib.LatencyTable.from_dict(table.to_dict()).bind(
+            WidthCounter(_model("chain")))
+
+
 @pytest.mark.parametrize("method", ["global_gamma", "latency_aware"])
 @pytest.mark.parametrize("budget", [0.6, "3.5ms"])
 def test_latency_budget_lands_under_and_close(method, budget):

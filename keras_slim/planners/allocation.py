@@ -71,7 +71,7 @@ class ScaledCost:
 
     def __init__(self, table, scale=1.0):
         self.table, self.scale = table, float(scale)
-        self.calls = table.counter.calls_by_group()
+        self.calls = table.calls_by_group()
 
     def group_calls(self, name):
         return self.calls.get(name, [])

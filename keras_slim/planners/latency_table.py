@@ -6,9 +6,12 @@ modelled from MACs. Timing every candidate of a search end to end would
 take minutes each, so `build_latency_table` times each layer that counts
 MACs alone, at a handful of input and output widths, once; a search then
 reads the table (`LatencyTable.predict`) and only the final plan is timed
-end to end. Layers with the same configuration and shapes (the repeated
-blocks of a ResNet stage) share one entry. The table is plain JSON, saved
-and loaded with `save` / `load`, and reused for as many searches as wanted.
+end to end; `memory=True` prices the merges, pooling and padding a group's
+width drives too (`unit_models.py`; off by default, see
+docs/budgets-and-latency.md). Layers with the same configuration and
+shapes (the repeated blocks of a ResNet stage) share one entry. The table
+is plain JSON, saved and loaded with `save` / `load`, and reused for as
+many searches as wanted.
 
 A runtime is any object with `time(models) -> list of milliseconds` and
 `info() -> dict` (`Runtime`); `LiteRTRuntime` is the default,
@@ -17,7 +20,6 @@ nothing is timed. TensorFlow, LiteRT and ONNX Runtime are imported only
 when a runtime converts or times a model.
 """
 
-import hashlib
 import json
 
 import keras
@@ -34,6 +36,14 @@ from keras_slim.deploy.runtimes import (  # noqa: F401  (re-exported)
     check_onnxruntime,
     runtime_from_info,
 )
+from keras_slim.planners.unit_models import (
+    is_variable,
+    memory_calls,
+    memory_signature,
+    memory_unit_model,
+    signature,
+    unit_model,
+)
 
 __all__ = [
     "build_latency_table",
@@ -46,7 +56,6 @@ __all__ = [
     "runtime_from_info",
     "scan_widths",
     "suggest_round_to",
-    "unit_model",
 ]
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -89,32 +98,6 @@ def _monotone(ms):
     return grid.tolist()
 
 
-def _signature(call, in_shape, out_shape):
-    config = dict(call.layer.get_config())
-    for key in ("name", "trainable", "dtype"):
-        config.pop(key, None)
-    text = json.dumps([type(call.layer).__name__, config, list(in_shape[1:]),
-                       list(out_shape[1:]), call.role.kind, call.role.expand],
-                      sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def unit_model(call, k_in, k_out, batch=1):
-    """One layer alone at input width `k_in` and output width `k_out`."""
-    layer = call.layer
-    rule = rule_registry.rule_for(layer)
-    config = dict(layer.get_config())
-    config.pop("name", None)
-    for key, which in rule.widths.items():
-        config[key] = int(k_in if which == "in" else k_out)
-    if call.role.kind == rule_registry.CHANNELWISE and \
-            getattr(layer, "groups", 1) > 1:
-        config.update(groups=int(k_in), filters=int(k_out))
-    shape = tuple(call.input_shape[1:-1]) + (int(k_in),)
-    inputs = keras.Input(shape, batch_size=batch)
-    return keras.Model(inputs, type(layer).from_config(config)(inputs))
-
-
 class LatencyTable:
     """Measured milliseconds of each layer at a few widths.
 
@@ -123,9 +106,13 @@ class LatencyTable:
         dense_ms: the whole model timed end to end.
         layers_ms: the table's sum at full widths. Predictions are the
             table's sum at the plan's widths times `dense_ms / layers_ms`:
-            what the table leaves out (merges, pooling, memory moves, the
-            threads' synchronisation) is taken to shrink with the layers.
-        calls: per counted call: layer name, entry key, full sizes.
+            what the table leaves out (activations the runtime did not
+            fuse, the threads' synchronisation, the invokes themselves) is
+            taken to shrink with the layers.
+        calls: per counted call: layer name, entry key, full sizes; then
+            one per `unit_models.memory_calls` entry (`"kind": "memory"`, its output
+            width as `"in"`). A version 1 table (before memory calls were
+            priced) has none and prices none.
         entries: key -> {"in": sizes, "out": sizes or None, "ms": grid},
             each timing less the cost of an empty call on the runtime.
         steps: the fine scan of the costliest layer (`None` if not made):
@@ -141,6 +128,8 @@ class LatencyTable:
         self.calls = [dict(c) for c in calls]
         self.entries = {k: dict(v) for k, v in entries.items()}
         self.counter = None
+        self._mac_count = sum(c.get("kind") != "memory" for c in self.calls)
+        self._memory = []
         self._grids = {k: _monotone(v["ms"]) for k, v in self.entries.items()}
         self.layers_ms = float(sum(
             self._entry_ms(c["key"], c["in"], c["out"]) for c in self.calls
@@ -157,26 +146,52 @@ class LatencyTable:
     def bind(self, counter):
         """Attach the model's `WidthCounter` (checking the table fits)."""
         calls = counter.counted_calls
+        mac_rows = self.calls[:self._mac_count]
+        memory_rows = self.calls[self._mac_count:]
+        memory = memory_calls(counter) if memory_rows else []
         names = [c.layer.name for c in calls]
-        if names != [c["layer"] for c in self.calls] or any(
+        if names != [c["layer"] for c in mac_rows] or any(
             counter.call_sizes(i, {}) != (c["in"], c["out"] if c["out"]
                                           is not None else c["in"] *
                                           calls[i].role.expand)
-            for i, c in enumerate(self.calls)
-        ):
+            for i, c in enumerate(mac_rows)
+        ) or [(call.layer.name, layout.size) for call, layout in memory] != [
+            (c["layer"], c["in"]) for c in memory_rows
+        ]:
             raise ValueError(
                 "The latency table was built for another model (its layers "
                 "or widths differ); build one for this model with "
                 "build_latency_table."
             )
         self.counter = counter
+        self._memory = [layout for _, layout in memory]
         return self
 
     def call_ms(self, index, widths):
-        k_in, k_out = self.counter.call_sizes(index, widths)
+        """Predicted milliseconds of the `index`-th call of `calls` (the
+        counter's MAC calls first, then the memory calls)."""
         call = self.calls[index]
+        if index >= self._mac_count:
+            size = self.counter.size(self._memory[index - self._mac_count],
+                                     widths)
+            return self._scale * self._entry_ms(call["key"], size, None)
+        k_in, k_out = self.counter.call_sizes(index, widths)
         return self._scale * self._entry_ms(
             call["key"], k_in, None if call["out"] is None else k_out)
+
+    def calls_by_group(self):
+        """dict group name -> indices of the calls (of `calls`) whose time
+        depends on the group's width."""
+        if self.counter is None:
+            raise ValueError("Call `bind(WidthCounter(model))` first.")
+        found = {n: list(v) for n, v in self.counter.calls_by_group().items()}
+        for offset, layout in enumerate(self._memory):
+            for seg in layout.segments:
+                name = self.counter.graph.group_of_space(seg.space).name
+                calls = found.setdefault(name, [])
+                if self._mac_count + offset not in calls:
+                    calls.append(self._mac_count + offset)
+        return found
 
     def predict(self, widths):
         """Predicted milliseconds when each group keeps `widths[name]`."""
@@ -185,15 +200,16 @@ class LatencyTable:
         return sum(self.call_ms(i, widths) for i in range(len(self.calls)))
 
     def to_dict(self):
-        return {"version": 1, "runtime": self.runtime,
+        return {"version": 2, "runtime": self.runtime,
                 "dense_ms": self.dense_ms, "layers_ms": self.layers_ms,
                 "calls": self.calls, "entries": self.entries,
                 "steps": self.steps}
 
     @classmethod
     def from_dict(cls, data):
-        if not isinstance(data, dict) or data.get("version") != 1:
-            raise ValueError("Not a keras_slim latency table (version 1).")
+        if not isinstance(data, dict) or data.get("version") not in (1, 2):
+            raise ValueError("Not a keras_slim latency table (version 1 "
+                             "or 2).")
         return cls(data["runtime"], data["dense_ms"], data["calls"],
                    data["entries"], data.get("steps"))
 
@@ -208,7 +224,7 @@ class LatencyTable:
 
 
 def build_latency_table(model, runtime=None, fractions=FRACTIONS,
-                        verbose=True, scan=True):
+                        verbose=True, scan=True, memory=False):
     """Time every layer that counts MACs at a few widths, once.
 
     Args:
@@ -222,6 +238,9 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
         scan: also time the costliest convolution at 41 consecutive output
             widths around half its width, for the step size of the runtime
             (`LatencyTable.steps`, `round_to="auto"`).
+        memory: also time the merges, concatenations, pooling and padding
+            whose width a group sets (`unit_models.memory_calls`), so that they count
+            in the table as the group's own cost.
 
     Returns:
         A `LatencyTable`, bound to the model.
@@ -235,22 +254,25 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
         _, _, in_shape, out_shape, in_layout, out_layout = \
             counter._mac_calls[index]
         full_in, full_out = in_shape[-1], out_shape[-1]
-        key = _signature(call, in_shape, out_shape)
-
-        def variable(layout):
-            return layout is not None and any(
-                counter.graph.group_of_space(s.space).prunable
-                for s in layout.segments
-            )
-
+        key = signature(call, in_shape, out_shape)
         channelwise = call.role.kind == rule_registry.CHANNELWISE
         calls.append({"layer": call.layer.name, "key": key, "in": full_in,
                       "out": None if channelwise else full_out})
         if key not in jobs:
-            jobs[key] = (call, _grid(full_in, variable(in_layout), fractions),
+            jobs[key] = (call, _grid(full_in, is_variable(counter.graph, in_layout),
+                               fractions),
                          None if channelwise else
-                         _grid(full_out, variable(out_layout), fractions))
-    progress = ProgressLine(len(jobs) + 2 + bool(scan), verbose)
+                         _grid(full_out, is_variable(counter.graph, out_layout),
+                               fractions))
+    memory_jobs = {}
+    for call, layout in memory_calls(counter) if memory else ():
+        key = "m" + memory_signature(counter.graph, call)
+        calls.append({"layer": call.layer.name, "key": key,
+                      "in": layout.size, "out": None, "kind": "memory"})
+        memory_jobs.setdefault(key, (call, _grid(layout.size, True,
+                                                 fractions)))
+    progress = ProgressLine(len(jobs) + len(memory_jobs) + 2 + bool(scan),
+                           verbose)
     # What any call costs whatever its layer does (the invoke itself):
     # timed on a one-value model and taken off every layer's timing, so
     # that the table's shares are those of the work.
@@ -277,6 +299,15 @@ def build_latency_table(model, runtime=None, fractions=FRACTIONS,
                      for i in range(len(ins))]
         entries[key] = {"layer": type(call.layer).__name__, "in": ins,
                         "out": outs, "ms": times}
+    for key, (call, sizes) in memory_jobs.items():
+        progress.step(f"timing `{call.layer.name}` "
+                      f"({type(call.layer).__name__}) at {len(sizes)} widths")
+        models = [memory_unit_model(counter.graph, call, k, runtime.batch)
+                  for k in sizes]
+        entries[key] = {"layer": type(call.layer).__name__, "in": sizes,
+                        "out": None,
+                        "ms": [max(float(t) - overhead, 0.0)
+                               for t in runtime.time(models)]}
     steps = None
     if scan:
         steps = _scan_costliest(model, counter, calls, entries, runtime,
