@@ -159,3 +159,56 @@ def test_budgets_pass_the_reduction_to_the_planner(model):
     by_max = keras_slim.plan_for_budget(model, "global_gamma", macs=0.6).plan
     stream = _stream(ChannelGraph(model)).name
     assert len(plan.kept[stream]) < len(by_max.kept.get(stream, range(16)))
+
+
+# -- normalizing each group's scores ---------------------------------------------
+
+
+def test_normalizing_by_the_mean_spreads_the_cut_over_the_groups(model):
+    # The blocks' interiors score 0.2-0.6 against the stream's 0.8-1.0 (its
+    # largest copy): by raw |gamma| the global threshold cuts only the
+    # interiors. Divided by their own means, every group's scores sit
+    # around 1, and the stream shares the cut.
+    graph = ChannelGraph(model)
+    interiors = [g.name for g in graph.groups
+                 if any(b.endswith("_in_bn") for b in g.batchnorms)]
+    stream = _stream(graph).name
+    raw = keras_slim.plan_global_gamma(model, 0.3)
+    assert stream not in raw.kept  # every cut in the interiors
+    even = keras_slim.plan_global_gamma(model, 0.3, normalize="mean")
+    assert len(even.kept[stream]) < 16
+    def interior_cut(plan):
+        return sum(16 - len(plan.kept.get(n, range(16))) for n in interiors)
+
+    assert interior_cut(even) < interior_cut(raw)
+    scores = scores_lib.score_groups(graph, graph.groups, "gamma",
+                                     normalize="mean")
+    for values in scores.values():
+        assert np.mean(values) == pytest.approx(1.0)
+    # Within a group the ranking is the raw one: the same channels go.
+    for name in interiors:
+        gammas = np.abs(keras.ops.convert_to_numpy(
+            graph.layer(graph.group_by_name[name].batchnorms[0]).gamma))
+        kept = even.kept.get(name, np.arange(16))
+        assert gammas[kept].min() >= np.delete(gammas, kept).max(initial=0)
+    slim = keras_slim.slim_model(model, even, fold="exact", verify=True)
+    assert slim.count_params() < model.count_params()
+
+
+def test_normalizers_named_and_of_the_users_own(model):
+    graph = ChannelGraph(model)
+    for name, reduce in (("max", np.max), ("sum", np.sum)):
+        scores = scores_lib.score_groups(graph, graph.groups, "gamma",
+                                         normalize=name)
+        assert all(reduce(v) == pytest.approx(1.0) for v in scores.values())
+    ranks = keras_slim.plan_global_gamma(
+        model, 0.3, normalize=lambda v: np.argsort(np.argsort(v)) / v.size)
+    assert len(ranks.kept[_stream(graph).name]) < 16
+    with pytest.raises(ValueError, match="`normalize`.*normalize='median'"):
+        keras_slim.plan_global_gamma(model, 0.3, normalize="median")
+    with pytest.raises(ValueError, match="normalizer `<lambda>`.*group `"):
+        keras_slim.plan_global_gamma(model, 0.3, normalize=lambda v: v[:1])
+    # The knapsack and the budgets take it too.
+    plan = keras_slim.plan_for_budget(model, "latency_aware", macs=0.7,
+                                      normalize="mean").plan
+    assert len(plan.kept[_stream(graph).name]) < 16

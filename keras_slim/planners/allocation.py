@@ -119,7 +119,8 @@ def _delta(cost, name, widths, new_width):
 
 def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
                  round_to=1, max_ratio=None, skip=None, lookahead=4,
-                 granularity=64, trace_every=0.05, reduction=None):
+                 granularity=64, trace_every=0.05, reduction=None,
+                 normalize=None):
     """Remove the channels of least importance per saved cost until `done`.
 
     Args:
@@ -141,6 +142,8 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
             share of the original.
         reduction: how a tied channel's score copies make one, for "gamma"
             and "l1" (see `keras_slim.plan_global_gamma`).
+        normalize: each group's scores divided by their "mean", "max" or
+            "sum" first (see `keras_slim.plan_global_gamma`).
 
     Returns:
         `(plan, trace)`: the `PruningPlan` and the list of widths dicts
@@ -150,7 +153,7 @@ def plan_by_cost(graph, cost, done, score="gamma", seed=None, min_channels=1,
         min_channels, round_to, max_ratio
     )
     scores = score_groups(graph, candidate_groups(graph, skip), score, seed,
-                          reduction)
+                          reduction, normalize)
     ordered = {n: np.sort(np.asarray(s, dtype="float64"))[::-1]
                for n, s in scores.items()}
     steps = {n: allowed_widths(graph.group_by_name[n].width, min_channels,

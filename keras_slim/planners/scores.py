@@ -17,9 +17,11 @@ import numpy as np
 from keras_slim.core import propagation, rule_registry
 from keras_slim.planners.criteria import bn_gamma_scores, reduce_scores
 
-__all__ = ["filter_norms", "gamma_scores", "l1_scores", "score_groups"]
+__all__ = ["filter_norms", "gamma_scores", "l1_scores", "normalize_scores",
+           "score_groups"]
 
 SCORES = ("gamma", "l1", "random")
+NORMALIZERS = ("mean", "max", "sum")
 
 
 def gamma_scores(graph, group, reduction="max"):
@@ -75,7 +77,46 @@ def l1_scores(graph, group, reduction="sum"):
 DEFAULT_REDUCTIONS = {"gamma": "max", "l1": "sum"}
 
 
-def score_groups(graph, groups, score, seed=None, reduction=None):
+def normalize_scores(scores, normalize):
+    """Each group's scores divided by their own "mean", "max" or "sum", or
+    mapped by a function `normalize(scores) -> scores` (one array of a
+    group's channel scores in, one of the same shape out); `None` leaves
+    them as they are.
+
+    A global ranking then compares each channel with the rest of its own
+    group: a group whose channels all score low is no longer cut first,
+    and the cut spreads over the groups (Torch-Pruning normalizes a
+    group's importance by its mean before its global ranking).
+    """
+    if normalize is None:
+        return scores
+    if not callable(normalize) and normalize not in NORMALIZERS:
+        raise ValueError(
+            f"Expected `normalize` to be None, one of "
+            f"{', '.join(NORMALIZERS)}, or a function of a group's scores "
+            f"returning as many. Received: normalize={normalize!r}"
+        )
+    name = getattr(normalize, "__name__", repr(normalize))
+    out = {}
+    for group, values in scores.items():
+        values = np.asarray(values, dtype="float64")
+        if callable(normalize):
+            value = np.asarray(normalize(values.copy()), dtype="float64")
+            if value.shape != values.shape or not np.all(np.isfinite(value)):
+                raise ValueError(
+                    f"Expected the normalizer `{name}` to return "
+                    f"{values.size} finite scores for group `{group}`. "
+                    f"Received: an array of shape {value.shape}"
+                )
+        else:
+            scale = getattr(np, normalize)(np.abs(values))
+            value = values / scale if scale > 0 else values
+        out[group] = value
+    return out
+
+
+def score_groups(graph, groups, score, seed=None, reduction=None,
+                 normalize=None):
     """dict group name -> per-channel scores, for the groups that have one.
 
     `score` is "gamma" (groups without a scaled BatchNormalization are left
@@ -85,13 +126,15 @@ def score_groups(graph, groups, score, seed=None, reduction=None):
     BatchNormalizations for "gamma", its producers for "l1") make one:
     "max", "mean", "sum" or a function (`criteria.reduce_scores`); `None`
     for the score's own, "max" for "gamma" and "sum" for "l1".
+    `normalize` then rescales each group's scores (`normalize_scores`).
     """
     if callable(score):
         if reduction is not None:
             raise ValueError(
                 "Conflicting arguments: `reduction` applies to the 'gamma' "
                 "and 'l1' scores; an importance function reduces its own.")
-        return _called_scores(graph, groups, score)
+        return normalize_scores(_called_scores(graph, groups, score),
+                                normalize)
     if score not in SCORES:
         raise ValueError(
             f"Expected `score` to be one of {', '.join(SCORES)}, or a "
@@ -111,7 +154,7 @@ def score_groups(graph, groups, score, seed=None, reduction=None):
             value = rng.random(group.width)
         if value is not None:
             scores[group.name] = value
-    return scores
+    return normalize_scores(scores, normalize)
 
 
 def _called_scores(graph, groups, importance):

@@ -42,7 +42,8 @@ __all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform"]
 
 
 def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
-                      max_ratio=None, skip=None, reduction="max"):
+                      max_ratio=None, skip=None, reduction="max",
+                      normalize=None):
     """Network Slimming: prune the channels of smallest |gamma| network-wide.
 
     All channels of the prunable groups scaled by BatchNormalization are
@@ -60,6 +61,10 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     blocks' interiors are cut instead. "mean" and "sum" let the many small
     copies of a stream count against it (Torch-Pruning reduces by the
     mean): streams get thinner, and the cut moves from interiors to them.
+    `normalize` ("mean", "max", "sum") divides each group's scores by their
+    own mean, max or sum before the global ranking, so that each channel
+    competes with its own group and the cut spreads across groups, nearer
+    to uniform widths (Torch-Pruning's default normalizes by the mean).
 
     Args:
         model: a functional or Sequential `keras.Model`, usually trained with
@@ -73,6 +78,9 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
         reduction: "max", "mean", "sum", or a function of a channel's
             `(width, n)` array of |gamma| copies returning one score per
             channel (`keras_slim.planners.criteria.reduce_scores`).
+        normalize: `None` (the papers' rule, the default), "mean", "max",
+            "sum", or a function of a group's scores returning as many
+            (`keras_slim.planners.scores.normalize_scores`).
 
     Returns:
         A `PruningPlan`. The constraints can make the pruned share differ
@@ -95,7 +103,7 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     _check_against_max_ratio(ratio, max_ratio)
     graph = ChannelGraph(model)
     scores = score_groups(graph, candidate_groups(graph, skip), "gamma",
-                          reduction=reduction)
+                          reduction=reduction, normalize=normalize)
     if not scores:
         raise _no_candidates(
             "plan_global_gamma",
