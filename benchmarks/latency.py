@@ -16,10 +16,13 @@ the same interleaved run, each beside the share of the summed |gamma| of
 every BatchNormalization it keeps ("gamma kept"): speed bought by cutting
 important channels is not a win. `--uniform` adds `plan_uniform` at the
 same ratio (every group cut alike), the speed-per-MAC reference.
+`--normalize none mean` adds, for each reduction, the plan whose groups'
+scores are first divided by their own mean (`normalize="mean"`), labelled
+"reduction/normalizer".
 
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
-        [--reduction max mean sum] [--uniform]
+        [--reduction max mean sum] [--normalize none mean] [--uniform]
 """
 
 import argparse
@@ -53,9 +56,12 @@ def measure(name, args, directory):
     )
     spread_gammas(model, np.random.default_rng(0))
     graph = ChannelGraph(model)
-    plans = [(reduction, plan_global_gamma(
-        model, args.ratio, round_to=args.round_to, reduction=reduction))
-        for reduction in args.reduction]
+    plans = [(reduction if normalize == "none" else f"{reduction}/{normalize}",
+              plan_global_gamma(
+                  model, args.ratio, round_to=args.round_to,
+                  reduction=reduction,
+                  normalize=None if normalize == "none" else normalize))
+             for normalize in args.normalize for reduction in args.reduction]
     if args.uniform:
         plans.append(("uniform",
                       plan_uniform(model, args.ratio, round_to=args.round_to)))
@@ -111,6 +117,9 @@ def main():
     parser.add_argument("--reduction", nargs="+", default=["max"],
                         help="group reductions of global gamma to time side "
                              "by side: max (the default), mean, sum")
+    parser.add_argument("--normalize", nargs="+", default=["none"],
+                        help="group normalizers of global gamma: none (the "
+                             "default), mean, max, sum")
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",
@@ -123,7 +132,7 @@ def main():
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
           f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
-    header = (f"{'model':<12} {'threads':>7} {'plan':>7} {'gamma kept':>10} "
+    header = (f"{'model':<12} {'threads':>7} {'plan':>10} {'gamma kept':>10} "
               f"{'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "
               f"{'speedup':>8} {'ratio':>6}")
@@ -133,7 +142,7 @@ def main():
         mac_cut = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
-              f"{row['plan']:>7} {row['gamma_kept']:10.3f} "
+              f"{row['plan']:>10} {row['gamma_kept']:10.3f} "
               f"{row['macs'][0] / 1e6:10.0f}M "
               f"{row['macs'][1] / 1e6:9.0f}M {mac_cut:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "

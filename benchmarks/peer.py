@@ -24,10 +24,15 @@ rounds in which each keras_slim model beat Torch-Pruning's.
 
     pip install torch-pruning==1.6.1   # the `peer` extra
     python benchmarks/peer.py [--size 160] [--rounds 60] [--threads 1 2]
-        [--reduction max mean sum]
+        [--reduction max mean sum] [--normalize none mean]
+
+`--normalize mean` adds, for each reduction, the plan whose groups' scores
+are first divided by their own mean, as Torch-Pruning's are
+("keras_slim mean/mean").
 """
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -216,6 +221,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reduction", nargs="+", default=["max", "mean", "sum"])
+    parser.add_argument("--normalize", nargs="+", default=["none"])
+    parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
+                        help="keras_slim's round_to values (default: "
+                             "--round-to, Torch-Pruning's)")
     args = parser.parse_args()
     try:
         import torch_pruning  # noqa: F401
@@ -243,14 +252,20 @@ def main():
     graph = ChannelGraph(model)
     dense_macs = keras_slim.count_macs(model)
     slims = []
-    for reduction in args.reduction:
-        plan = plan_for_budget(model, "global_gamma", macs=share,
-                               round_to=args.round_to,
-                               reduction=reduction).plan
-        slim = keras_slim.slim_model(model, plan)
-        slims.append(slim)
-        rows.append((f"keras_slim {reduction}",
-                     keras_slim.count_macs(slim) / dense_macs,
+    for round_to, normalize, reduction in itertools.product(
+            args.slim_round_to or [args.round_to], args.normalize,
+            args.reduction):
+        label = reduction if normalize == "none" else \
+            f"{reduction}/{normalize}"
+        if round_to != args.round_to:
+            label += f" r{round_to}"
+        plan = plan_for_budget(
+            model, "global_gamma", macs=share, round_to=round_to,
+            reduction=reduction,
+            normalize=None if normalize == "none" else normalize).plan
+        slims.append(keras_slim.slim_model(model, plan))
+        rows.append((f"keras_slim {label}",
+                     keras_slim.count_macs(slims[-1]) / dense_macs,
                      importance_kept(graph, plan, reduction="sum")))
     with tempfile.TemporaryDirectory() as folder:
         import torch
@@ -260,14 +275,14 @@ def main():
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(net, (torch.zeros(1, 3, args.size, args.size),),
                               paths[0], dynamo=False, opset_version=17)
-        for reduction, slim in zip(args.reduction, slims):
-            paths.append(export(slim, os.path.join(folder, f"{reduction}.onnx"),
+        for index, slim in enumerate(slims):
+            paths.append(export(slim, os.path.join(folder, f"{index}.onnx"),
                                 format="onnx").path)
         results = {t: time_rounds(paths, args.rounds, t) for t in args.threads}
     print(f"\nResNet-50 (torchvision layout) at {args.size} px, ratio "
           f"{args.ratio}, round_to {args.round_to}, {args.rounds} paired "
           f"rounds, ONNX Runtime, {os.cpu_count()} CPUs")
-    header = (f"{'plan':<22} {'MAC share':>9} {'gamma kept':>10} "
+    header = (f"{'plan':<26} {'MAC share':>9} {'gamma kept':>10} "
               + " ".join(f"{f'ms {t}t':>8} {f'wins {t}t':>8}"
                          for t in args.threads))
     print(header)
@@ -278,7 +293,7 @@ def main():
             times = results[t]
             wins = "-" if i == 0 else f"{np.mean(times[:, i] < times[:, 0]):.2f}"
             cells.append(f"{np.median(times[:, i]):8.2f} {wins:>8}")
-        print(f"{label:<22} {macs:9.3f} {kept:10.3f} " + " ".join(cells))
+        print(f"{label:<26} {macs:9.3f} {kept:10.3f} " + " ".join(cells))
     print("(wins = share of rounds in which the plan ran faster than "
           "Torch-Pruning's; gamma kept = share of the summed |gamma| of "
           "every BatchNormalization kept)")
