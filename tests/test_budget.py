@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import keras_slim
+from keras_slim.core.counting import macs_by_layer
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.widths import WidthCounter, plan_widths
 from keras_slim.deploy import runtimes as runtimes_lib
@@ -291,6 +292,62 @@ def test_latency_table_prices_the_merges_and_pooling_a_group_drives():
     with pytest.raises(ValueError, match="built for another model"):
         table_lib.LatencyTable.from_dict(table.to_dict()).bind(
             WidthCounter(_model("chain")))
+
+
+class KernelRuntime(FakeRuntime):
+    """A fake timer on which a MAC of a 3x3 convolution costs four times one
+    of a 1x1 convolution or a Dense layer."""
+
+    def time(self, models):
+        self.timed.append(len(models))
+        times = []
+        for m in models:
+            by_layer = macs_by_layer(ChannelGraph(m))
+            times.append(self.overhead + sum(
+                n * (4 if getattr(m.get_layer(name), "kernel_size",
+                                  (1,)) == (3, 3) else 1)
+                for name, n in by_layer.items()) / 1e5)
+        return times
+
+
+def _mixed_kernels():
+    """A channel of `c1` (between 3x3 convolutions) counts 72 MACs a pixel,
+    one of `c4` (between 1x1 convolutions) 128, but on `KernelRuntime` it
+    costs more time (288 against 128): the two costs rank the groups
+    differently."""
+    x = inputs = keras.Input((12, 12, 3))
+    for i, (width, kernel) in enumerate(((4, 3), (16, 3), (4, 3), (64, 1),
+                                         (32, 1), (64, 1))):
+        x = zoo.conv_bn(x, width, f"c{i}", kernel=kernel)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
+    zoo.randomize_batchnorms(model, np.random.default_rng(0))
+    return model
+
+
+def test_a_mac_budget_spent_on_latency_is_faster_at_the_same_macs():
+    model = _mixed_kernels()
+    runtime = KernelRuntime(overhead=0.0)
+    table = table_lib.build_latency_table(model, runtime, verbose=False,
+                                          scan=False)
+    by_macs = plan_for_budget(model, "latency_aware", macs=0.5, table=table,
+                              confirm=False)
+    by_time = plan_for_budget(model, "latency_aware", macs=0.5, table=table,
+                              runtime=runtime, cost="latency")
+    slims = [keras_slim.slim_model(model, r.plan) for r in (by_macs, by_time)]
+    dense_macs = keras_slim.count_macs(model)
+    for slim in slims:
+        assert keras_slim.count_macs(slim) <= 0.5 * dense_macs
+    slow, fast = runtime.time(slims)
+    assert fast < 0.95 * slow
+    assert by_time.measured_ms == pytest.approx(fast)
+    assert by_time.dense["latency"] == pytest.approx(runtime.time([model])[0])
+    assert by_macs.measured_ms is None
+    with pytest.raises(ValueError, match="`cost`.*cost='speed'"):
+        plan_for_budget(model, "latency_aware", macs=0.5, cost="speed")
+    with pytest.raises(ValueError, match="method 'global_gamma' thresholds"):
+        plan_for_budget(model, "global_gamma", macs=0.5, cost="latency",
+                        table=table)
 
 
 @pytest.mark.parametrize("method", ["global_gamma", "latency_aware"])

@@ -6,8 +6,11 @@ module searches the ratio instead of the user: a bisection on the ratio of a
 ratio-taking planner (`global_gamma`, `l1_norm`, `uniform`), each candidate
 counted from its group widths (`widths.WidthCounter`, no model built), or a
 knapsack over channel importance per unit of cost (`latency_aware`,
-`allocation.py`). Latency comes from a measured lookup table
-(`latency_table.py`) and the final plan is timed end to end.
+`allocation.py`); `budget_search.py` runs the candidates. Latency comes
+from a measured lookup table (`latency_table.py`) and the final plan is
+timed end to end. The knapsack's `cost` can differ from the budget's kind:
+`cost="latency"` at a MAC budget gives the fastest plan the importance
+allows at that MAC count.
 
 Keras and NumPy only; the LiteRT timing lives in `latency_table.py` and
 imports TensorFlow lazily.
@@ -18,14 +21,13 @@ import re
 import numpy as np
 
 from keras_slim.core.graph import ChannelGraph
-from keras_slim.core.widths import WidthCounter, plan_widths
-from keras_slim.planners import allocation, methods
+from keras_slim.core.widths import WidthCounter
+from keras_slim.planners import methods
 from keras_slim.planners.budget_result import (
     KINDS,  # noqa: F401  (re-exported)
     BudgetResult,
-    _format_count,
-    _format_ms,
 )
+from keras_slim.planners.budget_search import Search
 
 __all__ = [
     "BudgetResult",
@@ -100,7 +102,7 @@ def check_method(method, kwargs):
 
 def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
                     latency=None, table=None, runtime=None, confirm=True,
-                    rounds=3, verbose=False, **method_kwargs):
+                    rounds=3, verbose=False, cost=None, **method_kwargs):
     """The plan of `method` that meets every budget as tightly as it can.
 
     For a ratio-taking method the smallest ratio whose plan meets every
@@ -132,6 +134,14 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
             `rounds` timings in all.
         rounds: see `confirm`.
         verbose: progress while timing.
+        cost: for "latency_aware", what each step of the knapsack saves
+            per unit of importance lost: "macs", "params" or "latency"
+            (default: the budget's own, latency when there are several).
+            `cost="latency"` with a `macs` or `params` budget spends the
+            importance where the runtime's time falls most, so the plan
+            at that budget is as fast as the importance allows (a table
+            is built when none is given; with `confirm` the plan is timed
+            once, `measured_ms`).
         **method_kwargs: the planner's other arguments (`min_channels`,
             `round_to`, `max_ratio`, `skip`; `score`, `seed` for "uniform"
             and "latency_aware"). `round_to="auto"` takes the step size the
@@ -167,6 +177,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
             "scan of the runtime: give a `latency` budget or a `table`, or "
             "pass `round_to` as a number."
         )
+    _check_cost(cost, method)
     graph = ChannelGraph(model)
     counter = WidthCounter(graph)
     dense = {"macs": counter.dense_macs, "params": counter.dense_params}
@@ -182,15 +193,24 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         dense["latency"] = table.dense_ms
         targets["latency"] = (absolute if absolute is not None
                               else fraction * table.dense_ms)
+    elif cost == "latency":
+        table, runtime = _table_and_runtime(model, table, runtime, confirm,
+                                            verbose)
+        dense["latency"] = table.dense_ms
     if table is not None:
         _bind(table, counter)
     if auto:
         method_kwargs["round_to"] = _auto_round_to(table)
-    search = _Search(model, graph, counter, method, method_kwargs,
-                     dict(targets), table)
+    search = Search(model, graph, counter, method, method_kwargs,
+                     dict(targets), table, cost)
     ratio, plan, figures, measured = _search_and_confirm(
         search, runtime if "latency" in targets and confirm else None,
         dense, targets, fraction, rounds)
+    if cost == "latency" and "latency" not in targets and confirm:
+        dense["latency"], measured = (float(t) for t in runtime.time(
+            [model, _slim(model, plan)]))
+        search.candidates[-1].update(measured_ms=measured,
+                                     dense_measured_ms=dense["latency"])
     return BudgetResult(
         plan=plan, method=search.name, ratio=ratio, targets=targets,
         dense=dense,
@@ -198,6 +218,25 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         candidates=search.candidates,
         round_to=method_kwargs.get("round_to", 1),
     )
+
+
+COSTS = ("macs", "params", "latency")
+
+
+def _check_cost(cost, method):
+    if cost is None:
+        return
+    if cost not in COSTS:
+        raise ValueError(
+            f"Expected `cost` to be one of {', '.join(COSTS)} (or None for "
+            f"the budget's own). Received: cost={cost!r}"
+        )
+    if callable(method) or not methods.method_for(method).budget_only:
+        raise ValueError(
+            "`cost` chooses what the latency-aware knapsack saves; "
+            f"method {getattr(method, '__name__', method)!r} thresholds a "
+            "ratio instead. Pass method=\"latency_aware\" with `cost`."
+        )
 
 
 def _table_and_runtime(model, table, runtime, confirm, verbose):
@@ -278,133 +317,3 @@ def _search_and_confirm(search, runtime, dense, targets, fraction, rounds):
 def _slim(model, plan):
     from keras_slim.core.surgery import slim_model
     return slim_model(model, plan)
-
-
-class _Search:
-    """Candidates of one method, counted and compared with the budgets."""
-
-    def __init__(self, model, graph, counter, method, kwargs, targets, table):
-        self.model, self.graph, self.counter = model, graph, counter
-        self.method, self.kwargs = method, dict(kwargs)
-        self.name = getattr(method, "__name__", repr(method)) \
-            if callable(method) else method
-        self.targets, self.table = targets, table
-        self.candidates = []
-        self.scale, self.closest = 1.0, False
-
-    def figures(self, widths):
-        out = {"macs": self.counter.macs(widths),
-               "params": self.counter.params(widths)}
-        if self.table is not None:
-            out["latency"] = self.table.predict(widths) * self.scale
-        return out
-
-    def fits(self, figures):
-        return all(figures[k] <= self.targets[k] for k in self.targets)
-
-    def record(self, ratio, figures):
-        entry = {"ratio": ratio, "macs": figures["macs"],
-                 "params": figures["params"]}
-        if "latency" in figures:
-            entry["predicted_ms"] = figures["latency"] / self.scale
-        self.candidates.append(entry)
-
-    def run(self, scale, closest=False):
-        """The plan for the budgets with the table scaled by `scale`; with
-        `closest`, the smallest plan instead of an error when none fits (a
-        measured correction can push the prediction past what the method
-        reaches, while the runtime may still meet the budget)."""
-        self.scale, self.closest = scale, closest
-        if not callable(self.method) and \
-                methods.method_for(self.method).budget_only:
-            ratio, plan, figures = self._allocate()
-        else:
-            ratio, plan, figures = self._bisect()
-        self.record(ratio, figures)
-        self.candidates[-1]["chosen"] = True
-        return ratio, plan, figures
-
-    def _plan(self, ratio):
-        if callable(self.method):
-            return self.method(self.model, ratio=ratio, **self.kwargs)
-        return methods.plan_for(self.model, self.method, ratio=ratio,
-                                **self.kwargs)
-
-    def _bisect(self):
-        top = self.kwargs.get("max_ratio")
-        top = 1.0 - 1e-9 if top is None else float(top)
-        plan = self._plan(top)
-        figures = self.figures(plan_widths(plan))
-        self.record(top, figures)
-        if not self.fits(figures):
-            if self.closest:
-                return top, plan, figures
-            raise _unreachable(self.name, self.targets, figures,
-                               self.scale)
-        low, high, best = 0.0, top, (top, plan, figures)
-        dense_plan = self._plan(0.0)
-        dense_figures = self.figures(plan_widths(dense_plan))
-        if self.fits(dense_figures):
-            return 0.0, dense_plan, dense_figures
-        # A step of the ratio finer than a quarter channel changes no plan.
-        channels = sum(g.width for g in self.graph.groups if g.prunable)
-        for _ in range(60):
-            if high - low < 0.25 / max(channels, 1):
-                break
-            middle = (low + high) / 2
-            plan = self._plan(middle)
-            figures = self.figures(plan_widths(plan))
-            self.record(middle, figures)
-            if self.fits(figures):
-                high, best = middle, (middle, plan, figures)
-            else:
-                low = middle
-        return best
-
-    def _allocate(self):
-        kind = "latency" if "latency" in self.targets else (
-            "macs" if "macs" in self.targets else "params")
-        if kind == "latency":
-            cost = allocation.ScaledCost(self.table, self.scale)
-        elif kind == "macs":
-            cost = allocation.MacCost(self.counter)
-        else:
-            cost = allocation.ParamCost(self.counter)
-        target = self.targets[kind]
-
-        def done(widths, total):
-            return total <= target and self.fits(self.figures(widths))
-
-        entry = methods.method_for(self.method)
-        try:
-            plan, trace = entry.planner(self.graph, cost, done, **self.kwargs)
-        except TypeError as error:
-            taken = ", ".join(f"`{option}`" for option in entry.options
-                              if option != "trace_every")
-            raise TypeError(
-                f"Pruning method {self.name!r} takes {taken}: {error}"
-            ) from None
-        for widths in trace:
-            self.record(None, self.figures(widths))
-        figures = self.figures(plan_widths(plan))
-        if not self.fits(figures) and not self.closest:
-            raise _unreachable(self.name, self.targets, figures,
-                               self.scale)
-        return None, plan, figures
-
-
-def _unreachable(method, targets, figures, scale):
-    missed = []
-    for kind, target in targets.items():
-        if figures[kind] > target:
-            fmt = _format_ms if kind == "latency" else _format_count
-            missed.append(
-                f"{kind} budget {fmt(target)}: the smallest {method} reaches "
-                f"is {fmt(figures[kind])}"
-            )
-    return ValueError(
-        "The budget cannot be reached with these constraints: "
-        + "; ".join(missed)
-        + ". Relax the budget, or lower `min_channels`, `round_to` or "
-        "`skip`, or raise `max_ratio`."
-    )
