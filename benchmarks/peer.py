@@ -5,10 +5,12 @@ runs faster than Torch-Pruning's default on ONNX Runtime, at 1 and at 2
 threads, in a majority of paired rounds, with its importance kept beside
 it.
 
-The same network is built in both frameworks: torchvision's ResNet-50
-layout (stride on the 3x3 convolution of a bottleneck, PyTorch's padding
-and BatchNormalization epsilon), written here in PyTorch and in Keras, the
-Keras weights copied into the PyTorch model and the two outputs compared.
+The same network is built in both frameworks (`peer_networks.py`):
+torchvision's ResNet-50 layout (stride on the 3x3 convolution of a
+bottleneck, PyTorch's padding and BatchNormalization epsilon) or, with
+`--models mobilenetv2`, its MobileNetV2, written in PyTorch and in Keras,
+the Keras weights copied into the PyTorch model and the two outputs
+compared.
 Every BatchNormalization gamma is drawn from U[0, 1], the same in both.
 
 Torch-Pruning prunes by its defaults for BN-scale pruning: a
@@ -23,7 +25,8 @@ reversed every other round. The table gives the median, and the share of
 rounds in which each keras_slim model beat Torch-Pruning's.
 
     pip install torch-pruning==1.6.1   # the `peer` extra
-    python benchmarks/peer.py [--size 160] [--rounds 60] [--threads 1 2]
+    python benchmarks/peer.py [--models resnet50 mobilenetv2] [--size 160]
+        [--rounds 60] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean]
 
 `--normalize mean` adds, for each reduction, the plan whose groups' scores
@@ -41,6 +44,7 @@ import warnings
 import _bootstrap  # noqa: F401  (first: see there)
 import keras
 import numpy as np
+from peer_networks import NETWORKS, check_same
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
@@ -48,115 +52,6 @@ from keras_slim.deploy.export import export
 from keras_slim.deploy.onnx_export import random_feed, session
 from keras_slim.planners.allocation import importance_kept
 from keras_slim.planners.budget import plan_for_budget
-
-L = keras.layers
-STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))
-
-
-# -- the network in Keras (names follow torchvision's, "." -> "_") ----------
-
-
-def _conv_bn(x, filters, kernel, stride, name, relu=True):
-    pad = kernel // 2
-    if pad:
-        x = L.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    x = L.Conv2D(filters, kernel, strides=stride, use_bias=False,
-                 name=f"{name}_conv")(x)
-    x = L.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
-    return L.ReLU(name=f"{name}_relu")(x) if relu else x
-
-
-def keras_resnet50(size):
-    inputs = keras.Input((size, size, 3))
-    x = _conv_bn(inputs, 64, 7, 2, "stem")
-    x = L.ZeroPadding2D(1)(x)  # after a ReLU: zeros pad a max like -inf
-    x = L.MaxPooling2D(3, 2)(x)
-    width = 64
-    for stage, (planes, blocks, stride) in enumerate(STAGES, start=1):
-        for block in range(blocks):
-            name = f"layer{stage}_{block}"
-            s = stride if block == 0 else 1
-            y = _conv_bn(x, planes, 1, 1, f"{name}_1")
-            y = _conv_bn(y, planes, 3, s, f"{name}_2")
-            y = _conv_bn(y, planes * 4, 1, 1, f"{name}_3", relu=False)
-            if s != 1 or width != planes * 4:
-                x = _conv_bn(x, planes * 4, 1, s, f"{name}_down", relu=False)
-            x = L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([x, y]))
-            width = planes * 4
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(1000, name="fc")(x), name="resnet50")
-
-
-# -- the same network in PyTorch, with the Keras weights -------------------
-
-
-def torch_resnet50(model):
-    """A PyTorch ResNet-50 of `model`'s layout holding its weights."""
-    import torch
-    from torch import nn
-
-    def conv_bn(name, relu=True):
-        conv = model.get_layer(f"{name}_conv")
-        bn = model.get_layer(f"{name}_bn")
-        kernel = keras.ops.convert_to_numpy(conv.kernel)
-        k, _, c_in, c_out = kernel.shape
-        torch_conv = nn.Conv2d(c_in, c_out, k, conv.strides[0], k // 2,
-                               bias=False)
-        torch_bn = nn.BatchNorm2d(c_out, eps=1e-5)
-        torch_bn.keras_name = bn.name  # to match gammas after pruning
-        with torch.no_grad():
-            torch_conv.weight.copy_(torch.from_numpy(
-                kernel.transpose(3, 2, 0, 1).copy()))
-            for target, source in ((torch_bn.weight, bn.gamma),
-                                   (torch_bn.bias, bn.beta),
-                                   (torch_bn.running_mean, bn.moving_mean),
-                                   (torch_bn.running_var, bn.moving_variance)):
-                target.copy_(torch.from_numpy(
-                    keras.ops.convert_to_numpy(source).copy()))
-        parts = [torch_conv, torch_bn] + ([nn.ReLU()] if relu else [])
-        return nn.Sequential(*parts)
-
-    class Bottleneck(nn.Module):
-        def __init__(self, name, down):
-            super().__init__()
-            self.body = nn.Sequential(conv_bn(f"{name}_1"),
-                                      conv_bn(f"{name}_2"),
-                                      conv_bn(f"{name}_3", relu=False))
-            self.down = conv_bn(f"{name}_down", relu=False) if down else None
-
-        def forward(self, x):
-            shortcut = x if self.down is None else self.down(x)
-            return torch.relu(self.body(x) + shortcut)
-
-    layers = [conv_bn("stem"), nn.MaxPool2d(3, 2, 1)]
-    width = 64
-    for stage, (planes, blocks, stride) in enumerate(STAGES, start=1):
-        for block in range(blocks):
-            s = stride if block == 0 else 1
-            layers.append(Bottleneck(f"layer{stage}_{block}",
-                                     s != 1 or width != planes * 4))
-            width = planes * 4
-    fc = model.get_layer("fc")
-    head = nn.Linear(2048, 1000)
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(
-            keras.ops.convert_to_numpy(fc.kernel).T.copy()))
-        head.bias.copy_(torch.from_numpy(keras.ops.convert_to_numpy(fc.bias)))
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
-    return net.eval()
-
-
-def check_same(model, net, size):
-    """Largest difference of the two networks' logits over the largest."""
-    import torch
-
-    x = np.random.default_rng(1).uniform(size=(2, size, size, 3))
-    x = x.astype("float32")
-    expected = keras.ops.convert_to_numpy(model(x, training=False))
-    with torch.no_grad():
-        got = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
-    return float(np.abs(got - expected).max() / np.abs(expected).max())
-
 
 # -- pruning ----------------------------------------------------------------
 
@@ -213,40 +108,24 @@ def time_rounds(paths, rounds, threads, warmup=5):
     return times
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=160)
-    parser.add_argument("--ratio", type=float, default=0.5)
-    parser.add_argument("--round-to", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--reduction", nargs="+", default=["max", "mean", "sum"])
-    parser.add_argument("--normalize", nargs="+", default=["none"])
-    parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
-                        help="keras_slim's round_to values (default: "
-                             "--round-to, Torch-Pruning's)")
-    args = parser.parse_args()
-    try:
-        import torch_pruning  # noqa: F401
-    except ImportError:
-        raise SystemExit("benchmarks/peer.py needs Torch-Pruning: "
-                         "pip install torch-pruning==1.6.1") from None
-
+def measure(name, args):
+    """Prune the network `name` both ways and time the slim models."""
+    keras_net, torch_net = NETWORKS[name]
     keras.utils.set_random_seed(0)
-    model = keras_resnet50(args.size)
+    model = keras_net(args.size)
     rng = np.random.default_rng(0)
     gammas = {}
     for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization):
             gammas[layer.name] = rng.uniform(
                 size=layer.gamma.shape).astype("float32")
             layer.gamma.assign(gammas[layer.name])
-    net = torch_resnet50(model)
+    net = torch_net(model)
     difference = check_same(model, net, args.size)
-    print(f"same network: the logits differ by {difference:.1e} of the "
-          "largest", flush=True)
+    print(f"{name}, same network: the logits differ by {difference:.1e} of "
+          "the largest", flush=True)
     if difference > 1e-4:
-        raise SystemExit("The two ResNet-50s compute different functions.")
+        raise SystemExit(f"The two {name}s compute different functions.")
     share = torch_pruning_default(net, args.size, args.ratio, args.round_to)
     rows = [("Torch-Pruning default", share, torch_gamma_kept(net, gammas))]
     graph = ChannelGraph(model)
@@ -279,7 +158,7 @@ def main():
             paths.append(export(slim, os.path.join(folder, f"{index}.onnx"),
                                 format="onnx").path)
         results = {t: time_rounds(paths, args.rounds, t) for t in args.threads}
-    print(f"\nResNet-50 (torchvision layout) at {args.size} px, ratio "
+    print(f"\n{name} (torchvision layout) at {args.size} px, ratio "
           f"{args.ratio}, round_to {args.round_to}, {args.rounds} paired "
           f"rounds, ONNX Runtime, {os.cpu_count()} CPUs")
     header = (f"{'plan':<26} {'MAC share':>9} {'gamma kept':>10} "
@@ -296,7 +175,31 @@ def main():
         print(f"{label:<26} {macs:9.3f} {kept:10.3f} " + " ".join(cells))
     print("(wins = share of rounds in which the plan ran faster than "
           "Torch-Pruning's; gamma kept = share of the summed |gamma| of "
-          "every BatchNormalization kept)")
+          "every BatchNormalization kept)\n", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["resnet50"],
+                        choices=sorted(NETWORKS))
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--ratio", type=float, default=0.5)
+    parser.add_argument("--round-to", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reduction", nargs="+", default=["max", "mean", "sum"])
+    parser.add_argument("--normalize", nargs="+", default=["none"])
+    parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
+                        help="keras_slim's round_to values (default: "
+                             "--round-to, Torch-Pruning's)")
+    args = parser.parse_args()
+    try:
+        import torch_pruning  # noqa: F401
+    except ImportError:
+        raise SystemExit("benchmarks/peer.py needs Torch-Pruning: "
+                         "pip install torch-pruning==1.6.1") from None
+    for name in args.models:
+        measure(name, args)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""benchmarks/peer.py builds one ResNet-50 in two frameworks: the claim
-that they compute the same function is checked here, so that the peer
-comparison times like against like."""
+"""benchmarks/peer.py builds a ResNet-50 and a MobileNetV2 in two
+frameworks (benchmarks/peer_networks.py): the claim that each pair
+computes the same function is checked here, so that the peer comparison
+times like against like."""
 
 import importlib
 import os
@@ -20,7 +21,7 @@ def peer():
         os.path.abspath(__file__))), "benchmarks")
     sys.path.insert(0, folder)
     try:
-        yield importlib.import_module("peer")
+        yield importlib.import_module("peer_networks")
     finally:
         sys.path.remove(folder)
 
@@ -43,3 +44,27 @@ def test_the_two_resnet50s_compute_the_same_function(peer):
     assert peer.check_same(model, net, 32) > 1e-4  # the benchmark refuses
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 53  # torchvision's ResNet-50: 49 + 4 downsamples
+
+
+def test_the_two_mobilenetv2s_compute_the_same_function(peer):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = peer.keras_mobilenetv2(32)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(rng.uniform(size=layer.gamma.shape))
+            layer.moving_mean.assign(rng.normal(size=layer.gamma.shape) * 0.1)
+    net = peer.torch_mobilenetv2(model)
+    assert peer.check_same(model, net, 32) < 1e-4
+    # A depthwise kernel copied wrongly would show: change the last one's
+    # centre taps in PyTorch only.
+    depthwise = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)
+                 and m.groups > 1]
+    with torch.no_grad():
+        depthwise[-1].weight[:, 0, 1, 1] += 1.0
+    assert peer.check_same(model, net, 32) > 1e-4
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 52 and len(depthwise) == 17  # torchvision's
+    assert sum(isinstance(m, torch.nn.ReLU6) for m in net.modules()) == 35
