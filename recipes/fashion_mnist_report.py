@@ -303,7 +303,11 @@ def write(results_path, out_dir, notes_path=None):
     missing = [n for n in TITLES if n not in results["experiments"]]
     if missing:
         lines += ["**Not in this results file (not finished):** "
-                  + ", ".join(TITLES[n] for n in missing) + ".", ""]
+                  + ", ".join(TITLES[n] for n in missing) + ". Their "
+                  "finished runs are in [`study/runs/`](study/runs/), "
+                  "one record each, and summarized in "
+                  "[evidence.md](evidence.md#fashion-mnist-the-seed-papers-"
+                  "claims-on-real-data); the study resumes from them.", ""]
     for name, experiment in results["experiments"].items():
         image = f"fashion_mnist_exp{name[0]}.png"
         plot(name, experiment, config, os.path.join(out_dir, image))
