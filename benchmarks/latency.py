@@ -23,6 +23,13 @@ scores are first divided by their own mean (`normalize="mean"`), labelled
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean] [--uniform]
+        [--match max/mean]
+
+`--match LABEL` then compares allocations at equal measured latency: for
+uniform widths and for the default global gamma, the ratio is bisected
+on end-to-end timings (the dense model, LABEL's slim model and the
+candidate timed together, at the last `--threads`) until the candidate
+measures within 2% of LABEL's, and each one's gamma kept is printed.
 """
 
 import argparse
@@ -71,10 +78,18 @@ def measure(name, args, directory):
         for label, plan in plans]
     paths = []
     for label, net, _ in nets:
-        path = os.path.join(directory, f"{name}_{label}.tflite")
+        path = os.path.join(directory, f"{name}_{label.replace('/', '-')}.tflite")
         result = export(net, path, check=args.check, verbose=True)
         paths.append(result.path)
     macs = [keras_slim.count_macs(net) for _, net, _ in nets]
+    if args.match:
+        labels = [label for label, _, _ in nets]
+        if args.match not in labels:
+            raise SystemExit(f"--match {args.match}: no such plan "
+                             f"({', '.join(labels[1:])})")
+        index = labels.index(args.match)
+        match_latency(name, model, graph, paths[0], paths[index],
+                      nets[index][2], args, directory)
     rows = []
     for threads in args.threads:
         timings = time_model_files(
@@ -95,6 +110,49 @@ def measure(name, args, directory):
                            timing.p90_ms / timing.p10_ms),
             })
     return rows
+
+
+def match_latency(name, model, graph, dense_path, target_path, target_kept,
+                  args, directory, steps=7, within=0.02):
+    """Bisect the ratio of uniform widths and of the default global gamma
+    until each measures as fast as the target plan; print the gamma each
+    keeps there."""
+    threads = args.threads[-1]
+    families = {
+        "uniform": lambda r: plan_uniform(model, r, round_to=args.round_to),
+        "max (default)": lambda r: plan_global_gamma(
+            model, r, round_to=args.round_to),
+    }
+    print(f"\n{name}: at the measured latency of {args.match} "
+          f"(gamma kept {target_kept:.3f}), {threads} threads:")
+    for family, planner in families.items():
+        low, high, ratio, best = 0.05, 0.95, args.ratio, None
+        for step in range(steps):
+            plan = planner(ratio)
+            path = export(keras_slim.slim_model(model, plan),
+                          os.path.join(directory, f"{name}_match.tflite"),
+                          check=False).path
+            dense, target, candidate = (t.median_ms for t in time_model_files(
+                [dense_path, target_path, path], runs=args.runs,
+                warmup=args.warmup, num_threads=threads))
+            relative = candidate / target
+            kept = importance_kept(graph, plan, reduction="sum")
+            print(f"  {family} ratio {ratio:.3f}: {candidate / dense:.3f} of "
+                  f"dense, {relative:.3f} of {args.match}'s latency, gamma "
+                  f"kept {kept:.3f}", flush=True)
+            if best is None or abs(relative - 1) < abs(best[1] - 1):
+                best = (ratio, relative, kept)
+            if abs(relative - 1) <= within:
+                break
+            if relative > 1:  # slower: prune more
+                low = ratio
+            else:
+                high = ratio
+            ratio = (low + high) / 2
+        ratio, relative, kept = best
+        print(f"  => {family} at ratio {ratio:.3f} ({relative:.3f} of the "
+              f"latency) keeps {kept:.3f} of the gamma, {args.match} "
+              f"{target_kept:.3f}")
 
 
 def _threads(text):
@@ -120,6 +178,10 @@ def main():
     parser.add_argument("--normalize", nargs="+", default=["none"],
                         help="group normalizers of global gamma: none (the "
                              "default), mean, max, sum")
+    parser.add_argument("--match", default=None,
+                        help="a plan label (such as max/mean) to compare "
+                             "uniform widths and the default global gamma "
+                             "with at equal measured latency")
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",
