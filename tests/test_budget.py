@@ -609,6 +609,60 @@ def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
     assert slim_ms <= 0.6 * dense_ms
 
 
+class _KernelCli(KernelRuntime):
+    name = "litert"
+
+    def __init__(self, threads=None, runs=30):
+        super().__init__(threads=threads, overhead=0.0)
+
+
+def test_cli_passes_reduction_normalize_and_cost(tmp_path, capsys,
+                                                 monkeypatch):
+    from keras_slim.tools import cli
+    from keras_slim.tools.pruning import prune
+
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    out = tmp_path / "slim.keras"
+    x = np.random.default_rng(1).random((2, 16, 16, 3), dtype="float32")
+    assert cli.main(["prune", str(path), "--method", "global_gamma",
+                     "--ratio", "0.5", "--reduction", "mean", "--normalize",
+                     "mean", "-o", str(out)]) == 0
+    expected = prune(model, "global_gamma", ratio=0.5, reduction="mean",
+                     normalize="mean")
+    default = prune(model, "global_gamma", ratio=0.5)
+    slim = keras.models.load_model(out)
+    assert _widths(slim) == _widths(expected) != _widths(default)
+    np.testing.assert_allclose(slim.predict(x, verbose=0),
+                               expected.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    # --cost latency at a MAC budget: the library's plan on the same
+    # runtime, which is not the plan that saves MACs.
+    monkeypatch.setitem(table_lib.RUNTIMES, "litert", _KernelCli)
+    mixed = _mixed_kernels()
+    mixed_path = tmp_path / "mixed.keras"
+    mixed.save(mixed_path)
+    plans = {}
+    for cost in ("latency", "macs"):
+        plan_path = tmp_path / f"{cost}.json"
+        assert cli.main(["prune", str(mixed_path), "--target-macs", "0.5",
+                         "--method", "latency_aware", "--cost", cost,
+                         "--plan", str(plan_path), "-o", str(out)]) == 0
+        plans[cost] = json.loads(plan_path.read_text())["kept"]
+    capsys.readouterr()
+    table = table_lib.build_latency_table(mixed, _KernelCli(), verbose=False)
+    library = plan_for_budget(mixed, "latency_aware", macs=0.5, table=table,
+                              cost="latency", confirm=False).plan
+    assert plans["latency"] == json.loads(library.to_json())["kept"]
+    assert plans["latency"] != plans["macs"]
+
+
+def _widths(model):
+    return [layer.filters for layer in model.layers
+            if isinstance(layer, keras.layers.Conv2D)]
+
+
 def test_cli_budget_errors(tmp_path, capsys):
     from keras_slim.tools import cli
 
@@ -633,6 +687,18 @@ def test_cli_budget_errors(tmp_path, capsys):
         cli.main(["prune", str(path), "--target-macs", "0.5", "--round-to",
                   "eight", "-o", out])
     assert "expected an integer or 'auto'" in capsys.readouterr().err
+    for argv, snippets in (
+            (["--method", "l1_norm", "--ratio", "0.5", "--normalize", "mean"],
+             ["--normalize", "l1_norm", "global_gamma, latency_aware"]),
+            (["--method", "zero_gamma", "--reduction", "sum"],
+             ["--reduction", "zero_gamma"]),
+            (["--method", "uniform", "--ratio", "0.5", "--cost", "latency"],
+             ["--cost", "--target-macs"]),
+            (["--target-macs", "0.5", "--cost", "latency"],
+             ["--cost", "latency_aware", "global_gamma"])):
+        assert cli.main(["prune", str(path), *argv, "-o", out]) == 1
+        error = capsys.readouterr().err
+        assert all(snippet in error for snippet in snippets), error
 
 
 def test_cli_round_to_auto_uses_the_table_scan(tmp_path, capsys,

@@ -2,10 +2,12 @@
 
     keras-slim inspect MODEL.keras [--plot FILE.png]
     keras-slim prune MODEL.keras --method global_gamma --ratio 0.5
-        [--round-to 8] -o OUT.keras [--report REPORT.html]
+        [--round-to 8] [--reduction mean] [--normalize mean] -o OUT.keras
+        [--report REPORT.html]
     keras-slim prune MODEL.keras --target-macs 0.5 | --target-params 5e6 |
         --target-latency 8ms [--threads 2] [--runtime litert|onnxruntime]
-        [--table T.json] -o OUT.keras
+        [--table T.json] [--method latency_aware [--cost latency]]
+        -o OUT.keras
     keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
         [--representative-data X.npy]
     keras-slim export MODEL.keras -o OUT.onnx
@@ -105,6 +107,19 @@ def _add_prune(commands):
                      help="channels every group keeps (default 1)")
     sub.add_argument("--tol", type=float, default=0.0,
                      help="zero_gamma: |gamma| <= TOL counts as zero")
+    sub.add_argument("--reduction", choices=("max", "mean", "sum"),
+                     help="how a group tied by residual adds scores a "
+                     "channel from its several BatchNormalizations "
+                     "(default max; mean and sum cut residual streams "
+                     "harder)")
+    sub.add_argument("--normalize", choices=("mean", "max", "sum"),
+                     help="global_gamma, latency_aware: divide each group's "
+                     "scores by their mean, max or sum before ranking "
+                     "them network-wide")
+    sub.add_argument("--cost", choices=("macs", "params", "latency"),
+                     help="latency_aware with a budget: what the knapsack "
+                     "saves (default: the budget's own); latency at a MAC "
+                     "budget gives the fastest plan of that size")
     sub.add_argument("--target-macs", type=float, metavar="X",
                      help="MAC budget: a fraction (0.5) or a count (3e8)")
     sub.add_argument("--target-params", type=float, metavar="X",
@@ -114,17 +129,19 @@ def _add_prune(commands):
                      "a fraction of the dense model's measured latency (0.6)")
     sub.add_argument("--runtime", choices=sorted(RUNTIMES),
                      default="litert",
-                     help="--target-latency: the runtime that times the "
-                     "models (default litert; onnxruntime needs "
-                     "keras-slim[onnx])")
+                     help="--target-latency, --cost latency: the runtime "
+                     "that times the models (default litert; onnxruntime "
+                     "needs keras-slim[onnx])")
     sub.add_argument("--threads", type=int, default=None,
-                     help="--target-latency: the runtime's threads")
+                     help="--target-latency, --cost latency: the "
+                     "runtime's threads")
     sub.add_argument("--runs", type=int, default=None,
-                     help="--target-latency: timed runs per model (default: "
-                     "the runtime's, 30 for litert and onnxruntime)")
+                     help="--target-latency, --cost latency: timed runs "
+                     "per model (default: the runtime's, 30 for litert and "
+                     "onnxruntime)")
     sub.add_argument("--table", metavar="TABLE.json",
-                     help="--target-latency: latency table to reuse, or "
-                     "where to save the one built")
+                     help="--target-latency, --cost latency: latency "
+                     "table to reuse, or where to save the one built")
     sub.add_argument("-o", "--output", required=True, metavar="OUT.keras")
     sub.add_argument("--plan", metavar="PLAN.json",
                      help="also write the pruning plan")

@@ -63,6 +63,9 @@ def run_inspect(args):
 
 def _planner_kwargs(args):
     method = methods.method_for(args.method)
+    if args.cost is not None:
+        raise CommandError("--cost applies to a budget: give --target-macs, "
+                           "--target-params or --target-latency.")
     if method.takes_ratio:
         if args.ratio is None:
             raise CommandError(f"--method {args.method} needs --ratio.")
@@ -91,6 +94,24 @@ def _planner_kwargs(args):
             f"Expected --min-channels >= 1. Received: {args.min_channels}"
         )
     kwargs["min_channels"] = args.min_channels
+    return _score_options(args, method, kwargs)
+
+
+def _score_options(args, method, kwargs):
+    """`kwargs` with --reduction and --normalize, where the method has them."""
+    for flag, option in (("--reduction", "reduction"),
+                         ("--normalize", "normalize")):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if option not in method.options:
+            raise CommandError(
+                f"{flag} does not apply to --method {method.name}; it "
+                "applies to --method " + ", ".join(
+                    name for name in sorted(methods.METHODS)
+                    if option in methods.method_for(name).options) + "."
+            )
+        kwargs[option] = value
     return kwargs
 
 
@@ -124,17 +145,23 @@ def _budget_plan(args, model):
     if args.ratio is not None:
         raise CommandError("--ratio and --target-* exclude each other: the "
                            "budget search finds the ratio.")
-    kwargs = {"min_channels": args.min_channels}
+    kwargs = _score_options(args, methods.method_for(method),
+                            {"min_channels": args.min_channels})
     if args.round_to is not None:
         kwargs["round_to"] = args.round_to
+    if args.cost is not None and method != "latency_aware":
+        raise CommandError(
+            "--cost chooses what the latency-aware knapsack saves: use it "
+            f"with --method latency_aware, not {method}."
+        )
     table = runtime = None
     latency = args.target_latency
-    if latency is not None:
+    if latency is not None or args.cost == "latency":
         from keras_slim.deploy import runtimes
         from keras_slim.planners import latency_table
 
         try:
-            latency = float(latency)
+            latency = None if latency is None else float(latency)
         except ValueError:
             pass
         runtime = runtimes.make_runtime(args.runtime, threads=args.threads,
@@ -163,7 +190,7 @@ def _budget_plan(args, model):
     result = plan_for_budget(
         model, method, macs=args.target_macs, params=args.target_params,
         latency=latency, table=table, runtime=runtime, verbose=True,
-        **kwargs,
+        cost=args.cost, **kwargs,
     )
     print(result.summary())
     if args.round_to == "auto":
