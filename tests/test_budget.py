@@ -350,6 +350,30 @@ def test_a_mac_budget_spent_on_latency_is_faster_at_the_same_macs():
                         table=table)
 
 
+class FloorRuntime(FakeRuntime):
+    """Milliseconds from MACs, but no model takes less than `floor`: below
+    a few channels a table of layers timed alone is flat."""
+
+    def __init__(self, floor):
+        super().__init__(overhead=0.0)
+        self.floor = floor
+
+    def time(self, models):
+        return [max(t, self.floor) for t in super().time(models)]
+
+
+def test_a_mac_budget_spent_on_latency_is_reached_where_the_table_is_flat():
+    model = _mixed_kernels()
+    table = table_lib.build_latency_table(model, FloorRuntime(1.5),
+                                          verbose=False, scan=False)
+    widths = {"c3_conv": 8}
+    assert table.call_ms(3, widths) == table.call_ms(3, {"c3_conv": 16})
+    result = plan_for_budget(model, "latency_aware", macs=0.2, table=table,
+                             cost="latency", confirm=False)
+    slim = keras_slim.slim_model(model, result.plan)
+    assert keras_slim.count_macs(slim) <= 0.2 * keras_slim.count_macs(model)
+
+
 @pytest.mark.parametrize("method", ["global_gamma", "latency_aware"])
 @pytest.mark.parametrize("budget", [0.6, "3.5ms"])
 def test_latency_budget_lands_under_and_close(method, budget):

@@ -33,6 +33,7 @@ __all__ = [
     "ParamCost",
     "plan_by_cost",
     "ScaledCost",
+    "TieBrokenCost",
 ]
 
 
@@ -81,6 +82,32 @@ class ScaledCost:
 
     def total(self, widths):
         return self.table.predict(widths) * self.scale
+
+
+class TieBrokenCost:
+    """`primary` plus `weight` times `secondary` (a `MacCost`) on the first
+    `shared` calls: a step that saves none of the primary cost (a flat
+    stretch of a latency table) still saves a little, so the knapsack takes
+    such steps last, by importance per MAC, instead of stopping short of a
+    MAC budget."""
+
+    def __init__(self, primary, secondary, weight, shared):
+        self.primary, self.secondary = primary, secondary
+        self.weight, self.shared = float(weight), int(shared)
+
+    def group_calls(self, name):
+        return sorted(set(self.primary.group_calls(name))
+                      | set(self.secondary.group_calls(name)))
+
+    def call_cost(self, index, widths):
+        cost = self.primary.call_cost(index, widths)
+        if index < self.shared:
+            cost += self.weight * self.secondary.call_cost(index, widths)
+        return cost
+
+    def total(self, widths):
+        return (self.primary.total(widths)
+                + self.weight * self.secondary.total(widths))
 
 
 def allowed_widths(width, min_channels=1, round_to=1, max_ratio=None,

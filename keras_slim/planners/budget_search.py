@@ -103,6 +103,14 @@ class Search:
             "macs" if "macs" in self.targets else "params"))
         if kind == "latency":
             cost = allocation.ScaledCost(self.table, self.scale)
+            if "latency" not in self.targets:
+                # A MAC or parameter budget spent on latency: where the
+                # table is flat, MACs (a thousandth of their share of the
+                # dense time) break the tie, so the budget is reached.
+                cost = allocation.TieBrokenCost(
+                    cost, allocation.MacCost(self.counter),
+                    1e-3 * cost.total({}) / max(self.counter.macs({}), 1),
+                    len(self.counter.counted_calls))
         elif kind == "macs":
             cost = allocation.MacCost(self.counter)
         else:
