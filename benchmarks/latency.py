@@ -23,7 +23,15 @@ scores are first divided by their own mean (`normalize="mean"`), labelled
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean] [--uniform]
+        [--latency-aware plain calibrated] [--at max] [--table-plans 24]
         [--match max/mean]
+
+`--latency-aware plain calibrated` adds the latency-aware knapsack
+spending latency at the MACs of `--at` (default: the first plan; `cost=
+"latency"`), planned on a latency table timed at the last `--threads`
+("knapsack") and on the same table calibrated to end-to-end timings of
+`--table-plans` random slim models ("knapsack/fit",
+`calibrate_latency_table`, which prints its leave-one-out error).
 
 `--match LABEL` then compares allocations at equal measured latency: for
 uniform widths and for the default global gamma, the ratio is bisected
@@ -42,6 +50,7 @@ import numpy as np
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.widths import plan_widths
 from keras_slim.deploy.export import export
 from keras_slim.deploy.timing import time_model_files
 from keras_slim.planners.allocation import importance_kept
@@ -72,6 +81,8 @@ def measure(name, args, directory):
     if args.uniform:
         plans.append(("uniform",
                       plan_uniform(model, args.ratio, round_to=args.round_to)))
+    if args.latency_aware:
+        plans.extend(knapsack_plans(model, dict(plans), args))
     nets = [("dense", model, None)] + [
         (label, keras_slim.slim_model(model, plan),
          importance_kept(graph, plan, reduction="sum"))
@@ -110,6 +121,35 @@ def measure(name, args, directory):
                            timing.p90_ms / timing.p10_ms),
             })
     return rows
+
+
+def knapsack_plans(model, plans, args):
+    """The latency-aware knapsack at the MACs of `--at`, on a plain and a
+    calibrated latency table timed at the last `--threads`."""
+    at = args.at or next(iter(plans))
+    if at not in plans:
+        raise SystemExit(f"--at {at}: no such plan ({', '.join(plans)})")
+    budget = (keras_slim.count_macs(keras_slim.slim_model(model, plans[at]))
+              / keras_slim.count_macs(model))
+    runtime = keras_slim.LiteRTRuntime(threads=args.threads[-1])
+    table = keras_slim.build_latency_table(model, runtime)
+    tables = {}
+    if "plain" in args.latency_aware:
+        tables["knapsack"] = table
+    if "calibrated" in args.latency_aware:
+        tables["knapsack/fit"] = keras_slim.calibrate_latency_table(
+            model, table, runtime, plans=args.table_plans,
+            round_to=args.round_to)
+    found = []
+    for label, table in tables.items():
+        result = keras_slim.plan_for_budget(
+            model, "latency_aware", macs=budget, cost="latency", table=table,
+            confirm=False, round_to=args.round_to)
+        print(f"{label}: MACs {budget:.3f} of dense (those of {at}), "
+              f"predicted {table.predict(plan_widths(result.plan)):.2f} ms "
+              f"of {table.predict({}):.2f}", flush=True)
+        found.append((label, result.plan))
+    return found
 
 
 def match_latency(name, model, graph, dense_path, target_path, target_kept,
@@ -182,6 +222,17 @@ def main():
                         help="a plan label (such as max/mean) to compare "
                              "uniform widths and the default global gamma "
                              "with at equal measured latency")
+    parser.add_argument("--latency-aware", nargs="+", default=[],
+                        choices=("plain", "calibrated"),
+                        help="also time the latency-aware knapsack at the "
+                             "MACs of --at, on a plain and/or a calibrated "
+                             "latency table")
+    parser.add_argument("--at", default=None,
+                        help="--latency-aware: the plan whose MACs it "
+                             "matches (default: the first)")
+    parser.add_argument("--table-plans", type=int, default=24,
+                        help="--latency-aware calibrated: random slim "
+                             "models timed for the fit")
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",
@@ -194,7 +245,7 @@ def main():
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
           f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
-    header = (f"{'model':<12} {'threads':>7} {'plan':>10} {'gamma kept':>10} "
+    header = (f"{'model':<12} {'threads':>7} {'plan':>12} {'gamma kept':>10} "
               f"{'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "
               f"{'speedup':>8} {'ratio':>6}")
@@ -204,7 +255,7 @@ def main():
         mac_cut = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
-              f"{row['plan']:>10} {row['gamma_kept']:10.3f} "
+              f"{row['plan']:>12} {row['gamma_kept']:10.3f} "
               f"{row['macs'][0] / 1e6:10.0f}M "
               f"{row['macs'][1] / 1e6:9.0f}M {mac_cut:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "

@@ -24,6 +24,7 @@ from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
+from keras_slim.planners.latency_fit import calibrate_latency_table
 from keras_slim.planners.latency_table import (
     LatencyTable,
     LiteRTRuntime,
@@ -88,6 +89,7 @@ __all__ = [
     "apply_masks",
     "attach_ista",
     "build_latency_table",
+    "calibrate_latency_table",
     "callbacks",
     "channel_groups",
     "constraints",

@@ -124,11 +124,19 @@ class LatencyTable:
             {"layer", "points": [[width, ms], ...], "round_to",
             "strength"}, `round_to` being what `suggest_round_to` makes of
             the points; `plan_for_budget(..., round_to="auto")` uses it.
+        calibration: `None`, or the fit of `calibrate_latency_table` to
+            end-to-end timings of random plans: {"kinds": {kind: factor},
+            "weights": one factor per call, "intercept": ms, "plans",
+            "error", "table_error", ...}. A calibrated table predicts
+            `intercept` plus each call's timing times its weight, in place
+            of the single `dense_ms / layers_ms`.
     """
 
-    def __init__(self, runtime, dense_ms, calls, entries, steps=None):
+    def __init__(self, runtime, dense_ms, calls, entries, steps=None,
+                 calibration=None):
         self.runtime = dict(runtime)
         self.steps = None if steps is None else dict(steps)
+        self.calibration = None if calibration is None else dict(calibration)
         self.dense_ms = float(dense_ms)
         self.calls = [dict(c) for c in calls]
         self.entries = {k: dict(v) for k, v in entries.items()}
@@ -140,6 +148,27 @@ class LatencyTable:
             self._entry_ms(c["key"], c["in"], c["out"]) for c in self.calls
         ))
         self._scale = self.dense_ms / self.layers_ms if self.layers_ms else 1.0
+        self._weights = [self._scale] * len(self.calls)
+        self._intercept = 0.0
+        if self.calibration is not None:
+            self._weights = [float(w) for w in self.calibration["weights"]]
+            self._intercept = float(self.calibration["intercept"])
+            if len(self._weights) != len(self.calls):
+                raise ValueError("The latency table's calibration has "
+                                 f"{len(self._weights)} weights for "
+                                 f"{len(self.calls)} calls.")
+
+    def unit_ms(self, index, widths):
+        """The `index`-th call's own timing at `widths`, as the table
+        measured it alone (no scale, no calibration)."""
+        call = self.calls[index]
+        if index >= self._mac_count:
+            size = self.counter.size(self._memory[index - self._mac_count],
+                                     widths)
+            return self._entry_ms(call["key"], size, None)
+        k_in, k_out = self.counter.call_sizes(index, widths)
+        return self._entry_ms(call["key"], k_in,
+                              None if call["out"] is None else k_out)
 
     def _entry_ms(self, key, k_in, k_out):
         entry, grid = self.entries[key], self._grids[key]
@@ -175,14 +204,7 @@ class LatencyTable:
     def call_ms(self, index, widths):
         """Predicted milliseconds of the `index`-th call of `calls` (the
         counter's MAC calls first, then the memory calls)."""
-        call = self.calls[index]
-        if index >= self._mac_count:
-            size = self.counter.size(self._memory[index - self._mac_count],
-                                     widths)
-            return self._scale * self._entry_ms(call["key"], size, None)
-        k_in, k_out = self.counter.call_sizes(index, widths)
-        return self._scale * self._entry_ms(
-            call["key"], k_in, None if call["out"] is None else k_out)
+        return self._weights[index] * self.unit_ms(index, widths)
 
     def calls_by_group(self):
         """dict group name -> indices of the calls (of `calls`) whose time
@@ -202,21 +224,26 @@ class LatencyTable:
         """Predicted milliseconds when each group keeps `widths[name]`."""
         if self.counter is None:
             raise ValueError("Call `bind(WidthCounter(model))` first.")
-        return sum(self.call_ms(i, widths) for i in range(len(self.calls)))
+        return self._intercept + sum(self.call_ms(i, widths)
+                                     for i in range(len(self.calls)))
 
     def to_dict(self):
-        return {"version": 2, "runtime": self.runtime,
+        data = {"version": 2, "runtime": self.runtime,
                 "dense_ms": self.dense_ms, "layers_ms": self.layers_ms,
                 "calls": self.calls, "entries": self.entries,
                 "steps": self.steps}
+        if self.calibration is not None:  # unknown to version 2 readers
+            data.update(version=3, calibration=self.calibration)
+        return data
 
     @classmethod
     def from_dict(cls, data):
-        if not isinstance(data, dict) or data.get("version") not in (1, 2):
+        if not isinstance(data, dict) or data.get("version") not in (1, 2, 3):
             raise ValueError("Not a keras_slim latency table (version 1 "
-                             "or 2).")
+                             "to 3).")
         return cls(data["runtime"], data["dense_ms"], data["calls"],
-                   data["entries"], data.get("steps"))
+                   data["entries"], data.get("steps"),
+                   data.get("calibration"))
 
     def save(self, path):
         with open(path, "w", encoding="utf-8") as file:
