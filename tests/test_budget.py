@@ -310,23 +310,8 @@ class KernelRuntime(FakeRuntime):
         return times
 
 
-def _mixed_kernels():
-    """A channel of `c1` (between 3x3 convolutions) counts 72 MACs a pixel,
-    one of `c4` (between 1x1 convolutions) 128, but on `KernelRuntime` it
-    costs more time (288 against 128): the two costs rank the groups
-    differently."""
-    x = inputs = keras.Input((12, 12, 3))
-    for i, (width, kernel) in enumerate(((4, 3), (16, 3), (4, 3), (64, 1),
-                                         (32, 1), (64, 1))):
-        x = zoo.conv_bn(x, width, f"c{i}", kernel=kernel)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
-    zoo.randomize_batchnorms(model, np.random.default_rng(0))
-    return model
-
-
 def test_a_mac_budget_spent_on_latency_is_faster_at_the_same_macs():
-    model = _mixed_kernels()
+    model = zoo.mixed_kernels()
     runtime = KernelRuntime(overhead=0.0)
     table = table_lib.build_latency_table(model, runtime, verbose=False,
                                           scan=False)
@@ -363,7 +348,7 @@ class FloorRuntime(FakeRuntime):
 
 
 def test_a_mac_budget_spent_on_latency_is_reached_where_the_table_is_flat():
-    model = _mixed_kernels()
+    model = zoo.mixed_kernels()
     table = table_lib.build_latency_table(model, FloorRuntime(1.5),
                                           verbose=False, scan=False)
     widths = {"c3_conv": 8}
@@ -603,14 +588,19 @@ class _CliRuntime(FakeRuntime):
         super().__init__(threads=threads)
 
 
+def _saved(tmp_path, model):
+    """`model` saved in `tmp_path`: its path, and one for the slim model."""
+    path = tmp_path / "model.keras"
+    model.save(path)
+    return path, tmp_path / "slim.keras"
+
+
 def test_cli_prunes_to_a_mac_budget_and_a_latency_budget(tmp_path, capsys,
                                                          monkeypatch):
     from keras_slim.tools import cli
 
     model = _model()
-    path = tmp_path / "model.keras"
-    model.save(path)
-    out = tmp_path / "slim.keras"
+    path, out = _saved(tmp_path, model)
     assert cli.main(["prune", str(path), "--target-macs", "0.5", "-o",
                      str(out)]) == 0
     slim = keras.models.load_model(out)
@@ -646,9 +636,7 @@ def test_cli_passes_reduction_normalize_and_cost(tmp_path, capsys,
     from keras_slim.tools.pruning import prune
 
     model = _model()
-    path = tmp_path / "model.keras"
-    model.save(path)
-    out = tmp_path / "slim.keras"
+    path, out = _saved(tmp_path, model)
     x = np.random.default_rng(1).random((2, 16, 16, 3), dtype="float32")
     assert cli.main(["prune", str(path), "--method", "global_gamma",
                      "--ratio", "0.5", "--reduction", "mean", "--normalize",
@@ -664,7 +652,7 @@ def test_cli_passes_reduction_normalize_and_cost(tmp_path, capsys,
     # --cost latency at a MAC budget: the library's plan on the same
     # runtime, which is not the plan that saves MACs.
     monkeypatch.setitem(table_lib.RUNTIMES, "litert", _KernelCli)
-    mixed = _mixed_kernels()
+    mixed = zoo.mixed_kernels()
     mixed_path = tmp_path / "mixed.keras"
     mixed.save(mixed_path)
     plans = {}
@@ -690,9 +678,8 @@ def _widths(model):
 def test_cli_budget_errors(tmp_path, capsys):
     from keras_slim.tools import cli
 
-    path = tmp_path / "model.keras"
-    _model().save(path)
-    out = str(tmp_path / "slim.keras")
+    path, out = _saved(tmp_path, _model())
+    out = str(out)
     assert cli.main(["prune", str(path), "--target-macs", "0.5", "--ratio",
                      "0.3", "-o", out]) == 1
     assert "exclude each other" in capsys.readouterr().err
@@ -736,9 +723,7 @@ def test_cli_round_to_auto_uses_the_table_scan(tmp_path, capsys,
             super().__init__(threads=threads)
 
     monkeypatch.setitem(table_lib.RUNTIMES, "litert", _StepCli)
-    path = tmp_path / "model.keras"
-    _wide_model().save(path)
-    out = tmp_path / "slim.keras"
+    path, out = _saved(tmp_path, _wide_model())
     assert cli.main(["prune", str(path), "--target-latency", "0.5",
                      "--round-to", "auto", "-o", str(out)]) == 0
     assert "round_to 8: the step size" in capsys.readouterr().out

@@ -45,24 +45,10 @@ class ContextRuntime(table_lib.Runtime):
         return times
 
 
-def _model():
-    """A channel of `c1` (between 3x3 convolutions) counts fewer MACs than
-    one of `c4` (between 1x1 convolutions) but, inside the model, costs
-    more time."""
-    x = inputs = keras.Input((12, 12, 3))
-    for i, (width, kernel) in enumerate(((4, 3), (16, 3), (4, 3), (64, 1),
-                                         (32, 1), (64, 1))):
-        x = zoo.conv_bn(x, width, f"c{i}", kernel=kernel)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(x))
-    zoo.randomize_batchnorms(model, np.random.default_rng(0))
-    return model
-
-
 @pytest.fixture(scope="module")
 def tables():
     keras.utils.set_random_seed(0)
-    model = _model()
+    model = zoo.mixed_kernels()
     runtime = ContextRuntime()
     plain = table_lib.build_latency_table(model, runtime, verbose=False,
                                           scan=False)

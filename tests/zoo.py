@@ -318,6 +318,21 @@ def per_channel_preprocessing():
     return keras.Model(inputs, L.Dense(2, name="head")(x), name="prep")
 
 
+def mixed_kernels():
+    """3x3 and 1x1 convolutions: a channel of `c1` (between 3x3
+    convolutions) counts 72 MACs a pixel, one of `c4` (between 1x1
+    convolutions) 128; a runtime on which a 3x3 MAC costs more than a 1x1
+    one ranks the two groups the other way round. Gammas randomized."""
+    x = inputs = keras.Input((12, 12, 3))
+    for i, (width, kernel) in enumerate(((4, 3), (16, 3), (4, 3), (64, 1),
+                                         (32, 1), (64, 1))):
+        x = conv_bn(x, width, f"c{i}", kernel=kernel)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(4, name="head")(x))
+    randomize_batchnorms(model, np.random.default_rng(0))
+    return model
+
+
 FACTORIES = {
     "per_channel_preprocessing": per_channel_preprocessing,
     "chain": chain,
