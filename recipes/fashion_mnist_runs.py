@@ -238,11 +238,15 @@ class Runs:
         log: callable taking one line of progress text.
         commit: the code's commit, stored in every record.
         poll_seconds: how often a waiting process looks again.
+        settings: the study's settings (`config.json`), stored in every
+            record as "settings", beside the run's own flags.
     """
 
-    def __init__(self, model_dir, log=print, commit=None, poll_seconds=10.0):
+    def __init__(self, model_dir, log=print, commit=None, poll_seconds=10.0,
+                 settings=None):
         self.folder = os.path.join(model_dir, "runs")
         self.commit = commit
+        self.settings = None if settings is None else dict(settings)
         os.makedirs(self.folder, exist_ok=True)
         self.log = log
         self.poll_seconds = poll_seconds
@@ -347,6 +351,8 @@ class Runs:
         record, model = train()
         record = dict(record, name=name, commit=self.commit,
                       wall_seconds=round(time.perf_counter() - start, 2))
+        if self.settings is not None:
+            record["settings"] = self.settings
         record_path, model_path = self._paths(name)
         if keep_model:
             model.save(model_path)

@@ -398,7 +398,8 @@ def run(flags_obj, datasets_override=None, runtime_override=None):
                                     datasets_override)
     lib.check_config(flags_obj.model_dir, config)
     runs = lib.Runs(flags_obj.model_dir, commit=commit,
-                    log=lambda line: print(line, flush=True))
+                    log=lambda line: print(line, flush=True),
+                    settings={k: config[k] for k in lib.RUN_SETTINGS})
     study = Study(config, train, validation, test, runs, runtime_override)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,

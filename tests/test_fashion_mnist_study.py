@@ -12,6 +12,7 @@ from absl import flags
 
 import keras_slim
 from recipes import fashion_mnist_report as report
+from recipes import fashion_mnist_runs as lib
 from recipes import fashion_mnist_study as study
 from recipes.fashion_mnist_data import find_folder
 
@@ -61,7 +62,15 @@ def check_results(results, runs_folder):
             assert math.isfinite(accuracy) and 0 <= accuracy <= 1, (name, entry)
             assert entry["params"]["mean"] > 0 and entry["macs"]["mean"] > 0
         for row in experiment["runs"]:
-            assert os.path.exists(os.path.join(runs_folder, row["name"] + ".json"))
+            path = os.path.join(runs_folder, row["name"] + ".json")
+            with open(path) as f:
+                record = json.load(f)
+            # Each record carries its commit, seed, the study's settings and
+            # both accuracies.
+            assert record["commit"] == results["commit"]
+            assert record["settings"] == {k: results["config"][k]
+                                          for k in lib.RUN_SETTINGS}
+            assert {"seed", "val_accuracy", "test_accuracy"} <= set(record)
     assert results["commit"]
     assert results["wall_seconds_runs"] > 0
 
