@@ -24,6 +24,7 @@ scores are first divided by their own mean (`normalize="mean"`), labelled
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean] [--uniform]
         [--latency-aware plain calibrated] [--at max] [--table-plans 24]
+        [--memory]
         [--match max/mean]
 
 `--latency-aware plain calibrated` adds the latency-aware knapsack
@@ -31,7 +32,8 @@ spending latency at the MACs of `--at` (default: the first plan; `cost=
 "latency"`), planned on a latency table timed at the last `--threads`
 ("knapsack") and on the same table calibrated to end-to-end timings of
 `--table-plans` random slim models ("knapsack/fit",
-`calibrate_latency_table`, which prints its leave-one-out error).
+`calibrate_latency_table`, which prints its leave-one-out error);
+`--memory` builds that table with the merges, pooling and padding priced.
 
 `--match LABEL` then compares allocations at equal measured latency: for
 uniform widths and for the default global gamma, the ratio is bisected
@@ -132,7 +134,8 @@ def knapsack_plans(model, plans, args):
     budget = (keras_slim.count_macs(keras_slim.slim_model(model, plans[at]))
               / keras_slim.count_macs(model))
     runtime = keras_slim.LiteRTRuntime(threads=args.threads[-1])
-    table = keras_slim.build_latency_table(model, runtime)
+    table = keras_slim.build_latency_table(model, runtime,
+                                           memory=args.memory)
     tables = {}
     if "plain" in args.latency_aware:
         tables["knapsack"] = table
@@ -233,6 +236,10 @@ def main():
     parser.add_argument("--table-plans", type=int, default=24,
                         help="--latency-aware calibrated: random slim "
                              "models timed for the fit")
+    parser.add_argument("--memory", action="store_true",
+                        help="--latency-aware: the table also prices the "
+                             "merges, pooling and padding a group drives "
+                             "(build_latency_table(memory=True))")
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",
