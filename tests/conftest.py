@@ -51,6 +51,7 @@ ALL_BACKENDS = frozenset({
     "test_surgery.py",
     "test_backends.py",
     "test_recipes_jax.py",
+    "test_latency_fit.py",
 })
 
 
