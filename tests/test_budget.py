@@ -670,6 +670,28 @@ def test_cli_passes_reduction_normalize_and_cost(tmp_path, capsys,
     assert plans["latency"] != plans["macs"]
 
 
+def test_cli_calibrates_the_table_it_builds(tmp_path, capsys, monkeypatch):
+    from keras_slim.tools import cli
+
+    monkeypatch.setitem(table_lib.RUNTIMES, "litert", _KernelCli)
+    path, out = _saved(tmp_path, zoo.mixed_kernels())
+    table = tmp_path / "table.json"
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "--method",
+                     "latency_aware", "--cost", "latency", "--calibrate", "6",
+                     "--table", str(table), "-o", str(out)]) == 0
+    assert "calibrated on 6 plans" in capsys.readouterr().out
+    saved = json.loads(table.read_text())
+    assert saved["version"] == 3 and saved["calibration"]["plans"] == 6
+    for argv, snippet in (
+            (["--target-macs", "0.5", "--method", "latency_aware", "--cost",
+              "latency", "--calibrate", "2"], "--calibrate >= 4"),
+            (["--target-macs", "0.5", "--calibrate", "6"], "--cost latency"),
+            (["--method", "uniform", "--ratio", "0.5", "--calibrate", "6"],
+             "--calibrate applies to a budget")):
+        assert cli.main(["prune", str(path), *argv, "-o", str(out)]) == 1
+        assert snippet in capsys.readouterr().err
+
+
 def _widths(model):
     return [layer.filters for layer in model.layers
             if isinstance(layer, keras.layers.Conv2D)]

@@ -6,7 +6,8 @@
         [--report REPORT.html]
     keras-slim prune MODEL.keras --target-macs 0.5 | --target-params 5e6 |
         --target-latency 8ms [--threads 2] [--runtime litert|onnxruntime]
-        [--table T.json] [--method latency_aware [--cost latency]]
+        [--table T.json] [--calibrate 24]
+        [--method latency_aware [--cost latency]]
         -o OUT.keras
     keras-slim export MODEL.keras -o OUT.tflite [--quantize dynamic|int8]
         [--representative-data X.npy]
@@ -139,6 +140,10 @@ def _add_prune(commands):
                      help="--target-latency, --cost latency: timed runs "
                      "per model (default: the runtime's, 30 for litert and "
                      "onnxruntime)")
+    sub.add_argument("--calibrate", type=int, metavar="N",
+                     help="--target-latency, --cost latency: fit the "
+                     "table to N random slim models timed end to end "
+                     "(calibrate_latency_table; 24 is a good start)")
     sub.add_argument("--table", metavar="TABLE.json",
                      help="--target-latency, --cost latency: latency "
                      "table to reuse, or where to save the one built")

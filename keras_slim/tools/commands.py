@@ -63,9 +63,12 @@ def run_inspect(args):
 
 def _planner_kwargs(args):
     method = methods.method_for(args.method)
-    if args.cost is not None:
-        raise CommandError("--cost applies to a budget: give --target-macs, "
-                           "--target-params or --target-latency.")
+    for flag, value in (("--cost", args.cost),
+                        ("--calibrate", args.calibrate)):
+        if value is not None:
+            raise CommandError(f"{flag} applies to a budget: give "
+                               "--target-macs, --target-params or "
+                               "--target-latency.")
     if method.takes_ratio:
         if args.ratio is None:
             raise CommandError(f"--method {args.method} needs --ratio.")
@@ -182,11 +185,16 @@ def _budget_plan(args, model):
                     "another --table."
                 )
             print(f"latency table read from {args.table}")
+            table = _calibrated(args, model, table, runtime)
         else:
             table = latency_table.build_latency_table(model, runtime)
+            table = _calibrated(args, model, table, runtime)
             if args.table:
                 table.save(args.table)
                 print(f"latency table written to {args.table}")
+    elif args.calibrate is not None:
+        raise CommandError("--calibrate fits a latency table: use it with "
+                           "--target-latency or --cost latency.")
     result = plan_for_budget(
         model, method, macs=args.target_macs, params=args.target_params,
         latency=latency, table=table, runtime=runtime, verbose=True,
@@ -199,6 +207,21 @@ def _budget_plan(args, model):
               f"of `{steps['layer']}` suggests (steps "
               f"{steps['strength']:.1f}x the typical change)")
     return result.plan
+
+
+def _calibrated(args, model, table, runtime):
+    """The table fitted to --calibrate random slim models (a table read
+    with --table is not overwritten)."""
+    if args.calibrate is None:
+        return table
+    if args.calibrate < 4:
+        raise CommandError(
+            f"Expected --calibrate >= 4. Received: {args.calibrate}")
+    from keras_slim.planners.latency_fit import calibrate_latency_table
+
+    round_to = args.round_to if isinstance(args.round_to, int) else 8
+    return calibrate_latency_table(model, table, runtime,
+                                   plans=args.calibrate, round_to=round_to)
 
 
 def run_prune(args):
