@@ -157,6 +157,10 @@ def _budget_plan(args, model):
             "--cost chooses what the latency-aware knapsack saves: use it "
             f"with --method latency_aware, not {method}."
         )
+    if args.calibrate is not None and args.calibrate < 4:
+        # Checked before the table is timed, not after.
+        raise CommandError(
+            f"Expected --calibrate >= 4. Received: {args.calibrate}")
     table = runtime = None
     latency = args.target_latency
     if latency is not None or args.cost == "latency":
@@ -214,9 +218,6 @@ def _calibrated(args, model, table, runtime):
     with --table is not overwritten)."""
     if args.calibrate is None:
         return table
-    if args.calibrate < 4:
-        raise CommandError(
-            f"Expected --calibrate >= 4. Received: {args.calibrate}")
     from keras_slim.planners.latency_fit import calibrate_latency_table
 
     round_to = args.round_to if isinstance(args.round_to, int) else 8
