@@ -172,7 +172,8 @@ def calibrate_latency_table(model, table=None, runtime=None, plans=24,
                       table._scale, strength)
         loo.append(features[row] @ fitted[:-1] + fitted[-1])
     dense = measured[0]
-    plain = np.array([table.predict(w) / table.predict({}) for w in widths])
+    full = table.predict({})
+    plain = np.array([table.predict(w) / full for w in widths])
     relative = measured / dense
     loo = np.array(loo) / dense
     factors = dict(zip(names, (float(f) for f in solution[:-1])))
