@@ -52,7 +52,7 @@ import numpy as np
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
-from keras_slim.core.widths import plan_widths
+from keras_slim.core.widths import WidthCounter, plan_widths
 from keras_slim.deploy.export import export
 from keras_slim.deploy.timing import time_model_files
 from keras_slim.planners.allocation import importance_kept
@@ -131,8 +131,8 @@ def knapsack_plans(model, plans, args):
     at = args.at or next(iter(plans))
     if at not in plans:
         raise SystemExit(f"--at {at}: no such plan ({', '.join(plans)})")
-    budget = (keras_slim.count_macs(keras_slim.slim_model(model, plans[at]))
-              / keras_slim.count_macs(model))
+    counter = WidthCounter(model)  # counts the plan without cutting it
+    budget = counter.macs(plan_widths(plans[at])) / counter.macs({})
     runtime = keras_slim.LiteRTRuntime(threads=args.threads[-1])
     table = keras_slim.build_latency_table(model, runtime,
                                            memory=args.memory)
