@@ -436,7 +436,8 @@ RUN_SETTINGS = ("train_examples", "validation_examples", "split_seed",
 def check_config(model_dir, config):
     """Refuse to resume a study that ran with other settings in `model_dir`.
 
-    Writes `model_dir/config.json` on the first run.
+    Writes `model_dir/config.json` on the first run. Returns the settings
+    (what every run record stores).
     """
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, "config.json")
@@ -450,9 +451,10 @@ def check_config(model_dir, config):
             raise ValueError(
                 f"{model_dir} holds runs made with other settings "
                 f"({', '.join(changed)}); use another --model_dir.")
-        return
+        return settings
     with open(path, "w") as f:
         json.dump(settings, f, indent=1)
+    return settings
 
 
 def git_commit():

@@ -396,10 +396,10 @@ def run(flags_obj, datasets_override=None, runtime_override=None):
     config = config_from_flags(flags_obj)
     train, validation, test = _data(config, flags_obj.data_dir,
                                     datasets_override)
-    lib.check_config(flags_obj.model_dir, config)
+    settings = lib.check_config(flags_obj.model_dir, config)
     runs = lib.Runs(flags_obj.model_dir, commit=commit,
                     log=lambda line: print(line, flush=True),
-                    settings={k: config[k] for k in lib.RUN_SETTINGS})
+                    settings=settings)
     study = Study(config, train, validation, test, runs, runtime_override)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,
