@@ -32,6 +32,15 @@ rounds in which each keras_slim model beat Torch-Pruning's.
 `--normalize mean` adds, for each reduction, the plan whose groups' scores
 are first divided by their own mean, as Torch-Pruning's are
 ("keras_slim mean/mean").
+
+`--latency-aware plain calibrated` adds keras_slim's latency-aware
+knapsack at the same MAC share (`plan_for_budget(..., "latency_aware",
+macs=share, cost="latency")`): it removes the channels of least gamma per
+millisecond saved, on a latency table measured on ONNX Runtime at
+`--table-threads` (`build_latency_table(model, ONNXRuntime(...))`, with
+`--memory` its merges and pooling priced too), "plain" as built and
+"calibrated" fitted to end-to-end timings of `--table-plans` random slim
+models (`calibrate_latency_table`), once per `--normalize`.
 """
 
 import argparse
@@ -48,6 +57,7 @@ from peer_networks import NETWORKS, check_same
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
+from keras_slim.core.widths import plan_widths
 from keras_slim.deploy.export import export
 from keras_slim.deploy.onnx_export import random_feed, session
 from keras_slim.planners.allocation import importance_kept
@@ -85,6 +95,39 @@ def torch_gamma_kept(net, gammas):
                 raise RuntimeError(f"A gamma of {bn.keras_name} changed.")
             kept += float(np.abs(survivors).sum())
     return kept / float(sum(np.abs(g).sum() for g in gammas.values()))
+
+
+def knapsack_plans(model, share, args):
+    """The latency-aware knapsack at MAC share `share`, on an ONNX Runtime
+    latency table (plain and/or calibrated), once per `--normalize`."""
+    if not args.latency_aware:
+        return []
+    runtime = keras_slim.ONNXRuntime(threads=args.table_threads)
+    start = time.perf_counter()
+    table = keras_slim.build_latency_table(model, runtime, scan=False,
+                                           memory=args.memory)
+    tables = {}
+    if "plain" in args.latency_aware:
+        tables["knapsack"] = table
+    if "calibrated" in args.latency_aware:
+        tables["knapsack/fit"] = keras_slim.calibrate_latency_table(
+            model, table, runtime, plans=args.table_plans,
+            round_to=args.round_to)
+    print(f"ONNX Runtime latency table at {args.table_threads} thread(s): "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    found = []
+    for (label, table), normalize in itertools.product(tables.items(),
+                                                       args.normalize):
+        plan = plan_for_budget(
+            model, "latency_aware", macs=share, cost="latency", table=table,
+            confirm=False, round_to=args.round_to,
+            normalize=None if normalize == "none" else normalize).plan
+        if normalize != "none":
+            label += f" {normalize}"
+        print(f"{label}: predicted {table.predict(plan_widths(plan)):.2f} ms "
+              f"of {table.predict({}):.2f}", flush=True)
+        found.append((label, plan))
+    return found
 
 
 # -- timing -----------------------------------------------------------------
@@ -131,6 +174,13 @@ def measure(name, args):
     graph = ChannelGraph(model)
     dense_macs = keras_slim.count_macs(model)
     slims = []
+
+    def add(label, plan):
+        slims.append(keras_slim.slim_model(model, plan))
+        rows.append((f"keras_slim {label}",
+                     keras_slim.count_macs(slims[-1]) / dense_macs,
+                     importance_kept(graph, plan, reduction="sum")))
+
     for round_to, normalize, reduction in itertools.product(
             args.slim_round_to or [args.round_to], args.normalize,
             args.reduction):
@@ -142,10 +192,9 @@ def measure(name, args):
             model, "global_gamma", macs=share, round_to=round_to,
             reduction=reduction,
             normalize=None if normalize == "none" else normalize).plan
-        slims.append(keras_slim.slim_model(model, plan))
-        rows.append((f"keras_slim {label}",
-                     keras_slim.count_macs(slims[-1]) / dense_macs,
-                     importance_kept(graph, plan, reduction="sum")))
+        add(label, plan)
+    for label, plan in knapsack_plans(model, share, args):
+        add(label, plan)
     with tempfile.TemporaryDirectory() as folder:
         import torch
 
@@ -192,6 +241,19 @@ def main():
     parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
                         help="keras_slim's round_to values (default: "
                              "--round-to, Torch-Pruning's)")
+    parser.add_argument("--latency-aware", nargs="+", default=[],
+                        choices=("plain", "calibrated"),
+                        help="also the latency-aware knapsack at the same "
+                             "MACs, on a plain and/or calibrated ONNX "
+                             "Runtime latency table")
+    parser.add_argument("--table-threads", type=int, default=1,
+                        help="--latency-aware: the table's threads")
+    parser.add_argument("--table-plans", type=int, default=24,
+                        help="--latency-aware calibrated: random slim "
+                             "models timed end to end for the fit")
+    parser.add_argument("--memory", action="store_true",
+                        help="--latency-aware: the table also prices merges, "
+                             "pooling and padding")
     args = parser.parse_args()
     try:
         import torch_pruning  # noqa: F401
