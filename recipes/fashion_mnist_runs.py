@@ -4,7 +4,8 @@ Each finished run of the study writes `MODEL_DIR/runs/<name>.json` (its
 record: accuracy, parameters, MACs, wall seconds, ...) and, when a later run
 starts from it, `MODEL_DIR/runs/<name>.keras`. A run whose JSON exists is
 not run again: its record (and model) are read back, so an interrupted study
-continues where it stopped.
+continues where it stopped; a run interrupted between epochs resumes from
+its last one (`runs/<name>.partial.npz`, `fashion_mnist_resume.py`).
 
 Only plain `model.fit` and keras_slim's public API are used, so the study
 runs on any Keras backend that keras_slim supports.
@@ -20,6 +21,7 @@ import keras
 import numpy as np
 
 import keras_slim
+from recipes.fashion_mnist_resume import EpochCheckpoint, resume
 
 L = keras.layers
 
@@ -107,12 +109,14 @@ class EpochLog(keras.callbacks.Callback):
         self.name, self.epochs, self.log = name, epochs, log
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        self.start, self.first = time.perf_counter(), None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         spent = time.perf_counter() - self.start
-        eta = spent / (epoch + 1) * (self.epochs - epoch - 1)
+        if self.first is None:  # a resumed run starts past epoch 0
+            self.first = epoch
+        eta = spent / (epoch + 1 - self.first) * (self.epochs - epoch - 1)
         val = logs.get("val_accuracy")
         self.log(f"  {self.name}: epoch {epoch + 1}/{self.epochs}, loss "
                  f"{logs.get('loss', float('nan')):.4f}"
@@ -121,20 +125,33 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def fit(model, data, epochs, learning_rate, seed, batch_size,
-        schedule="step", callbacks=(), validation=None):
+        schedule="step", callbacks=(), validation=None, checkpoint=None):
     """Train `model` in place on `data = (x, y)`; returns the History.
 
     `validation = (x, y)` is evaluated after every epoch (its accuracy is
-    in `history.history["val_accuracy"]`)."""
+    in `history.history["val_accuracy"]`). With a `checkpoint` path, the
+    state after every epoch is saved there, and a checkpoint found there
+    is resumed (`fashion_mnist_resume`): the History then covers every
+    epoch and has `resumed_at_epoch`."""
     x, y = data
     keras.utils.set_random_seed(seed)
     steps = epochs * math.ceil(len(x) / batch_size)
     compile_sgd(model, learning_rate, steps, schedule)
     if epochs == 0:
         return None
-    return model.fit(x, y, batch_size=batch_size, epochs=epochs,
-                     callbacks=list(callbacks), verbose=0,
-                     validation_data=validation)
+    done, before = (0, {}) if checkpoint is None else resume(model, checkpoint)
+    callbacks = list(callbacks)
+    if checkpoint is not None:  # first, so that later callbacks see it saved
+        callbacks.insert(0, EpochCheckpoint(checkpoint, before))
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs,
+                        initial_epoch=done, callbacks=callbacks, verbose=0,
+                        validation_data=validation)
+    if done:
+        history.history = {
+            key: list(before.get(key, [])) + list(history.history.get(key, []))
+            for key in {*before, *history.history}}
+        history.resumed_at_epoch = done
+    return history
 
 
 def mean_cross_entropy(model, data, batch_size=1000):
@@ -256,6 +273,11 @@ class Runs:
         base = os.path.join(self.folder, name)
         return base + ".json", base + ".keras"
 
+    def partial_path(self, name):
+        """Where run `name` keeps its state between epochs, until its
+        record is written (`fit(checkpoint=...)`)."""
+        return os.path.join(self.folder, name + ".partial.npz")
+
     def done(self, name, need_model=False):
         record_path, model_path = self._paths(name)
         return os.path.exists(record_path) and (
@@ -359,6 +381,8 @@ class Runs:
         with open(record_path + ".tmp", "w") as f:
             json.dump(record, f, indent=1, sort_keys=True)
         os.replace(record_path + ".tmp", record_path)  # written last
+        if os.path.exists(self.partial_path(name)):
+            os.remove(self.partial_path(name))
         self.ran.append(name)
         figures = [f"{label} {record[key]:.4f}" for key, label in
                    (("accuracy", "test accuracy"),

@@ -101,10 +101,13 @@ class Study:
              schedule=None, callbacks=()):
         schedule = schedule or self.c["schedule"]
         log = lib.EpochLog(name, epochs, self.runs.log)
+        # A run resumes from its last epoch; not one whose callbacks keep
+        # state across epochs (ISTA's plateau, the lottery's masks).
+        checkpoint = None if callbacks else self.runs.partial_path(name)
         return lib.fit(model, self.train, epochs, learning_rate, seed,
                        self.c["batch_size"], schedule=schedule,
                        callbacks=[*callbacks, log],
-                       validation=self.validation)
+                       validation=self.validation, checkpoint=checkpoint)
 
     def _record(self, model, seed, history=None, **extra):
         record = dict(lib.describe(model, self.test), seed=seed, **extra)
@@ -114,6 +117,8 @@ class Study:
             record["validation_curve"] = [
                 float(v) for v in history.history["val_accuracy"]]
             record["loss_curve"] = [float(v) for v in history.history["loss"]]
+            if hasattr(history, "resumed_at_epoch"):
+                record["resumed_at_epoch"] = history.resumed_at_epoch
         return record
 
     @property

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from absl import flags
@@ -102,6 +103,9 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     for row in results["experiments"]["5_lottery_ticket"]["runs"]:
         if row["label"] != "dense":
             assert row["kept_share"] == pytest.approx(0.5, abs=0.01)
+    # Every run's checkpoint between epochs is gone once its record is.
+    assert not [f for f in os.listdir(os.path.join(model_dir, "runs"))
+                if f.endswith(".partial.npz")]
     # A rerun runs nothing again and reports the same numbers.
     again = study.run(values, datasets_override=tiny_data(),
                         runtime_override=MacsRuntime)
@@ -128,6 +132,60 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="learning_rate: 0.1 then 0.2"):
         study.run(other, datasets_override=tiny_data(),
                   runtime_override=MacsRuntime)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupted
+
+
+def test_an_interrupted_run_resumes_at_its_last_finished_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    data = (rng.uniform(size=(64, 28, 28, 1)).astype("float32"),
+            rng.integers(0, 10, 64))
+    path = str(tmp_path / "run.partial.npz")
+
+    def fresh():
+        keras.utils.set_random_seed(0)
+        return lib.build_convnet([4, 8, 8, 8])
+
+    first = fresh()
+    with pytest.raises(_Interrupted):  # killed after its second epoch
+        lib.fit(first, data, 4, 0.1, 0, 16, callbacks=[_InterruptAfter(1)],
+                checkpoint=path)
+    assert os.path.exists(path)
+    saved = [w.copy() for w in first.get_weights()]
+    model = fresh()
+    history = lib.fit(model, data, 4, 0.1, 0, 16, checkpoint=path)
+    assert history.resumed_at_epoch == 2
+    assert len(history.history["loss"]) == 4
+    # The optimizer's step count went on from the checkpoint, so the step
+    # schedule ends where a run of 4 epochs ends: at a hundredth.
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * 4
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+    # The checkpoint holds the weights: a finished run's resumes into a
+    # fresh model unchanged, with nothing left to train.
+    again = fresh()
+    history = lib.fit(again, data, 4, 0.1, 0, 16, checkpoint=path)
+    assert history.resumed_at_epoch == 4
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, b) for a, b in
+               zip(saved, again.get_weights()))
+    # A checkpoint of another architecture is refused, naming the file.
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match="run.partial.npz"):
+        lib.fit(lib.build_convnet([4, 8, 8, 16]), data, 4, 0.1, 0, 16,
+                checkpoint=path)
 
 
 def test_unknown_experiment_is_an_error(tmp_path):
