@@ -25,7 +25,7 @@ scores are first divided by their own mean (`normalize="mean"`), labelled
         [--reduction max mean sum] [--normalize none mean] [--uniform]
         [--latency-aware plain calibrated] [--at max] [--table-plans 24]
         [--memory]
-        [--match max/mean]
+        [--match max/mean] [--match-round-to 8]
 
 `--latency-aware plain calibrated` adds the latency-aware knapsack
 spending latency at the MACs of `--at` (default: the first plan; `cost=
@@ -39,7 +39,9 @@ spending latency at the MACs of `--at` (default: the first plan; `cost=
 uniform widths and for the default global gamma, the ratio is bisected
 on end-to-end timings (the dense model, LABEL's slim model and the
 candidate timed together, at the last `--threads`) until the candidate
-measures within 2% of LABEL's, and each one's gamma kept is printed.
+measures within 2% of LABEL's, and each one's gamma kept is printed;
+`--match-round-to` plans those two families at another step size than
+`--round-to` (today's default widths against a plan in steps of 32, say).
 """
 
 import argparse
@@ -161,13 +163,15 @@ def match_latency(name, model, graph, dense_path, target_path, target_kept,
     until each measures as fast as the target plan; print the gamma each
     keeps there."""
     threads = args.threads[-1]
+    round_to = args.match_round_to or args.round_to
     families = {
-        "uniform": lambda r: plan_uniform(model, r, round_to=args.round_to),
+        "uniform": lambda r: plan_uniform(model, r, round_to=round_to),
         "max (default)": lambda r: plan_global_gamma(
-            model, r, round_to=args.round_to),
+            model, r, round_to=round_to),
     }
     print(f"\n{name}: at the measured latency of {args.match} "
-          f"(gamma kept {target_kept:.3f}), {threads} threads:")
+          f"(gamma kept {target_kept:.3f}), {threads} threads, the "
+          f"families at round_to {round_to}:")
     for family, planner in families.items():
         low, high, ratio, best = 0.05, 0.95, args.ratio, None
         for step in range(steps):
@@ -225,6 +229,9 @@ def main():
                         help="a plan label (such as max/mean) to compare "
                              "uniform widths and the default global gamma "
                              "with at equal measured latency")
+    parser.add_argument("--match-round-to", type=int, default=None,
+                        help="--match: the families' round_to (default "
+                             "--round-to)")
     parser.add_argument("--latency-aware", nargs="+", default=[],
                         choices=("plain", "calibrated"),
                         help="also time the latency-aware knapsack at the "
