@@ -51,6 +51,7 @@ import tempfile
 import _bootstrap  # noqa: F401  (first: see there)
 import keras
 import numpy as np
+from knapsack_tables import knapsack_tables
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
@@ -135,16 +136,10 @@ def knapsack_plans(model, plans, args):
         raise SystemExit(f"--at {at}: no such plan ({', '.join(plans)})")
     counter = WidthCounter(model)  # counts the plan without cutting it
     budget = counter.macs(plan_widths(plans[at])) / counter.macs({})
-    runtime = keras_slim.LiteRTRuntime(threads=args.threads[-1])
-    table = keras_slim.build_latency_table(model, runtime,
-                                           memory=args.memory)
-    tables = {}
-    if "plain" in args.latency_aware:
-        tables["knapsack"] = table
-    if "calibrated" in args.latency_aware:
-        tables["knapsack/fit"] = keras_slim.calibrate_latency_table(
-            model, table, runtime, plans=args.table_plans,
-            round_to=args.round_to)
+    tables = knapsack_tables(
+        model, keras_slim.LiteRTRuntime(threads=args.threads[-1]),
+        args.latency_aware, plans=args.table_plans, round_to=args.round_to,
+        memory=args.memory)
     found = []
     for label, table in tables.items():
         result = keras_slim.plan_for_budget(

@@ -53,6 +53,7 @@ import warnings
 import _bootstrap  # noqa: F401  (first: see there)
 import keras
 import numpy as np
+from knapsack_tables import knapsack_tables
 from peer_networks import NETWORKS, check_same
 
 import keras_slim
@@ -102,17 +103,11 @@ def knapsack_plans(model, share, args):
     latency table (plain and/or calibrated), once per `--normalize`."""
     if not args.latency_aware:
         return []
-    runtime = keras_slim.ONNXRuntime(threads=args.table_threads)
     start = time.perf_counter()
-    table = keras_slim.build_latency_table(model, runtime, scan=False,
-                                           memory=args.memory)
-    tables = {}
-    if "plain" in args.latency_aware:
-        tables["knapsack"] = table
-    if "calibrated" in args.latency_aware:
-        tables["knapsack/fit"] = keras_slim.calibrate_latency_table(
-            model, table, runtime, plans=args.table_plans,
-            round_to=args.round_to)
+    tables = knapsack_tables(
+        model, keras_slim.ONNXRuntime(threads=args.table_threads),
+        args.latency_aware, plans=args.table_plans, round_to=args.round_to,
+        memory=args.memory, scan=False)
     print(f"ONNX Runtime latency table at {args.table_threads} thread(s): "
           f"{time.perf_counter() - start:.0f} s", flush=True)
     found = []
