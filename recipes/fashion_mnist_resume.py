@@ -34,7 +34,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.path = path
         self.history = {k: list(v) for k, v in (history or {}).items()}
-        self.first_epoch = len(next(iter(self.history.values()), []))
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
