@@ -170,8 +170,9 @@ def test_an_interrupted_run_resumes_at_its_last_finished_epoch(tmp_path):
     assert len(history.history["loss"]) == 4
     # The optimizer's step count went on from the checkpoint, so the step
     # schedule ends where a run of 4 epochs ends: at a hundredth.
-    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4 * 4
-    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+    numpy = keras.ops.convert_to_numpy
+    assert int(numpy(model.optimizer.iterations)) == 4 * 4
+    assert float(numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
     # The checkpoint holds the weights: a finished run's resumes into a
     # fresh model unchanged, with nothing left to train.
     again = fresh()
