@@ -77,6 +77,11 @@ class HoldsOutsideLayer(keras.Model):
 
 SUBCLASSES = [ScaledOutputs, ScaledOutputs, OwnTrainStep, HoldsOutsideLayer]
 
+# TensorFlow runs an NCHW Conv2D on the CPU only through oneDNN, which it
+# enables on some CPUs only (not CI's): there a channels_first Conv2D is
+# built as its channels_last twin between Permutes, on every machine alike.
+_NO_NCHW = keras.backend.backend() == "tensorflow"
+
 
 class Builder:
     """Draws a model; `names` keeps layer names unique."""
@@ -140,10 +145,18 @@ class Builder:
         if data_format == "channels_first":
             kw.update(padding="same", strides=1, dilation_rate=1)
             groups = 1
-        y = L.Conv2D(
+        conv = L.Conv2D(
             filters, groups=groups, use_bias=self.flag(),
             activation=self.pick(ACTIVATIONS), data_format=data_format,
-            name=self.name("conv"), **kw)(x)
+            name=self.name("conv"), **kw)
+        if data_format == "channels_first" and _NO_NCHW:
+            # The shapes, and so every later draw, stay the other backends'.
+            conv = L.Conv2D(**dict(conv.get_config(),
+                                   data_format="channels_last"))
+            x = L.Permute((2, 3, 1))(x)
+            y = L.Permute((3, 1, 2))(conv(x))
+        else:
+            y = conv(x)
         if bn if bn is not None else self.flag(0.8):
             y = self.batchnorm(y)
         return y
