@@ -659,3 +659,31 @@ def test_op_with_a_per_channel_constant_freezes_its_group():
     expected, actual, messages = _slim_live_plan(model, "vec_out_conv",
                                                  verify=True)
     zoo.assert_close(expected, actual)
+
+
+def test_gamma_planners_keep_a_group_read_raw_beside_its_batchnorm():
+    """Found by the fuzzer: a layer shared by a raw convolution output and
+    a BatchNormalization output ties the two into one group. Zeroing the
+    BN's gammas leaves the raw side live, so gamma does not measure the
+    group: the gamma planners keep it whole (cutting it dropped live
+    channels silently), and cut the plain conv-BN group beside it, exactly."""
+    x = inputs = keras.Input((8, 8, 3))
+    raw = L.Conv2D(4, 3, padding="same", activation="tanh", name="raw")(x)
+    side = L.BatchNormalization(name="side_bn")(
+        L.Conv2D(4, 1, name="side")(raw))
+    shared = L.Conv2D(6, 1, name="shared")
+    x = L.Add(name="sum")([shared(raw), shared(side)])
+    x = zoo.conv_bn(x, 8, "plain")
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    tied, = [g for g in groups.values() if "raw" in g.producers]
+    assert "side" in tied.producers and tied.batchnorms == ["side_bn"]
+    _prepare(model)
+    for plan in (keras_slim.plan_global_gamma(model, ratio=0.5),
+                 keras_slim.plan_uniform(model, ratio=0.5, score="gamma")):
+        assert tied.name not in plan.kept
+    expected, actual, messages = _slim_live_plan(model, "plain_conv",
+                                                 verify=True)
+    assert not [m for m in messages if "`" in m], messages  # none of ours
+    zoo.assert_close(expected, actual)

@@ -13,7 +13,7 @@ from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.plan import PruningPlan
 
 __all__ = ["bn_gamma_scores", "constant_channels", "plan_zero_gamma",
-           "reduce_scores"]
+           "reduce_scores", "unscaled_groups"]
 
 
 def _check_tol(tol):
@@ -87,6 +87,18 @@ def reduce_scores(values, reduction, group):
     return getattr(np, reduction)(values, axis=1)
 
 
+def _weights_reader():
+    """`layer -> {name: array}`, each layer's weights read once."""
+    cache = {}
+
+    def weights(layer):
+        if id(layer) not in cache:
+            cache[id(layer)] = propagation.layer_weights(layer)
+        return cache[id(layer)]
+
+    return weights
+
+
 def constant_channels(graph, dead_fn):
     """For each group, the channels that reach every consumer as a constant
     that consumer can absorb.
@@ -94,14 +106,7 @@ def constant_channels(graph, dead_fn):
     Returns:
         dict group name -> boolean array over the group's channels.
     """
-    weights_cache = {}
-
-    def weights(layer):
-        if id(layer) not in weights_cache:
-            weights_cache[id(layer)] = propagation.layer_weights(layer)
-        return weights_cache[id(layer)]
-
-    values = propagation.propagate(graph, weights, dead_fn)
+    values = propagation.propagate(graph, _weights_reader(), dead_fn)
     agreed = propagation.producer_inputs(graph, values)
     find = graph.spaces.find
     result = {g.name: np.ones(g.width, bool) for g in graph.groups}
@@ -130,6 +135,40 @@ def constant_channels(graph, dead_fn):
             # Read by nothing that mixes channels: no evidence either way.
             result[name][:] = False
     return result
+
+
+def unscaled_groups(graph):
+    """The groups with a channel that reaches a layer mixing channels along
+    a path none of the group's BatchNormalizations scales.
+
+    With every gamma of the model at zero, such a channel still arrives
+    there as a live value (it is read before, or beside, its
+    BatchNormalization: a layer shared by the group's two sides reads one
+    of them raw). Its gamma does not say what cutting it costs, so gamma
+    criteria leave the group whole. A constant made varying on the way (a
+    cut channel's beta times a per-sample gate) is still scaled: cutting it
+    is `slim_model`'s warning, not an unscaled path.
+    """
+    def dead(layer):
+        return np.ones(layer.gamma.shape[0], bool) if layer.scale else None
+
+    varying = {}
+    values = propagation.propagate(graph, _weights_reader(), dead,
+                                   varying=varying)
+    find = graph.spaces.find
+    unscaled = set()
+    for call in graph.calls:
+        if call.role.kind != rule_registry.PRODUCER:
+            continue
+        for key in call.inputs:
+            lay = graph.layouts[key]
+            raw = np.isnan(values[key]) & ~varying[key][0]
+            if not np.any(raw):
+                continue
+            for root in {find(s.space) for s in lay.segments}:
+                if np.any(raw[lay.channel_positions(root, find)]):
+                    unscaled.add(graph.group_of_root(root).name)
+    return unscaled
 
 
 def _dead_in_every_batchnorm(graph, group, tol):

@@ -15,7 +15,11 @@ of `keras_slim.planners.allocation.plan_by_cost`.
 import numpy as np
 
 from keras_slim.core import propagation, rule_registry
-from keras_slim.planners.criteria import bn_gamma_scores, reduce_scores
+from keras_slim.planners.criteria import (
+    bn_gamma_scores,
+    reduce_scores,
+    unscaled_groups,
+)
 
 __all__ = ["filter_norms", "gamma_scores", "l1_scores", "normalize_scores",
            "score_groups"]
@@ -24,11 +28,18 @@ SCORES = ("gamma", "l1", "random")
 NORMALIZERS = ("mean", "max", "sum")
 
 
-def gamma_scores(graph, group, reduction="max"):
+def gamma_scores(graph, group, reduction="max", unscaled=None):
     """Per channel, its |gamma| over the group's BatchNormalizations reduced
     by `reduction` (the largest by default), or `None` when a
-    BatchNormalization has no gamma (`scale=False`) or the group has none."""
+    BatchNormalization has no gamma (`scale=False`), the group has none, or
+    one of its channels reaches a layer that mixes channels along a path no
+    BatchNormalization of it scales (`criteria.unscaled_groups`; pass its
+    answer as `unscaled` to compute it once for many groups)."""
     if not group.batchnorms:
+        return None
+    if unscaled is None:
+        unscaled = unscaled_groups(graph)
+    if group.name in unscaled:
         return None
     score = bn_gamma_scores(graph, group, reduction)
     if np.any(np.isinf(score)):
@@ -119,9 +130,10 @@ def score_groups(graph, groups, score, seed=None, reduction=None,
                  normalize=None):
     """dict group name -> per-channel scores, for the groups that have one.
 
-    `score` is "gamma" (groups without a scaled BatchNormalization are left
-    out), "l1", "random" (a generator seeded by `seed`) or an importance
-    function `score(graph, group) -> scores or None` (see the module).
+    `score` is "gamma" (groups without a scaled BatchNormalization, or
+    with a path none of theirs scales, are left out), "l1", "random" (a
+    generator seeded by `seed`) or an importance function
+    `score(graph, group) -> scores or None` (see the module).
     `reduction` says how the scores of a channel's copies in a group (its
     BatchNormalizations for "gamma", its producers for "l1") make one:
     "max", "mean", "sum" or a function (`criteria.reduce_scores`); `None`
@@ -144,10 +156,11 @@ def score_groups(graph, groups, score, seed=None, reduction=None,
     if reduction is None:
         reduction = DEFAULT_REDUCTIONS.get(score, "max")
     rng = np.random.default_rng(seed)
+    unscaled = unscaled_groups(graph) if score == "gamma" else set()
     scores = {}
     for group in groups:
         if score == "gamma":
-            value = gamma_scores(graph, group, reduction)
+            value = gamma_scores(graph, group, reduction, unscaled)
         elif score == "l1":
             value = l1_scores(graph, group, reduction)
         else:

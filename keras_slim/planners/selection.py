@@ -52,8 +52,10 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     group whose channels pass through several BatchNormalization layers (the
     branches of a residual `Add`) is scored, per channel, by the largest
     |gamma| over them, so a channel goes only when it is small in every
-    branch. Groups without BatchNormalization, or whose BatchNormalization
-    has no gamma (`scale=False`), are kept whole.
+    branch. Groups without BatchNormalization, whose BatchNormalization
+    has no gamma (`scale=False`), or with a channel that reaches a layer
+    mixing channels along a path none of their BatchNormalizations scales
+    (so that its gamma does not measure it), are kept whole.
 
     `reduction` changes how a tied channel's |gamma| values make its score.
     "max" (the papers' rule, the default) keeps a residual stream's channel
