@@ -25,6 +25,7 @@ from recipes.fashion_mnist_claims import (  # noqa: E402
     commits_line,
     dense_section,
     progress_page,
+    run_mean,
     verdict,
 )
 
@@ -180,10 +181,18 @@ def comparison(name, experiment, config):
         aware = _find(s, label="latency_aware")
         plain = _find(s, label="global_gamma")
         if aware and plain:
+            parts = {label: {key: run_mean(experiment, label, key)
+                             for key in ("latency_ms", "latency_of_dense",
+                                         "importance_kept")}
+                     for label in ("latency_aware", "global_gamma")}
             return (f"latency-aware {_acc(aware):.2f}% against global gamma "
                     f"{_acc(plain):.2f}% ({_acc(aware) - _acc(plain):+.2f} "
                     f"points), at {aware['params']['mean']:,.0f} against "
-                    f"{plain['params']['mean']:,.0f} params.")
+                    f"{plain['params']['mean']:,.0f} params; LiteRT latency "
+                    + " against ".join(
+                        f"{p['latency_ms']:.2f} ms ({p['latency_of_dense']:.2f}"
+                        f" of dense, {p['importance_kept']:.3f} of the |gamma| "
+                        "kept)" for p in parts.values()) + " (means over seeds).")
     return ""
 
 

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -123,6 +124,10 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
         assert os.path.getsize(plot) > 0
     assert results["commit"] in text
     assert text.count("**Verdict:**") == len(study.EXPERIMENTS)
+    # Experiment 6 says at what latency each plan ran, not only "equal".
+    assert re.search(r"running at \d\.\d\d of the dense latency against "
+                     r"global gamma's \d\.\d\d", text)
+    assert re.search(r"LiteRT latency \d+\.\d\d ms", text)
     assert "## Choices made on the validation split" in text
     assert "## The dense baseline" in text
     assert os.path.getsize(os.path.join(docs, "fashion_mnist_dense_curve.png")) > 0
