@@ -80,7 +80,7 @@ def table(experiment, name):
              "|:--|--:|--:|--:|--:|--:|--:|"]
     for entry in experiment["summary"]:
         label = entry["label"]
-        if entry.get("method") not in (None, "-"):
+        if entry.get("method") not in (None, "-", label):
             label = f"{entry['method']}: {label}"
         if name == "5_lottery_ticket":
             label = f"lr {entry['learning_rate']:g}: {label}"
@@ -263,17 +263,23 @@ def plot(name, experiment, config, path):
                                      ("Scratch-B", "#2ca02c")):
                     _errorbar(axis, [_find(s, label=label, method=method)],
                               f"{method}: {label}", fmt=marker, color=color)
-        elif name == "6_budget":
+        elif name == "6_budget":  # each seed's run at its own latency
             for label, fmt in (("latency_aware", "o"), ("global_gamma", "s")):
-                _errorbar(axis, [_find(s, label=label)], label, fmt=fmt)
+                runs = [r for r in experiment["runs"] if r["label"] == label]
+                axis.plot([r["latency_of_dense"] for r in runs],
+                          [100 * r["accuracy"] for r in runs], fmt,
+                          label=f"{label} (one point a seed)")
         elif name == "4_architecture":
             for label, fmt in (("slimming widths", "o-"),
                                ("uniform widths", "s--")):
                 _errorbar(axis, [_find(s, label=label, ratio=r)
                                  for r in config["ratios"]],
                           label + " (scratch)", fmt=fmt)
-        axis.set_xscale("log")
-        axis.set_xlabel("parameters")
+        if name == "6_budget":
+            axis.set_xlabel("LiteRT latency, share of the dense network's")
+        else:
+            axis.set_xscale("log")
+            axis.set_xlabel("parameters")
     axis.set_ylabel(f"test accuracy % ({config['test_examples']:,} images)")
     axis.set_title(TITLES[name], fontsize=9)
     axis.grid(alpha=0.3)
