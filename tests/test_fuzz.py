@@ -238,6 +238,7 @@ def test_fuzz_random_models_slim_exactly():
     assert stats["wide_merges"] > 0 and stats["training_calls"] > 0, stats
     assert stats["cut_examples"] >= 0.3 * stats["examples"], stats
     assert stats["params_cut"] > 0.02 * stats["params"], stats
+    assert stats["live_exact"] > 0, stats  # (d) checked a cut, not vacuously
     assert stats["exact_folds"] >= 0.1 * stats["examples"], stats
     # fold="exact" repairs most of the approximate folds the fuzzer makes.
     assert stats["made_exact"] >= 0.5 * stats["approximate"], stats
