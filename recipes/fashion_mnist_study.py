@@ -30,8 +30,10 @@ and Scratch-B gets the large model's computation (Rethinking's CIFAR rules).
 
 Every finished run writes `DIR/runs/<run>.json` (its commit, seed, settings,
 validation and test accuracy) and is skipped on a rerun; the study writes
-`DIR/results.json`. Two processes started with the same command share the
-runs (lock files), so two trainings run at a time. `--quick` runs
+`DIR/results.json`, adding its experiments to those other invocations on
+`DIR` wrote there. Two processes started with the same command share the
+runs (lock files), so two trainings run at a time; `--experiments=` can
+split the study between them and one results file still gathers it. `--quick` runs
 everything with one seed on a small subset (a smoke run: its numbers mean
 little).
 """
@@ -43,6 +45,7 @@ if not __package__:  # run as a file: import this repository
     import _bootstrap  # noqa: F401
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 
 import keras  # noqa: E402
@@ -353,9 +356,65 @@ class Study:
                 else dict(self.runs.run(*row[0])[0], **row[1]) for row in rows]
 
 
+def _merge_earlier(path, config, experiments, commit):
+    """This invocation's experiments, stamped with `commit`, over those an
+    earlier (or a parallel) invocation on the same `model_dir` wrote to
+    `path` with the same configuration, in the study's order; and the
+    earlier file's training seconds by run.
+
+    So `--experiments=` lists split across processes still leave one
+    results file with every finished experiment. An earlier file made
+    with other settings (seeds, ratios, ...) is not merged: it is named
+    in the log and replaced.
+    """
+    merged, seconds = {}, {}
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+
+        def same(c):
+            return {k: v for k, v in c.items() if k != "experiments"}
+        if same(before.get("config", {})) == same(config):
+            merged.update(before.get("experiments", {}))
+            seconds.update(before.get("run_wall_seconds", {}))
+        else:
+            print(f"{path} was written with other settings; its experiments "
+                  f"({', '.join(before.get('experiments', {}))}) are replaced",
+                  flush=True)
+    for name, experiment in experiments.items():
+        merged[name] = dict(experiment, commit=commit)
+    return ({name: merged[name] for name in EXPERIMENTS if name in merged},
+            seconds)
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """An exclusive lock on `path` across processes (none where `fcntl`
+    is missing, as on Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _write_results(flags_obj, config, study, experiments, start, commit):
+    path = os.path.join(flags_obj.model_dir, "results.json")
+    with _file_lock(path + ".lock"):
+        return _write_results_locked(path, flags_obj, config, study,
+                                     experiments, start, commit)
+
+
+def _write_results_locked(path, flags_obj, config, study, experiments,
+                          start, commit):
     runs, train, test = study.runs, study.train, study.test
-    unique = {}
+    merged, unique = _merge_earlier(path, config, experiments, commit)
     for name in runs.ran + runs.skipped:
         with open(os.path.join(runs.folder, name + ".json")) as f:
             unique[name] = json.load(f)["wall_seconds"]
@@ -369,18 +428,22 @@ def _write_results(flags_obj, config, study, experiments, start, commit):
                     "validation_examples": len(study.validation[0]),
                     "test_examples": len(test[0])},
         "choices": study.choices,
-        "experiments": dict(experiments),
+        # each with the commit of the invocation that summarized it
+        "experiments": merged,
+        # this invocation's `--experiments` all done / every experiment in
         "finished": list(experiments) == config["experiments"],
+        "complete": list(merged) == list(EXPERIMENTS),
+        # every run behind these experiments, choices included, counted once
         "wall_seconds_runs": round(sum(unique.values()), 2),
+        "run_wall_seconds": dict(sorted(unique.items())),
         "wall_seconds_this_invocation": round(time.perf_counter() - start, 2),
         "ran": list(runs.ran),
         "skipped": sorted(set(runs.skipped)),
     }
-    path = os.path.join(flags_obj.model_dir, "results.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=1)
     os.replace(path + ".tmp", path)
-    print(f"Wrote {path} ({', '.join(experiments)})", flush=True)
+    print(f"Wrote {path} ({', '.join(merged)})", flush=True)
     return results
 
 

@@ -132,6 +132,31 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     assert "## The dense baseline" in text
     assert os.path.getsize(os.path.join(docs, "fashion_mnist_dense_curve.png")) > 0
     assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
+    # An invocation of some experiments adds them to what the others wrote:
+    # a study split between processes still leaves one complete file.
+    path = os.path.join(model_dir, "results.json")
+    os.remove(path)
+    for name in reversed(study.EXPERIMENTS):
+        part = study.run(parse(TINY + ["--model_dir=" + model_dir,
+                                       "--experiments=" + name]),
+                         datasets_override=tiny_data(),
+                         runtime_override=MacsRuntime)
+        assert part["ran"] == [] and part["finished"]
+    assert list(part["experiments"]) == list(study.EXPERIMENTS)
+    assert part["complete"]
+    assert all(e["commit"] == results["commit"]
+               for e in part["experiments"].values())
+    assert part["wall_seconds_runs"] == results["wall_seconds_runs"]
+    with open(path) as f:
+        assert json.load(f)["experiments"] == part["experiments"]
+    # One with other settings replaces, not merges, what was there.
+    other = study.run(parse(TINY + ["--model_dir=" + model_dir,
+                                    "--experiments=2_ista",
+                                    "--budget_runs=4"]),
+                      datasets_override=tiny_data(),
+                      runtime_override=MacsRuntime)
+    assert list(other["experiments"]) == ["2_ista"]
+    assert not other["complete"]
     # Resuming with other training settings is refused.
     other = parse(TINY + ["--model_dir=" + model_dir, "--learning_rate=0.2"])
     with pytest.raises(ValueError, match="learning_rate: 0.1 then 0.2"):
