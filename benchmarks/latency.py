@@ -18,11 +18,16 @@ important channels is not a win. `--uniform` adds `plan_uniform` at the
 same ratio (every group cut alike), the speed-per-MAC reference.
 `--normalize none mean` adds, for each reduction, the plan whose groups'
 scores are first divided by their own mean (`normalize="mean"`), labelled
-"reduction/normalizer".
+"reduction/normalizer". `--max-ratio 0.75` and `--min-channels 32` add,
+for each of those plans, one with that floor on every group's width (at
+most that share of a group cut; at least that many channels kept),
+labelled "plan,cap0.75" and "plan,min32": thin convolutions run below
+their kernels' efficiency, and a floor keeps the cut off them.
 
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean] [--uniform]
+        [--max-ratio 0.75] [--min-channels 32]
         [--latency-aware plain calibrated] [--at max] [--table-plans 24]
         [--memory]
         [--match max/mean] [--match-round-to 8]
@@ -77,11 +82,17 @@ def measure(name, args, directory):
     )
     spread_gammas(model, np.random.default_rng(0))
     graph = ChannelGraph(model)
-    plans = [(reduction if normalize == "none" else f"{reduction}/{normalize}",
+    floors = [("", {})] + [
+        (f",cap{r:g}", {"max_ratio": r}) for r in args.max_ratio] + [
+        (f",min{m}", {"min_channels": m}) for m in args.min_channels]
+    plans = [((reduction if normalize == "none" else
+               f"{reduction}/{normalize}") + suffix,
               plan_global_gamma(
                   model, args.ratio, round_to=args.round_to,
                   reduction=reduction,
-                  normalize=None if normalize == "none" else normalize))
+                  normalize=None if normalize == "none" else normalize,
+                  **floor))
+             for suffix, floor in floors
              for normalize in args.normalize for reduction in args.reduction]
     if args.uniform:
         plans.append(("uniform",
@@ -242,6 +253,12 @@ def main():
                         help="--latency-aware: the table also prices the "
                              "merges, pooling and padding a group drives "
                              "(build_latency_table(memory=True))")
+    parser.add_argument("--max-ratio", type=float, nargs="+", default=[],
+                        help="also each global plan with at most this share "
+                             "of any group cut (`max_ratio`)")
+    parser.add_argument("--min-channels", type=int, nargs="+", default=[],
+                        help="also each global plan with at least this many "
+                             "channels kept in every group (`min_channels`)")
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",
@@ -254,7 +271,7 @@ def main():
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
           f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
-    header = (f"{'model':<12} {'threads':>7} {'plan':>12} {'gamma kept':>10} "
+    header = (f"{'model':<12} {'threads':>7} {'plan':>18} {'gamma kept':>10} "
               f"{'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "
               f"{'speedup':>8} {'ratio':>6}")
@@ -264,7 +281,7 @@ def main():
         mac_cut = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
-              f"{row['plan']:>12} {row['gamma_kept']:10.3f} "
+              f"{row['plan']:>18} {row['gamma_kept']:10.3f} "
               f"{row['macs'][0] / 1e6:10.0f}M "
               f"{row['macs'][1] / 1e6:9.0f}M {mac_cut:7.2f}x "
               f"{row['latency'][0]:9.2f} {row['latency'][1]:8.2f} "
