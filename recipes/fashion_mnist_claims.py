@@ -37,7 +37,8 @@ def commits_line(results):
         for row in experiment["runs"]:
             commits.setdefault(row.get("commit", "unknown"), set()).add(
                 row["name"])
-    parts = [f"`{c}` ({len(n)} runs)" for c, n in sorted(commits.items())]
+    parts = [f"`{c}` ({len(n)} run{'' if len(n) == 1 else 's'})"
+             for c, n in sorted(commits.items())]
     return ("Produced at commit " + ", ".join(parts) + "; the report was "
             f"assembled at `{results['commit']}`.")
 
