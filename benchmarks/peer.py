@@ -28,10 +28,16 @@ rounds in which each keras_slim model beat Torch-Pruning's.
     python benchmarks/peer.py [--models resnet50 mobilenetv2] [--size 160]
         [--rounds 60] [--threads 1 2]
         [--reduction max mean sum] [--normalize none mean]
+        [--max-ratio 0.6] [--min-channels 32]
 
 `--normalize mean` adds, for each reduction, the plan whose groups' scores
 are first divided by their own mean, as Torch-Pruning's are
 ("keras_slim mean/mean").
+
+`--max-ratio 0.6` and `--min-channels 32` add, for each of those plans,
+one at the same MAC share with that floor on every group's width
+(labelled "max,cap0.6" and "max,min32"): thin convolutions run below
+their kernels' efficiency, and a floor moves the cut off them.
 
 `--latency-aware plain calibrated` adds keras_slim's latency-aware
 knapsack at the same MAC share (`plan_for_budget(..., "latency_aware",
@@ -176,18 +182,28 @@ def measure(name, args):
                      keras_slim.count_macs(slims[-1]) / dense_macs,
                      importance_kept(graph, plan, reduction="sum")))
 
-    for round_to, normalize, reduction in itertools.product(
+    floors = [("", {})] + [
+        (f",cap{r:g}", {"max_ratio": r}) for r in args.max_ratio] + [
+        (f",min{m}", {"min_channels": m}) for m in args.min_channels]
+    for round_to, normalize, reduction, (suffix, floor) in itertools.product(
             args.slim_round_to or [args.round_to], args.normalize,
-            args.reduction):
+            args.reduction, floors):
         label = reduction if normalize == "none" else \
             f"{reduction}/{normalize}"
         if round_to != args.round_to:
             label += f" r{round_to}"
-        plan = plan_for_budget(
-            model, "global_gamma", macs=share, round_to=round_to,
-            reduction=reduction,
-            normalize=None if normalize == "none" else normalize).plan
-        add(label, plan)
+        try:
+            plan = plan_for_budget(
+                model, "global_gamma", macs=share, round_to=round_to,
+                reduction=reduction,
+                normalize=None if normalize == "none" else normalize,
+                **floor).plan
+        except ValueError as error:  # a floor that cannot reach the MACs
+            if not floor:
+                raise
+            print(f"keras_slim {label + suffix}: skipped, {error}")
+            continue
+        add(label + suffix, plan)
     for label, plan in knapsack_plans(model, share, args):
         add(label, plan)
     with tempfile.TemporaryDirectory() as folder:
@@ -236,6 +252,12 @@ def main():
     parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
                         help="keras_slim's round_to values (default: "
                              "--round-to, Torch-Pruning's)")
+    parser.add_argument("--max-ratio", type=float, nargs="+", default=[],
+                        help="also each global plan with at most this share "
+                             "of any group cut (`max_ratio`)")
+    parser.add_argument("--min-channels", type=int, nargs="+", default=[],
+                        help="also each global plan with at least this many "
+                             "channels kept in every group (`min_channels`)")
     parser.add_argument("--latency-aware", nargs="+", default=[],
                         choices=("plain", "calibrated"),
                         help="also the latency-aware knapsack at the same "
