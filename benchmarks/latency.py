@@ -57,6 +57,7 @@ import _bootstrap  # noqa: F401  (first: see there)
 import keras
 import numpy as np
 from knapsack_tables import knapsack_tables
+from width_floors import add_floor_arguments, width_floors
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
@@ -82,9 +83,7 @@ def measure(name, args, directory):
     )
     spread_gammas(model, np.random.default_rng(0))
     graph = ChannelGraph(model)
-    floors = [("", {})] + [
-        (f",cap{r:g}", {"max_ratio": r}) for r in args.max_ratio] + [
-        (f",min{m}", {"min_channels": m}) for m in args.min_channels]
+    floors = width_floors(args)
     plans = [((reduction if normalize == "none" else
                f"{reduction}/{normalize}") + suffix,
               plan_global_gamma(
@@ -253,12 +252,7 @@ def main():
                         help="--latency-aware: the table also prices the "
                              "merges, pooling and padding a group drives "
                              "(build_latency_table(memory=True))")
-    parser.add_argument("--max-ratio", type=float, nargs="+", default=[],
-                        help="also each global plan with at most this share "
-                             "of any group cut (`max_ratio`)")
-    parser.add_argument("--min-channels", type=int, nargs="+", default=[],
-                        help="also each global plan with at least this many "
-                             "channels kept in every group (`min_channels`)")
+    add_floor_arguments(parser)
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
     parser.add_argument("--no-check", dest="check", action="store_false",

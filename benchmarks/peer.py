@@ -61,6 +61,7 @@ import keras
 import numpy as np
 from knapsack_tables import knapsack_tables
 from peer_networks import NETWORKS, check_same
+from width_floors import add_floor_arguments, width_floors
 
 import keras_slim
 from keras_slim.core.graph import ChannelGraph
@@ -182,9 +183,7 @@ def measure(name, args):
                      keras_slim.count_macs(slims[-1]) / dense_macs,
                      importance_kept(graph, plan, reduction="sum")))
 
-    floors = [("", {})] + [
-        (f",cap{r:g}", {"max_ratio": r}) for r in args.max_ratio] + [
-        (f",min{m}", {"min_channels": m}) for m in args.min_channels]
+    floors = width_floors(args)
     for round_to, normalize, reduction, (suffix, floor) in itertools.product(
             args.slim_round_to or [args.round_to], args.normalize,
             args.reduction, floors):
@@ -252,12 +251,7 @@ def main():
     parser.add_argument("--slim-round-to", type=int, nargs="+", default=None,
                         help="keras_slim's round_to values (default: "
                              "--round-to, Torch-Pruning's)")
-    parser.add_argument("--max-ratio", type=float, nargs="+", default=[],
-                        help="also each global plan with at most this share "
-                             "of any group cut (`max_ratio`)")
-    parser.add_argument("--min-channels", type=int, nargs="+", default=[],
-                        help="also each global plan with at least this many "
-                             "channels kept in every group (`min_channels`)")
+    add_floor_arguments(parser)
     parser.add_argument("--latency-aware", nargs="+", default=[],
                         choices=("plain", "calibrated"),
                         help="also the latency-aware knapsack at the same "
