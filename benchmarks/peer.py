@@ -36,8 +36,9 @@ are first divided by their own mean, as Torch-Pruning's are
 
 `--max-ratio 0.6` and `--min-channels 32` add, for each of those plans,
 one at the same MAC share with that floor on every group's width
-(labelled "max,cap0.6" and "max,min32"): thin convolutions run below
-their kernels' efficiency, and a floor moves the cut off them.
+(labelled "max,cap0.6" and "max,min32"). On ResNet-50 a floor of 48
+made global gamma faster than Torch-Pruning at its MACs while keeping
+more gamma; 40 did not, being no multiple of 16 (docs/benchmarks.md).
 
 `--latency-aware plain calibrated` adds keras_slim's latency-aware
 knapsack at the same MAC share (`plan_for_budget(..., "latency_aware",
