@@ -29,8 +29,9 @@ their kernels' efficiency, and a floor keeps the cut off them.
         [--reduction max mean sum] [--normalize none mean] [--uniform]
         [--max-ratio 0.75] [--min-channels 32]
         [--latency-aware plain calibrated] [--at max] [--table-plans 24]
-        [--memory]
+        [--memory] [--latency-budget 0.5 0.65]
         [--match max/mean] [--match-round-to 8]
+        [--curve 0.1 0.2 0.3 0.4 0.5 0.6] [--curve-round-to 8 16]
 
 `--latency-aware plain calibrated` adds the latency-aware knapsack
 spending latency at the MACs of `--at` (default: the first plan; `cost=
@@ -39,6 +40,9 @@ spending latency at the MACs of `--at` (default: the first plan; `cost=
 `--table-plans` random slim models ("knapsack/fit",
 `calibrate_latency_table`, which prints its leave-one-out error);
 `--memory` builds that table with the merges, pooling and padding priced.
+`--latency-budget 0.5` adds the knapsack under a latency budget instead
+(`plan_for_budget(model, "latency_aware", latency=0.5)`, planned on the
+plain table, not confirmed), once per width floor ("lat0.5,min32").
 
 `--match LABEL` then compares allocations at equal measured latency: for
 uniform widths and for the default global gamma, the ratio is bisected
@@ -47,6 +51,14 @@ candidate timed together, at the last `--threads`) until the candidate
 measures within 2% of LABEL's, and each one's gamma kept is printed;
 `--match-round-to` plans those two families at another step size than
 `--round-to` (today's default widths against a plan in steps of 32, say).
+
+`--curve 0.1 0.2 ... 0.6` compares every plan at equal measured latency
+at every thread count, in the same run: the two families are timed at
+each of those ratios beside the plans (at each `--curve-round-to`,
+default `--round-to`), and each plan's gamma kept is set beside what each
+family keeps at the plan's measured latency, interpolated between its two
+neighbouring points ("outside" when the plan is faster or slower than
+every point of the family).
 """
 
 import argparse
@@ -98,6 +110,10 @@ def measure(name, args, directory):
                       plan_uniform(model, args.ratio, round_to=args.round_to)))
     if args.latency_aware:
         plans.extend(knapsack_plans(model, dict(plans), args))
+    if args.latency_budget:
+        plans.extend(latency_budget_plans(model, args))
+    shown = len(plans)
+    plans.extend(curve_plans(model, args))
     nets = [("dense", model, None)] + [
         (label, keras_slim.slim_model(model, plan),
          importance_kept(graph, plan, reduction="sum"))
@@ -123,9 +139,10 @@ def measure(name, args, directory):
             verbose=True,
         )
         dense = timings[0]
-        for (label, _, kept), net_macs, timing in zip(nets[1:], macs[1:],
-                                                      timings[1:]):
+        for index, ((label, _, kept), net_macs, timing) in enumerate(
+                zip(nets[1:], macs[1:], timings[1:])):
             rows.append({
+                "curve": index >= shown,
                 "model": name,
                 "threads": threads,
                 "plan": label,
@@ -136,6 +153,82 @@ def measure(name, args, directory):
                            timing.p90_ms / timing.p10_ms),
             })
     return rows
+
+
+def latency_budget_plans(model, args):
+    """The latency-aware knapsack under each `--latency-budget`, with each
+    width floor, planned on a plain table timed at the last `--threads`."""
+    table = keras_slim.build_latency_table(
+        model, keras_slim.LiteRTRuntime(threads=args.threads[-1]))
+    found = []
+    for fraction in args.latency_budget:
+        for suffix, floor in width_floors(args):
+            result = keras_slim.plan_for_budget(
+                model, "latency_aware", latency=fraction, table=table,
+                confirm=False, round_to=args.round_to, **floor)
+            label = f"lat{fraction:g}{suffix}"
+            print(f"{label}: predicted {result.achieved['latency']:.2f} ms "
+                  f"of {table.dense_ms:.2f}", flush=True)
+            found.append((label, result.plan))
+    return found
+
+
+def curve_plans(model, args):
+    """Uniform widths and the default global gamma at each `--curve` ratio
+    and `--curve-round-to`, labelled "~uniform/8@0.3" (family/round_to)."""
+    found = []
+    for round_to in args.curve_round_to or [args.round_to]:
+        for ratio in args.curve:
+            found.append((f"~uniform/{round_to}@{ratio:g}", plan_uniform(
+                model, ratio, round_to=round_to)))
+            found.append((f"~max/{round_to}@{ratio:g}", plan_global_gamma(
+                model, ratio, round_to=round_to)))
+    return found
+
+
+def at_equal_latency(rows):
+    """For each plan and thread count, what each `--curve` family keeps at
+    the plan's measured latency (linear between the two measured points
+    around it)."""
+    lines = []
+    keys = sorted({(r["model"], r["threads"]) for r in rows},
+                  key=lambda k: (k[0], str(k[1])))
+    for model, threads in keys:
+        here = [r for r in rows
+                if r["model"] == model and r["threads"] == threads]
+        points = {}
+        for row in here:
+            if row["curve"]:
+                name = row["plan"][1:].split("@")[0]
+                points.setdefault(name, []).append(
+                    (row["latency"][1] / row["latency"][0],
+                     row["gamma_kept"]))
+        lines.append(f"{model}, {threads} threads: "
+                     + "; ".join(
+                         f"{name} " + " ".join(f"{x:.3f}:{y:.3f}"
+                                               for x, y in sorted(pts))
+                         for name, pts in points.items())
+                     + "  (latency of dense : gamma kept)")
+        for row in here:
+            if row["curve"]:
+                continue
+            relative = row["latency"][1] / row["latency"][0]
+            cells, beaten = [], True
+            for name, pts in points.items():
+                xs, ys = zip(*sorted(pts))
+                if not xs[0] <= relative <= xs[-1]:
+                    cells.append(f"{name} outside")
+                    beaten = False
+                    continue
+                other = float(np.interp(relative, xs, ys))
+                beaten &= row["gamma_kept"] > other
+                cells.append(f"{name} {other:.3f}")
+            lines.append(
+                f"  {row['plan']:>18} at {relative:.3f} of dense keeps "
+                f"{row['gamma_kept']:.3f}; " + ", ".join(cells)
+                + ("  -> keeps more than every family" if beaten and cells
+                   else ""))
+    return lines
 
 
 def knapsack_plans(model, plans, args):
@@ -252,6 +345,20 @@ def main():
                         help="--latency-aware: the table also prices the "
                              "merges, pooling and padding a group drives "
                              "(build_latency_table(memory=True))")
+    parser.add_argument("--latency-budget", type=float, nargs="+",
+                        default=[],
+                        help="also the latency-aware knapsack under each of "
+                             "these latency budgets (fractions of dense), "
+                             "with each width floor")
+    parser.add_argument("--curve", type=float, nargs="+", default=[],
+                        help="ratios at which uniform widths and the "
+                             "default global gamma are timed in the same "
+                             "run, to compare every plan with them at its "
+                             "measured latency")
+    parser.add_argument("--curve-round-to", type=int, nargs="+",
+                        default=None,
+                        help="--curve: the families' round_to values "
+                             "(default --round-to)")
     add_floor_arguments(parser)
     parser.add_argument("--uniform", action="store_true",
                         help="also time plan_uniform at the same ratio")
@@ -272,6 +379,8 @@ def main():
     print(header)
     print("-" * len(header))
     for row in rows:
+        if row["curve"]:
+            continue
         mac_cut = row["macs"][0] / row["macs"][1]
         speedup = row["latency"][0] / row["latency"][1]
         print(f"{row['model']:<12} {row['threads'] or 'default':>7} "
@@ -284,9 +393,13 @@ def main():
           "importance-driven plan (issue 20): >= 0.90. "
           "p90/p10 spread: "
           + ", ".join(f"{r['model']}/{r['threads']} {r['spread'][0]:.2f}/"
-                      f"{r['spread'][1]:.2f}" for r in rows) + ")")
+                      f"{r['spread'][1]:.2f}" for r in rows
+                      if not r["curve"]) + ")")
     print("(gamma kept = share of the summed |gamma| of every "
           "BatchNormalization the plan keeps)")
+    if args.curve:
+        print("\nAt equal measured latency (--curve):")
+        print("\n".join(at_equal_latency(rows)))
 
 
 if __name__ == "__main__":
