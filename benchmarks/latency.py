@@ -41,8 +41,9 @@ spending latency at the MACs of `--at` (default: the first plan; `cost=
 `calibrate_latency_table`, which prints its leave-one-out error);
 `--memory` builds that table with the merges, pooling and padding priced.
 `--latency-budget 0.5` adds the knapsack under a latency budget instead
-(`plan_for_budget(model, "latency_aware", latency=0.5)`, planned on the
-plain table, not confirmed), once per width floor ("lat0.5,min32").
+(`plan_for_budget(model, "latency_aware", latency=0.5)` on a plain table,
+confirmed end to end as by default, both at the last `--threads`), once
+per width floor ("lat0.5,min32").
 
 `--match LABEL` then compares allocations at equal measured latency: for
 uniform widths and for the default global gamma, the ratio is bisected
@@ -158,17 +159,18 @@ def measure(name, args, directory):
 def latency_budget_plans(model, args):
     """The latency-aware knapsack under each `--latency-budget`, with each
     width floor, planned on a plain table timed at the last `--threads`."""
-    table = keras_slim.build_latency_table(
-        model, keras_slim.LiteRTRuntime(threads=args.threads[-1]))
+    runtime = keras_slim.LiteRTRuntime(threads=args.threads[-1])
+    table = keras_slim.build_latency_table(model, runtime)
     found = []
     for fraction in args.latency_budget:
         for suffix, floor in width_floors(args):
             result = keras_slim.plan_for_budget(
                 model, "latency_aware", latency=fraction, table=table,
-                confirm=False, round_to=args.round_to, **floor)
+                runtime=runtime, round_to=args.round_to, **floor)
             label = f"lat{fraction:g}{suffix}"
-            print(f"{label}: predicted {result.achieved['latency']:.2f} ms "
-                  f"of {table.dense_ms:.2f}", flush=True)
+            print(f"{label}: confirmed at {result.measured_ms:.2f} ms, "
+                  f"{result.measured_ms / result.dense['latency']:.3f} of "
+                  "dense", flush=True)
             found.append((label, result.plan))
     return found
 
