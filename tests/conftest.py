@@ -90,3 +90,19 @@ def keras_backend(request):
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
+
+
+@pytest.fixture(scope="module")
+def benchmark_module():
+    """`benchmark_module(name)`: a script of benchmarks/ imported as a
+    module (the folder on `sys.path` until the test module ends)."""
+    import importlib
+    import sys
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(folder)

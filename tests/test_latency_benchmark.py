@@ -4,24 +4,14 @@ at the plan's measured latency, and never when the plan lies outside a
 family's measured points. The verdict is what the issue's claim rests
 on, so it is checked here on rows whose answer is known."""
 
-import importlib
-import os
-import sys
-
 import pytest
 
 pytestmark = pytest.mark.backend("tensorflow")
 
 
 @pytest.fixture(scope="module")
-def latency():
-    folder = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "benchmarks")
-    sys.path.insert(0, folder)
-    try:
-        yield importlib.import_module("latency")
-    finally:
-        sys.path.remove(folder)
+def latency(benchmark_module):
+    return benchmark_module("latency")
 
 
 def _row(plan, relative, kept, curve=False):

@@ -3,10 +3,6 @@ frameworks (benchmarks/peer_networks.py): the claim that each pair
 computes the same function is checked here, so that the peer comparison
 times like against like."""
 
-import importlib
-import os
-import sys
-
 import numpy as np
 import pytest
 
@@ -16,14 +12,8 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
-def peer():
-    folder = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "benchmarks")
-    sys.path.insert(0, folder)
-    try:
-        yield importlib.import_module("peer_networks")
-    finally:
-        sys.path.remove(folder)
+def peer(benchmark_module):
+    return benchmark_module("peer_networks")
 
 
 def test_the_two_resnet50s_compute_the_same_function(peer):
