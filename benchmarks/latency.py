@@ -113,7 +113,6 @@ def measure(name, args, directory):
         plans.extend(knapsack_plans(model, dict(plans), args))
     if args.latency_budget:
         plans.extend(latency_budget_plans(model, args))
-    shown = len(plans)
     plans.extend(curve_plans(model, args))
     nets = [("dense", model, None)] + [
         (label, keras_slim.slim_model(model, plan),
@@ -140,10 +139,10 @@ def measure(name, args, directory):
             verbose=True,
         )
         dense = timings[0]
-        for index, ((label, _, kept), net_macs, timing) in enumerate(
-                zip(nets[1:], macs[1:], timings[1:])):
+        for (label, _, kept), net_macs, timing in zip(nets[1:], macs[1:],
+                                                      timings[1:]):
             rows.append({
-                "curve": index >= shown,
+                "curve": label.startswith("~"),  # a `curve_plans` point
                 "model": name,
                 "threads": threads,
                 "plan": label,
