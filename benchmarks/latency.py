@@ -26,6 +26,7 @@ their kernels' efficiency, and a floor keeps the cut off them.
 
     python benchmarks/latency.py [--models ResNet50 MobileNetV2]
         [--ratio 0.5] [--round-to 8] [--runs 30] [--warmup 5] [--threads 1 2]
+        [--turn-warmup 1]
         [--reduction max mean sum] [--normalize none mean] [--uniform]
         [--max-ratio 0.75] [--min-channels 32]
         [--latency-aware plain calibrated] [--at max] [--table-plans 24]
@@ -136,7 +137,7 @@ def measure(name, args, directory):
     for threads in args.threads:
         timings = time_model_files(
             paths, runs=args.runs, warmup=args.warmup, num_threads=threads,
-            verbose=True,
+            verbose=True, turn_warmup=args.turn_warmup,
         )
         dense = timings[0]
         for (label, _, kept), net_macs, timing in zip(nets[1:], macs[1:],
@@ -280,7 +281,8 @@ def match_latency(name, model, graph, dense_path, target_path, target_kept,
                           check=False).path
             dense, target, candidate = (t.median_ms for t in time_model_files(
                 [dense_path, target_path, path], runs=args.runs,
-                warmup=args.warmup, num_threads=threads))
+                warmup=args.warmup, num_threads=threads,
+                turn_warmup=args.turn_warmup))
             relative = candidate / target
             kept = importance_kept(graph, plan, reduction="sum")
             print(f"  {family} ratio {ratio:.3f}: {candidate / dense:.3f} of "
@@ -314,6 +316,12 @@ def main():
     parser.add_argument("--round-to", type=int, default=8)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--turn-warmup", type=int, default=0,
+                        help="untimed invokes of a file just before each "
+                             "timed one, so that it is timed warm, with its "
+                             "own weights in cache (default 0: in turns as "
+                             "they come, cold once the files outgrow the "
+                             "cache)")
     parser.add_argument("--threads", type=_threads, nargs="+",
                         default=[1, 2],
                         help="LiteRT interpreter thread counts to time "
@@ -372,7 +380,8 @@ def main():
             rows.extend(measure(name, args, directory))
     print()
     print(f"ratio {args.ratio}, round_to {args.round_to}, {args.runs} runs "
-          f"after {args.warmup} warm-up, {os.cpu_count()} CPUs")
+          f"after {args.warmup} warm-up, {args.turn_warmup} untimed before "
+          f"each, {os.cpu_count()} CPUs")
     header = (f"{'model':<12} {'threads':>7} {'plan':>18} {'gamma kept':>10} "
               f"{'MACs dense':>11} {'MACs slim':>10} "
               f"{'MAC cut':>8} {'ms dense':>9} {'ms slim':>8} "

@@ -202,10 +202,38 @@ def test_time_model_files_reports_each_file(tmp_path):
         assert 0 < r.p10_ms <= r.median_ms <= r.p90_ms
 
 
+def test_time_model_files_turn_warmup_invokes_before_each_timed_run(
+        tmp_path, monkeypatch):
+    from keras_slim.deploy import timing
+
+    calls = []
+    original = timing._tflite_invoker
+
+    def counting(path, num_threads, rng):
+        invoke = original(path, num_threads, rng)
+
+        def counted():
+            calls.append(path)
+            return invoke()
+        return counted
+
+    monkeypatch.setattr(timing, "_tflite_invoker", counting)
+    paths = [export(keras.Sequential([keras.Input((4,)), L.Dense(n)]),
+                    tmp_path / f"{n}.tflite", check=False).path
+             for n in (2, 3)]
+    time_model_files(paths, runs=3, warmup=1, num_threads=1, turn_warmup=2)
+    # 1 warm-up each, then per round: 2 untimed + 1 timed invoke, in turns.
+    assert len(calls) == 2 * (1 + 3 * 3)
+    rounds = calls[2:]
+    assert rounds[:3] == [paths[0]] * 3 and rounds[3:6] == [paths[1]] * 3
+    assert rounds[6:9] == [paths[1]] * 3  # the order reverses each round
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"runs": 0}, "`runs`"), ({"warmup": -1}, "`warmup`"),
-     ({"num_threads": 0}, "`num_threads`")],
+     ({"num_threads": 0}, "`num_threads`"),
+     ({"turn_warmup": -1}, "`turn_warmup`")],
 )
 def test_time_model_files_bad_arguments(tmp_path, kwargs, match):
     path = export(keras.Sequential([keras.Input((2,)), L.Dense(2)]),

@@ -81,7 +81,7 @@ def _onnx_invoker(path, num_threads, rng):
 
 
 def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
-                     verbose=False):
+                     verbose=False, turn_warmup=0):
     """Latency of TFLite (LiteRT) and ONNX (ONNX Runtime) files, timed in
     one run, interleaved.
 
@@ -93,6 +93,16 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
     load hits them all alike. ONNX Runtime's threads do not spin while
     idle here, so that one session's threads leave the CPU to the next.
 
+    Taking turns, each timed invoke finds the caches holding the other
+    files' weights and buffers: when the files together outgrow the last
+    level cache, every file is timed cold. `turn_warmup=1` invokes each file
+    once, untimed, just before each of its timed invokes, so that it is
+    timed as a model that runs call after call is (warm), while a change in
+    load still hits every file alike. Cold timing penalizes a model for its
+    parameters beside its MACs (MobileNetV2 at 160 px, 1 thread, three
+    files in turns: the default global gamma at 0.5 realized 0.88-0.91 of
+    its MAC cut as they came and 0.96-0.98 warm; see `docs/benchmarks.md`).
+
     Args:
         paths: `.tflite` or `.onnx` paths (or TFLite flatbuffer bytes).
         runs: timed invokes per file.
@@ -100,6 +110,8 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
         num_threads: interpreter threads (`None`: the runtime's default).
         seed: seed of the random inputs.
         verbose: show a progress line.
+        turn_warmup: untimed invokes of a file just before each of its
+            timed ones (0: timed in turns as they come).
 
     Returns:
         A list of `Latency`, in the order of `paths`.
@@ -110,6 +122,7 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
     """
     check_count(runs, "runs", 1)
     check_count(warmup, "warmup", 0)
+    check_count(turn_warmup, "turn_warmup", 0)
     if isinstance(paths, (str, bytes, os.PathLike)) or not len(paths):
         raise ValueError(
             "Expected `paths` to be a non-empty list of TFLite or ONNX "
@@ -130,6 +143,8 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
     step = max(1, runs // 20)
     for round_ in range(runs):
         for i in order if round_ % 2 == 0 else order[::-1]:
+            for _ in range(turn_warmup):
+                invokers[i]()
             start = time.perf_counter()
             invokers[i]()
             times[i].append(time.perf_counter() - start)
@@ -137,7 +152,9 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
             progress.update(f"timing {len(paths)} model(s): "
                             f"round {round_ + 1}/{runs}")
     progress.done(f"timed {len(paths)} model(s), {runs} interleaved runs "
-                  f"each after {warmup} warm-up runs")
+                  f"each after {warmup} warm-up runs"
+                  + (f", {turn_warmup} untimed before each" if turn_warmup
+                     else ""))
     results = []
     for path, samples in zip(paths, times):
         ms = np.asarray(samples) * 1000.0
