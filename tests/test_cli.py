@@ -140,12 +140,14 @@ def test_export_and_bench(files, capsys):
     assert status == 0 and dynamic_path.is_file()
 
     result = keras_slim_cli("bench", dense_path, dynamic_path, "--runs", "5",
-                            "--warmup", "1", "--threads", "1")
+                            "--warmup", "1", "--threads", "1",
+                            "--turn-warmup", "1")
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines()
             if line.startswith(str(folder))]
     assert len(rows) == 2 and rows[0].endswith("1.00x")
     assert "timed 2 model(s)" in result.stdout
+    assert "1 untimed before each" in result.stdout
 
 
 def test_lambda_layers_are_refused_and_not_run(tmp_path):
@@ -210,6 +212,8 @@ def test_error_messages_in_a_subprocess(files, tmp_path):
         (["bench", "{tmp}/none.tflite"], ["No such file"], 1),
         (["bench", "{fake_tflite}"], ["not a TFLite model"], 1),
         (["bench", "{fake_tflite}", "--runs", "0"], ["--runs"], 1),
+        (["bench", "{fake_tflite}", "--turn-warmup", "-1"],
+         ["--turn-warmup"], 1),
         ([], ["COMMAND"], 2),
         (["inspect", "{tmp}/x.npy"], ["Expected a Keras model file"], 1),
         (["export", "{model}", "-o", "{tmp}/x.tflite", "--quantize", "int8"],

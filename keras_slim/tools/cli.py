@@ -177,6 +177,10 @@ def _add_bench(commands):
     sub.add_argument("files", nargs="+", metavar="FILE.tflite|FILE.onnx")
     sub.add_argument("--runs", type=int, default=50)
     sub.add_argument("--warmup", type=int, default=5)
+    sub.add_argument("--turn-warmup", type=int, default=0,
+                     help="untimed invokes of a file just before each "
+                          "timed one: timed warm, as a model that runs "
+                          "call after call (default 0)")
     sub.add_argument("--threads", type=int,
                      help="interpreter threads (default: the runtime's)")
     sub.set_defaults(run=run_bench)

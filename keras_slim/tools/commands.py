@@ -350,12 +350,13 @@ def run_bench(args):
             )
     for flag, value, low in (("--runs", args.runs, 1),
                              ("--warmup", args.warmup, 0),
+                             ("--turn-warmup", args.turn_warmup, 0),
                              ("--threads", args.threads or 1, 1)):
         if value < low:
             raise CommandError(f"Expected {flag} >= {low}. Received: {value}")
     results = time_model_files(args.files, runs=args.runs,
                                warmup=args.warmup, num_threads=args.threads,
-                               verbose=True)
+                               verbose=True, turn_warmup=args.turn_warmup)
     base = results[0].median_ms
     # Microseconds for small models, milliseconds otherwise.
     unit, scale = ("us", 1000.0) if max(r.p90_ms for r in results) < 1 \
@@ -367,7 +368,9 @@ def run_bench(args):
     print(summary.format_table(
         ["file", "size", f"median {unit}", f"p10 {unit}", f"p90 {unit}",
          "speedup"], rows))
-    print(f"{args.runs} interleaved runs after {args.warmup} warm-up, "
+    warm = (f", {args.turn_warmup} untimed before each"
+            if args.turn_warmup else "")
+    print(f"{args.runs} interleaved runs after {args.warmup} warm-up{warm}, "
           f"threads {args.threads or 'default'}; speedup against the first "
           "file")
 
