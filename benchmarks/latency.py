@@ -61,6 +61,12 @@ default `--round-to`), and each plan's gamma kept is set beside what each
 family keeps at the plan's measured latency, interpolated between its two
 neighbouring points ("outside" when the plan is faster or slower than
 every point of the family).
+
+Every file is timed in turns with the others, one invoke each a round;
+once the files outgrow the last-level cache, each is timed cold.
+`--turn-warmup 1` invokes each file once, untimed, just before each timed
+invoke, so that every file is timed warm, as a model that runs call after
+call (`docs/benchmarks.md`, "Timed warm").
 """
 
 import argparse
