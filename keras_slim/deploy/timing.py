@@ -101,7 +101,7 @@ def time_model_files(paths, runs=50, warmup=5, num_threads=None, seed=0,
     load still hits every file alike. Cold timing penalizes a model for its
     parameters beside its MACs (MobileNetV2 at 160 px, 28 files in turns,
     1 thread: the default global gamma at 0.5 realized 0.88 of its MAC cut
-    timed cold, 0.98-1.01 in three runs timed warm; `docs/benchmarks.md`,
+    timed cold, 0.98-1.01 in four runs timed warm; `docs/benchmarks.md`,
     "Timed warm").
 
     Args:
