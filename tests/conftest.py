@@ -32,6 +32,8 @@ ALL_BACKENDS = frozenset({
     "test_blocks.py",
     "test_reduction.py",
     "test_keras_hub.py",
+    "test_keras_hub_tasks.py",
+    "test_user_code.py",
     "test_folding.py",
     "test_verification.py",
     "test_counting.py",

@@ -13,19 +13,11 @@ import copy
 import keras
 import numpy as np
 
-from keras_slim.core import blocks, copying, keras_compat
+from keras_slim.core import blocks, copying, keras_compat, user_code
 from keras_slim.core.graph import graph_of, is_graph_model, ordered_nodes
 
 __all__ = ["assign", "check_unshared", "clone_layer", "rebuild"]
 
-# Training state that `compile` and `fit` leave on a model: the slim model
-# is compiled anew, so these are not carried over.
-_TRAINING_STATE = (
-    keras.optimizers.Optimizer,
-    keras.metrics.Metric,
-    keras.losses.Loss,
-    keras.callbacks.Callback,
-)
 
 
 def clone_layer(layer, update):
@@ -37,6 +29,11 @@ def clone_layer(layer, update):
     config = _config_of(layer)
     config.update(update)
     config = _clone_held_layers(config)
+    if isinstance(layer, keras.layers.Lambda):
+        new = user_code.clone_lambda(layer, config)
+        if new is not None:
+            _copy_names(layer, new)
+            return new
     if getattr(getattr(layer, "activation", None), "__name__", "") == "<lambda>":
         # A lambda serializes to code that only an unsafe load reads back:
         # the clone takes the function itself.
@@ -54,6 +51,8 @@ def clone_layer(layer, update):
             f"from its config: {error}. Custom layers need a get_config() "
             "that from_config() accepts."
         ) from None
+    if isinstance(layer, keras.layers.Lambda):
+        user_code.keep_code(layer, new)
     _copy_names(layer, new)
     return new
 
@@ -146,7 +145,7 @@ def rebuild(model, new_layers, built, input_shapes=None):
         new = cls.__new__(cls)
         keras_compat.functional_class().__init__(
             new, inputs, outputs, name=model.name, trainable=model.trainable)
-        _copy_attributes(model, new, new_layers, built)
+        _copy_attributes(model, new, new_layers, built, tensors)
     built[id(model)] = new
     return new
 
@@ -190,37 +189,40 @@ def _rebuild_sequential(model, graph, new_layers, built, input_shape):
     new = cls.__new__(cls)
     keras.Sequential.__init__(new, layers, name=model.name,
                               trainable=model.trainable)
-    _copy_attributes(model, new, new_layers, built)
+    _copy_attributes(model, new, new_layers, built, {})
     return new
 
 
-def _copy_attributes(model, new, new_layers, built):
+def _copy_attributes(model, new, new_layers, built, tensors):
     """Carry the attributes a model subclass' `__init__` set over to `new`.
 
-    Layers the graph calls become their slim copies; plain data is copied;
-    training state (optimizer, metrics) is left for a new `compile`.
+    Layers the graph calls become their slim copies, and so does a model
+    built of them (keras-hub's `image_encoder`) and a tensor of the graph
+    (`pyramid_outputs`); a weightless layer the graph never calls is
+    cloned; metrics, losses and optimizers are recreated with fresh state
+    (`user_code.py`); plain data is copied. What `compile` and `fit` left
+    is not carried: compile the slim model.
 
     Raises:
-        ValueError: an attribute holds a layer the graph does not call, or a
-            variable, which the slim model would share with the original.
+        ValueError: an attribute holds a layer with weights the graph does
+            not call, or a variable, which the slim model would share with
+            the original, or an object that cannot be recreated.
     """
     known = set(_attributes(new)) | keras_compat.training_attributes()
     for key, value in _attributes(model).items():
         if key in known:
             continue
         try:
-            value = _carried(value, new_layers, built)
-        except _Unshareable as error:
+            value = _carried(value, new_layers, built, tensors)
+        except user_code.Unshareable as error:
             raise ValueError(
                 f"Cannot rebuild model `{model.name}` "
                 f"({type(model).__name__}): its attribute `{key}` holds "
-                f"{error}, which is not part of its graph of layers, so the "
-                "slim model would share it with the original. Overridden "
-                f"methods: {_overridden(model)}."
+                f"{error}. Overridden methods: {_overridden(model)}."
             ) from None
-        if isinstance(value, keras.layers.Layer):
+        if isinstance(value, (keras.layers.Layer, keras.metrics.Metric)):
             setattr(new, key, value)  # tracked as the original's was
-        elif value is not _SKIP:
+        else:
             object.__setattr__(new, key, value)
 
 
@@ -235,30 +237,29 @@ def _attributes(obj):
     return attributes
 
 
-class _Unshareable(Exception):
-    pass
+_OUTSIDE = ("which is not part of its graph of layers, so the slim model "
+            "would share it with the original")
 
 
-_SKIP = object()
-
-
-def _carried(value, new_layers, built):
-    if isinstance(value, _TRAINING_STATE):
-        return _SKIP
+def _carried(value, new_layers, built, tensors):
     if isinstance(value, keras.layers.Layer):
-        if id(value) in built:
-            return built[id(value)]
-        if id(value) in new_layers:
-            return new_layers[id(value)][0]
-        raise _Unshareable(f"layer `{value.name}` ({type(value).__name__})")
+        return _carried_layer(value, new_layers, built)
+    if isinstance(value, user_code.RECREATED):
+        return user_code.recreate(value)
+    if isinstance(value, keras.callbacks.Callback):
+        return value  # the user's callback, set on whichever model fits
+    if isinstance(value, keras.KerasTensor):
+        if id(value) not in tensors:
+            raise user_code.Unshareable(
+                f"tensor `{value.name}`, which is not a tensor of its graph")
+        return tensors[id(value)]
     if isinstance(value, keras.Variable):
-        raise _Unshareable(f"variable `{value.path}`")
+        raise user_code.Unshareable(f"variable `{value.path}`, {_OUTSIDE}")
     if isinstance(value, dict):
-        items = {k: _carried(v, new_layers, built) for k, v in value.items()}
-        return {k: v for k, v in items.items() if v is not _SKIP}
+        return {k: _carried(v, new_layers, built, tensors)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        items = [_carried(v, new_layers, built) for v in value]
-        items = [v for v in items if v is not _SKIP]
+        items = [_carried(v, new_layers, built, tensors) for v in value]
         return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, np.ndarray):
         return value.copy()
@@ -268,6 +269,44 @@ def _carried(value, new_layers, built):
         return copy.deepcopy(value)
     except Exception:  # a function, a module: shared, as any Python object
         return value
+
+
+def _carried_layer(value, new_layers, built):
+    """The slim model's counterpart of a layer an attribute holds: its slim
+    copy, a model of slim layers rebuilt, or a weightless layer cloned."""
+    if id(value) in built:
+        return built[id(value)]
+    if id(value) in new_layers:
+        return new_layers[id(value)][0]
+    if is_graph_model(value) and _covered(value, new_layers, built):
+        return rebuild(value, new_layers, built)
+    if value.weights:
+        raise user_code.Unshareable(
+            f"layer `{value.name}` ({type(value).__name__}), {_OUTSIDE}")
+    try:
+        clone = clone_layer(value, {})
+    except ValueError as error:
+        raise user_code.Unshareable(
+            f"layer `{value.name}` ({type(value).__name__}), which is not "
+            f"part of its graph of layers and cannot be cloned: {error}"
+        ) from None
+    built[id(value)] = clone
+    return clone
+
+
+def _covered(model, new_layers, built):
+    """Whether every layer `model`'s graph calls has a slim copy (the model
+    is another view of the slim graph's layers)."""
+    for node in ordered_nodes(graph_of(model)):
+        op = node.operation
+        if id(op) in built or id(op) in new_layers:
+            continue
+        if is_graph_model(op):
+            if not _covered(op, new_layers, built):
+                return False
+        elif isinstance(op, keras.layers.Layer):
+            return False
+    return True
 
 
 def _overridden(model):
