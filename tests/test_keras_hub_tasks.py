@@ -66,6 +66,10 @@ def _slim_exactly(model, part=lambda model: model):
     return slim
 
 
+# Not under JAX, as in test_keras_hub.py: its eager layer-by-layer verify
+# takes minutes on these (130 s for the ResNet alone).
+
+
 def _slim_weights(model):
     return {id(v) for v in model.weights}
 
@@ -110,7 +114,7 @@ def test_deeplabv3_segmenter_slims_exactly_with_its_attributes():
     assert slim.backbone.low_level_feature_key == "P2"
 
 
-@pytest.mark.backend("tensorflow")
+@pytest.mark.backend("tensorflow", "torch")
 def test_retinanet_detector_slims_exactly_with_its_attributes():
     model = _retinanet()
     # Its heads and feature pyramid are fixed at 256 channels (keras-hub

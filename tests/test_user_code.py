@@ -78,9 +78,7 @@ def _slim_half(model):
 def test_a_subclass_keeps_the_metrics_and_loss_its_init_created():
     model = _tracking_model()
     x, y = _data()
-    model.compile(optimizer="sgd")
-    model.fit(x, y, epochs=1, verbose=0)
-    seen = int(ops.convert_to_numpy(model.loss_tracker.count))
+    model.loss_tracker.update_state(np.ones(3, "float32"))  # a past fit
     slim, _ = _slim_half(model)
     assert slim.label == "tracked"
     for key in ("loss_tracker", "mae_metric", "loss_fn"):
@@ -95,7 +93,7 @@ def test_a_subclass_keeps_the_metrics_and_loss_its_init_created():
     assert np.isfinite(history["mae"][0])
     assert int(ops.convert_to_numpy(slim.loss_tracker.count)) > 0
     # The original's metrics were not touched.
-    assert int(ops.convert_to_numpy(model.loss_tracker.count)) == seen
+    assert int(ops.convert_to_numpy(model.loss_tracker.count)) == 3
 
 
 class Hits(keras.metrics.Metric):
