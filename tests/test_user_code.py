@@ -143,12 +143,14 @@ def test_a_lambda_keeps_its_function_and_freezes_its_channels(make):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6, 6, 3))
     model = keras.Model(inputs, _conv_bn_head(inputs, make()))
-    slim, _ = _slim_half(model)
+    slim, messages = _slim_half(model)
     lam = slim.get_layer("scaled")
     assert lam is not model.get_layer("scaled")
     assert lam.function is model.get_layer("scaled").function
-    # The channels the Lambda touches stay, the group saying why (the
-    # warning is given once per model); the others are cut.
+    # The channels the Lambda touches stay, with a warning naming it (each
+    # new model gets its own, though it may reuse a collected one's id) and
+    # the group saying why; the others are cut.
+    assert any("`scaled`" in m for m in messages), messages
     frozen = [g.frozen for g in keras_slim.channel_groups(model)
               if "c1_bn" in g.batchnorms]
     assert frozen and "scaled" in str(frozen[0]), frozen

@@ -8,6 +8,7 @@ together. It touches no weights.
 
 import math
 import warnings
+import weakref
 
 from keras_slim.core import blocks, keras_compat, rule_registry
 from keras_slim.core import layout as layout_lib
@@ -27,7 +28,7 @@ __all__ = ["Call", "ChannelGraph", "ChannelGroup", "channel_groups",
            "check_model", "graph_of", "is_graph_model", "leaf_layers",
            "ordered_nodes"]
 
-_WARNED = set()  # (id(model), layer name) already warned about
+_WARNED = weakref.WeakKeyDictionary()  # model -> layer names warned about
 
 
 class ChannelGraph:
@@ -271,8 +272,9 @@ class ChannelGraph:
     def _warn_barriers(self):
         unknown = {}
         for name, reason, warn in self.barriers:
-            if warn and (id(self.model), name) not in _WARNED:
-                _WARNED.add((id(self.model), name))
+            warned = _WARNED.setdefault(self.model, set())
+            if warn and name not in warned:
+                warned.add(name)
                 layer_type = next(
                     type(c.layer).__name__ for c in self.calls
                     if self.name_of(c.layer) == name
