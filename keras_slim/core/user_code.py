@@ -7,9 +7,8 @@ Keras), so the clone takes the function object itself, as the original
 does. A metric, loss or optimizer that `__init__` created (Keras' guide to
 a custom `train_step` keeps `self.loss_tracker`) is recreated from its
 config with fresh state: the slim model has other variables and trains on
-its own. A weightless layer the graph never calls (keras-hub's anchor
-generator, label encoder, box decoder) is cloned from its config. What
-cannot be recreated is refused by the caller, naming the attribute.
+its own. What cannot be recreated is refused by the caller
+(`rebuilding.py`), naming the attribute.
 """
 
 import keras
