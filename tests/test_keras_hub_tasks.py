@@ -30,11 +30,11 @@ def _resnet():
         block_type="bottleneck_block")
 
 
-def _deeplab():
+def _deeplab(image_shape=(32, 32, 3)):
     backbone = KH.DeepLabV3Backbone(
         image_encoder=_resnet(), low_level_feature_key="P2",
         spatial_pyramid_pooling_key="P4", upsampling_size=4,
-        dilation_rates=[1, 2], projection_filters=8, image_shape=(32, 32, 3))
+        dilation_rates=[1, 2], projection_filters=8, image_shape=image_shape)
     return KH.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=3)
 
 
@@ -100,9 +100,13 @@ def test_a_slim_resnet_pyramid_builds_a_model_of_the_slim_widths():
     assert any(widths[k] < original[k] for k in original)
 
 
+# Of any size, its SpatialPyramidPooling (a `Resizing` made in `call`, to
+# the symbolic size of its input) cannot be read through: it is kept whole.
 @pytest.mark.backend("tensorflow", "torch")
-def test_deeplabv3_segmenter_slims_exactly_with_its_attributes():
-    model = _deeplab()
+@pytest.mark.parametrize("image_shape", [(32, 32, 3), (None, None, 3)],
+                         ids=["fixed", "any_size"])
+def test_deeplabv3_segmenter_slims_exactly_with_its_attributes(image_shape):
+    model = _deeplab(image_shape)
     slim = _slim_exactly(model)
     weights = _slim_weights(slim)
     assert slim.backbone is slim.get_layer(model.backbone.name)

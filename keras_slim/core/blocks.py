@@ -202,9 +202,13 @@ def _check_agreement(layer, traced, spec, kwargs):
     call_kwargs = dict(kwargs)
     if takes_training(layer):
         call_kwargs["training"] = False
-    with keras.StatelessScope():
-        want = keras.tree.flatten(layer(feed, **call_kwargs))
-        got = keras.tree.flatten(traced(feed, training=False))
+    try:
+        with keras.StatelessScope():
+            want = keras.tree.flatten(layer(feed, **call_kwargs))
+            got = keras.tree.flatten(traced(feed, training=False))
+    except Exception as error:  # a trace that fixed a size it was given
+        raise _NotReadable(f"it or its trace cannot run on a sample input "
+                           f"({type(error).__name__})") from None
     dtype = str(getattr(layer, "compute_dtype", "float32"))
     tolerance = TOLERANCES.get(dtype, _AGREEMENT)
     for a, b in zip(want, got):
