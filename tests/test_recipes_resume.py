@@ -256,3 +256,39 @@ def test_flags_are_recorded_with_the_run(uninterrupted):
     assert recorded["epochs"] == 3 and recorded["rho"] == ["40"]
     assert recorded["seed"] == 3 and recorded["widths"] == ["4", "8", "8", "8"]
     assert "model_dir" not in recorded and "verbosity" not in recorded
+
+
+def test_epoch_stream_is_a_function_of_seed_epoch_and_pipeline():
+    """Order and augmentation of an epoch's training stream: the same
+    whenever the pipeline is made again (whatever random numbers were
+    drawn in between), another for another epoch, seed or pipeline."""
+    from recipes import inputs
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (12, 8, 8, 3)).astype("uint8")
+    base = tf.data.Dataset.from_tensor_slices((images, np.arange(12)))
+    preprocess = inputs.cifar_preprocess("cifar10", True, style="ye")
+
+    def stream(epoch, seed=5, pipeline=0):
+        dataset = inputs._finish_training(
+            base, 4, inputs.stream_seed(seed, epoch, pipeline), preprocess)
+        return [(x.numpy().tobytes(), tuple(y.numpy()))
+                for x, y in dataset.take(3)]
+
+    first = stream(1)
+    tf.random.uniform((3,))  # stateful draws do not move the stream
+    keras.random.normal((3,))
+    assert stream(1) == first
+    for other in (stream(2), stream(1, seed=6), stream(1, pipeline=1)):
+        assert other != first
+    # Each example is augmented differently in two epochs.
+    def by_example(epoch):
+        dataset = inputs._finish_training(
+            base, 12, inputs.stream_seed(5, epoch), preprocess)
+        x, y = next(iter(dataset))
+        return {int(label): image.tobytes()
+                for label, image in zip(y.numpy(), x.numpy())}
+
+    one, two = by_example(1), by_example(2)
+    assert sorted(one) == sorted(two) == list(range(12))
+    assert all(one[k] != two[k] for k in one)
