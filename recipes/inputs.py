@@ -1,6 +1,7 @@
 """Input pipelines: TensorFlow Datasets (CIFAR-10/100, ImageNet) and synthetic.
 
-Every pipeline is a `dataset_fn(input_context)` for
+Every pipeline is a `dataset_fn(input_context)` (training:
+`dataset_fn(input_context, epoch)`, one epoch's stream) for
 `strategy.distribute_datasets_from_function`: it shards by the input
 context and batches by the per-replica batch size, so batch sizes given to
 the recipes are global.
@@ -241,7 +242,8 @@ def eval_steps(count, global_batch_size):
 
 def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
                     image_shape, seed=0, observe=None):
-    """A `dataset_fn(input_context)` reading `info.name` from TFDS.
+    """A `dataset_fn(input_context, epoch=0)` reading `info.name` from
+    TFDS (the epoch is that of a training stream; evaluation ignores it).
 
     The builder is checked (prepared, never downloaded) when this function
     is called, before any model is built. Training data is split by
@@ -280,7 +282,8 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
 
 def synthetic_dataset_fn(image_shape, classes, count, training,
                          global_batch_size, seed=0, observe=None):
-    """A `dataset_fn(input_context)` of `count` random images and labels.
+    """A `dataset_fn(input_context, epoch=0)` of `count` random images and
+    labels.
 
     The images are standard normal (already "preprocessed"); the labels are
     uniform over `classes`. The same `seed` gives the same examples in every
@@ -307,7 +310,7 @@ def synthetic_dataset_fn(image_shape, classes, count, training,
 
 def dataset_fn_from(dataset, training, global_batch_size, image_shape,
                     seed=0, observe=None):
-    """A `dataset_fn(input_context)` from an unbatched (image, label)
+    """A `dataset_fn(input_context, epoch=0)` from an unbatched (image, label)
     `tf.data.Dataset` of known length (`datasets_override`)."""
     count = int(dataset.cardinality())
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32),
