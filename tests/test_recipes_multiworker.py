@@ -308,9 +308,15 @@ def test_every_example_seen_once_per_epoch_across_workers(tfds_workers):
         assert all(len(part) == per_epoch for part in parts)
         assert not set(parts[0]) & set(parts[1]), epoch
         assert sorted(parts[0] + parts[1]) == keys, epoch
-        orders.append(parts[0])
-    # Each epoch is shuffled by its own seed: no two orders are the same.
-    assert len({tuple(order) for order in orders}) == len(orders)
+        orders.append((epoch, tuple(parts[0])))
+    # Each epoch number has its own order (every stage's epoch e reads
+    # the same stream).
+    by_epoch = {}
+    for (_, number), order in orders:
+        by_epoch.setdefault(number, set()).add(order)
+    assert all(len(same) == 1 for same in by_epoch.values())
+    assert len({next(iter(same)) for same in by_epoch.values()}) == len(
+        by_epoch) == 2
 
 
 def test_tfds_run_writes_summary_and_chief_tensorboard(tfds_workers):
