@@ -111,16 +111,28 @@ def manager(checkpoint, write_dir, restored, directory):
     """A `tf.train.CheckpointManager` keeping `KEEP` checkpoints in
     `write_dir`.
 
-    In the chief's `directory`, the state file is first rewritten (by
-    rename) to name `restored` last, after the checkpoints before it: a
-    torn or missing state file is mended, the unreadable checkpoints after
-    `restored` are forgotten (the next saves, numbered from `restored`,
-    replace them) and the older ones are deleted in turn as usual.
+    When `restored` is not the last checkpoint the chief's state file
+    names (it fell back, or the state file is torn or missing), the state
+    file is first rewritten (by rename) to name it last, after the
+    checkpoints before it: the unreadable checkpoints after it are
+    forgotten (the next saves, numbered from `restored`, replace them) and
+    the older ones are deleted in turn as usual.
     """
     if restored is not None and write_dir == directory:
-        older = [p for p in candidates(directory, lambda _: None)
-                 if _number(p) < _number(restored)]
+        named = _state(directory, lambda _: None)
+        if not named or os.path.basename(named[-1]) != os.path.basename(
+                restored):
+            _name_last(directory, restored)
+    return tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=KEEP)
+
+
+def _name_last(directory, restored):
+    """Rewrite the state file of `directory` to name `restored` last."""
+    from tensorflow.python.util import deprecation  # no log line for it
+
+    older = [p for p in candidates(directory, lambda _: None)
+             if _number(p) < _number(restored)]
+    with deprecation.silence():
         tf.compat.v1.train.update_checkpoint_state(
             directory, restored,
             all_model_checkpoint_paths=older[::-1] + [restored])
-    return tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=KEEP)
