@@ -5,8 +5,10 @@ export). Each stage writes into its own folder `MODEL_DIR/<stage>/`: the
 stage's model (`model.keras`), its record (`done.json`, written last) and
 its training checkpoints. On a rerun, a stage whose `done.json` exists is
 skipped and its model loaded, so a killed run continues where it stopped;
-inside a stage, training resumes from its last epoch checkpoint (see
-`recipes.training`). After every stage the chief writes
+inside a stage, training resumes from its last readable epoch checkpoint
+(see `recipes.training`) and reproduces the uninterrupted run bit for bit.
+`MODEL_DIR/flags.json` records the flags of the run; a rerun with other
+flags is refused (`recipes.stages`). After every stage the chief writes
 `MODEL_DIR/summary.json`: `{"stages": [{"name", "params", "macs",
 "accuracy", ...}], ...}`, the slim stages with the width of every layer.
 With several workers, `MODEL_DIR` must be storage every worker sees (a
@@ -23,7 +25,7 @@ from recipes import inputs
 from recipes.backends import make_backend
 from recipes.exporting import describe, export
 from recipes.hooks import Hooks
-from recipes.stages import StageRunner
+from recipes.stages import StageRunner, check_flags, run_flags
 from recipes.strategies import (
     STRATEGIES,
     global_batch_size,
@@ -116,10 +118,11 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
           hooks=None):
     """Strategy, precision, global batch, data pipelines and stage runner.
 
-    The global batch and the data are checked before any model is built: a
-    `--batch_size` that does not divide over the replicas (see
-    `strategies.global_batch_size`) or a real dataset that is not prepared
-    in `--data_dir` stops the run with a clear error.
+    The flags, the global batch and the data are checked before any model
+    is built: a `--model_dir` holding a run made with other flags
+    (`stages.check_flags`), a `--batch_size` that does not divide over the
+    replicas (see `strategies.global_batch_size`) or a real dataset that is
+    not prepared in `--data_dir` stops the run with a clear error.
 
     Args:
         flags_obj: the parsed flags.
@@ -138,6 +141,8 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
         A `Run`.
     """
     hooks = hooks or Hooks()
+    recorded = run_flags(flags_obj)
+    check_flags(flags_obj.model_dir, recorded)
     keras.utils.set_random_seed(flags_obj.seed)
     backend = make_backend(flags_obj, strategy_override, log)
     size = image_size or info.image_size
@@ -151,7 +156,7 @@ def setup(flags_obj, info, preprocess=None, image_size=None,
                          datasets_override, hooks.training_examples)
     steps = flags_obj.steps_per_epoch or max(train_count // batch, 1)
     log(backend.describe(batch, steps))
-    stages = StageRunner(flags_obj.model_dir, backend.chief, log)
+    stages = StageRunner(flags_obj.model_dir, backend.chief, log, recorded)
     stages.summary.update(dataset=flags_obj.dataset, **backend.summary,
                           global_batch_size=batch, steps_per_epoch=steps,
                           precision=keras.mixed_precision.global_policy().name)

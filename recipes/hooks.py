@@ -11,7 +11,9 @@ class Hooks:
     def training_examples(self, dataset):
         """Called on each training input pipeline's unbatched, unprocessed
         (image, label) examples, in the order training consumes them (after
-        sharding, shuffling and repeating); returns the dataset to use."""
+        sharding, shuffling and repeating); returns the dataset to use.
+        Under tf.distribute every epoch has its own pipeline, so this is
+        called once per epoch and input pipeline."""
         return dataset
 
     def on_epoch_end(self, stage, epoch, logs):

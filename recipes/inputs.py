@@ -1,6 +1,7 @@
 """Input pipelines: TensorFlow Datasets (CIFAR-10/100, ImageNet) and synthetic.
 
-Every pipeline is a `dataset_fn(input_context)` for
+Every pipeline is a `dataset_fn(input_context)` (training:
+`dataset_fn(input_context, epoch)`, one epoch's stream) for
 `strategy.distribute_datasets_from_function`: it shards by the input
 context and batches by the per-replica batch size, so batch sizes given to
 the recipes are global.
@@ -8,8 +9,13 @@ the recipes are global.
 - Training data is split over the input pipelines by example (each worker
   reads a disjoint part of every epoch, whatever the number of files:
   `tfds.even_splits` for TFDS, `Dataset.shard` otherwise), shuffled before
-  preprocessing, and repeats forever; a recipe runs `steps_per_epoch`
-  steps.
+  preprocessing, and repeats; a recipe runs `steps_per_epoch` steps of
+  each epoch's pipeline, `dataset_fn(input_context, epoch)`.
+- Each epoch's stream is a function of `--seed`, the epoch's number and
+  the input pipeline only (`stream_seed`): the order of files and examples
+  and every random augmentation (stateless ops, seeded per example). A run
+  resumed at epoch `e` therefore reads exactly what the uninterrupted run
+  read in epoch `e`.
 - Evaluation data is read whole by every input pipeline, padded to a
   multiple of the global batch with examples of weight 0, and split
   element-wise, so every replica runs the same number of steps (needed by
@@ -21,6 +27,7 @@ recipes never download: the dataset must be prepared in `data_dir` first.
 """
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -103,8 +110,25 @@ def _shard_count(input_context):
 # -- preprocessing ------------------------------------------------------------
 
 
+def stream_seed(seed, epoch, pipeline=0):
+    """The seed of training epoch `epoch` (0-based) of input pipeline
+    `pipeline` under `--seed=seed`: the same in every process and on every
+    rerun (not Python's salted `hash`), different for every epoch."""
+    text = f"keras_slim.recipes/{int(seed)}/{int(epoch)}/{int(pipeline)}"
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:7], "little")  # < 2**56: an int64
+
+
+def _split_seed(seed, count):
+    """`count` stateless seeds (shape [2] each) drawn from `seed`."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, count))
+
+
 def cifar_preprocess(dataset_name, training, style="crop_flip"):
-    """Per-example CIFAR preprocessing.
+    """Per-example CIFAR preprocessing: `preprocess(image, seed=None)`.
+
+    Training augmentation is stateless, drawn from `seed` (a shape [2]
+    integer tensor, one per example), so it is the same on every rerun.
 
     Args:
         dataset_name: "cifar10" or "cifar100" (for the normalization).
@@ -117,17 +141,20 @@ def cifar_preprocess(dataset_name, training, style="crop_flip"):
     mean = tf.constant(CIFAR_MEAN.get(dataset_name, CIFAR_MEAN["cifar10"]))
     std = tf.constant(CIFAR_STD.get(dataset_name, CIFAR_STD["cifar10"]))
 
-    def preprocess(image):
+    def preprocess(image, seed=None):
         image = tf.cast(image, tf.float32) / 255.0
         if training:
+            crop, flip, brightness, contrast = _split_seed(seed, 4)
             size = tf.shape(image)
             image = tf.image.pad_to_bounding_box(image, 4, 4, size[0] + 8,
                                                  size[1] + 8)
-            image = tf.image.random_crop(image, size)
-            image = tf.image.random_flip_left_right(image)
+            image = tf.image.stateless_random_crop(image, size, crop)
+            image = tf.image.stateless_random_flip_left_right(image, flip)
             if style == "ye":
-                image = tf.image.random_brightness(image, 63 / 255)
-                image = tf.image.random_contrast(image, 0.2, 1.8)
+                image = tf.image.stateless_random_brightness(
+                    image, 63 / 255, brightness)
+                image = tf.image.stateless_random_contrast(image, 0.2, 1.8,
+                                                           contrast)
         if style == "ye":
             return tf.image.per_image_standardization(image)
         return (image - mean) / std
@@ -138,18 +165,20 @@ def cifar_preprocess(dataset_name, training, style="crop_flip"):
 def imagenet_preprocess(image_size, training):
     """Random-resized crop and flip (training) or a central crop (eval),
     then Caffe-style BGR mean subtraction, as keras.applications ResNets
-    expect."""
+    expect. `preprocess(image, seed=None)`: training draws its crop and
+    flip statelessly from `seed` (see `cifar_preprocess`)."""
 
-    def preprocess(image):
+    def preprocess(image, seed=None):
         if training:
-            begin, size, _ = tf.image.sample_distorted_bounding_box(
-                tf.shape(image), tf.zeros([0, 0, 4], tf.float32),
+            box, flip = _split_seed(seed, 2)
+            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+                tf.shape(image), tf.zeros([0, 0, 4], tf.float32), seed=box,
                 min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
                 area_range=(0.08, 1.0), max_attempts=10,
                 use_image_if_no_bounding_boxes=True)
             image = tf.slice(image, begin, size)
             image = tf.image.resize(image, (image_size, image_size))
-            image = tf.image.random_flip_left_right(image)
+            image = tf.image.stateless_random_flip_left_right(image, flip)
         else:
             shape = tf.cast(tf.shape(image)[:2], tf.float32)
             scale = (image_size / 0.875) / tf.reduce_min(shape)
@@ -167,15 +196,25 @@ def imagenet_preprocess(image_size, training):
 
 
 def _finish_training(dataset, batch, seed, preprocess=None, observe=None):
-    """Shuffle, repeat, `observe` (a test hook), preprocess, batch."""
+    """Shuffle, repeat, `observe` (a test hook), preprocess, batch.
+
+    `seed` is the epoch's `stream_seed`: it orders the examples and gives
+    example `i` of the stream the augmentation seed `[seed, i]`.
+    """
     dataset = dataset.shuffle(10 * batch + 100, seed=seed).repeat()
     if observe is not None:
         dataset = observe(dataset)
     if preprocess is not None:
-        dataset = dataset.map(lambda x, y: (preprocess(x), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.enumerate().map(
+            lambda i, example: (preprocess(example[0], tf.stack(
+                [tf.constant(seed, tf.int64), i])), example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_seed(seed, epoch, input_context):
+    return stream_seed(seed, epoch, _shard_count(input_context)[1])
 
 
 def _finish_eval(dataset, count, global_batch_size, input_context,
@@ -203,7 +242,8 @@ def eval_steps(count, global_batch_size):
 
 def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
                     image_shape, seed=0, observe=None):
-    """A `dataset_fn(input_context)` reading `info.name` from TFDS.
+    """A `dataset_fn(input_context, epoch=0)` reading `info.name` from
+    TFDS (the epoch is that of a training stream; evaluation ignores it).
 
     The builder is checked (prepared, never downloaded) when this function
     is called, before any model is built. Training data is split by
@@ -215,7 +255,7 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
     split = info.train_split if training else info.eval_split
     count = builder.info.splits[split].num_examples
 
-    def dataset_fn(input_context=None):
+    def dataset_fn(input_context=None, epoch=0):
         import tensorflow_datasets as tfds
 
         if training:
@@ -223,12 +263,13 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
             part = split
             if pipelines > 1:
                 part = tfds.even_splits(split, n=pipelines)[index]
+            epoch_seed = _epoch_seed(seed, epoch, input_context)
             dataset = builder.as_dataset(
                 split=part, shuffle_files=True, as_supervised=True,
-                read_config=tfds.ReadConfig(shuffle_seed=seed))
+                read_config=tfds.ReadConfig(shuffle_seed=epoch_seed))
             return _finish_training(
-                dataset, _per_replica(global_batch_size, input_context), seed,
-                preprocess, observe)
+                dataset, _per_replica(global_batch_size, input_context),
+                epoch_seed, preprocess, observe)
         dataset = builder.as_dataset(split=split, shuffle_files=False,
                                      as_supervised=True)
         dataset = dataset.map(lambda x, y: (preprocess(x), y),
@@ -241,7 +282,8 @@ def tfds_dataset_fn(info, data_dir, training, global_batch_size, preprocess,
 
 def synthetic_dataset_fn(image_shape, classes, count, training,
                          global_batch_size, seed=0, observe=None):
-    """A `dataset_fn(input_context)` of `count` random images and labels.
+    """A `dataset_fn(input_context, epoch=0)` of `count` random images and
+    labels.
 
     The images are standard normal (already "preprocessed"); the labels are
     uniform over `classes`. The same `seed` gives the same examples in every
@@ -251,15 +293,15 @@ def synthetic_dataset_fn(image_shape, classes, count, training,
     images = rng.standard_normal((count, *image_shape)).astype("float32")
     labels = rng.integers(0, classes, count).astype("int64")
 
-    def dataset_fn(input_context=None):
+    def dataset_fn(input_context=None, epoch=0):
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
         if training:
             pipelines, index = _shard_count(input_context)
             if pipelines > 1:
                 dataset = dataset.shard(pipelines, index)
             return _finish_training(
-                dataset, _per_replica(global_batch_size, input_context), seed,
-                observe=observe)
+                dataset, _per_replica(global_batch_size, input_context),
+                _epoch_seed(seed, epoch, input_context), observe=observe)
         return _finish_eval(dataset, count, global_batch_size, input_context,
                             image_shape)
 
@@ -268,19 +310,19 @@ def synthetic_dataset_fn(image_shape, classes, count, training,
 
 def dataset_fn_from(dataset, training, global_batch_size, image_shape,
                     seed=0, observe=None):
-    """A `dataset_fn(input_context)` from an unbatched (image, label)
+    """A `dataset_fn(input_context, epoch=0)` from an unbatched (image, label)
     `tf.data.Dataset` of known length (`datasets_override`)."""
     count = int(dataset.cardinality())
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32),
                                         tf.cast(y, tf.int64)))
 
-    def dataset_fn(input_context=None):
+    def dataset_fn(input_context=None, epoch=0):
         if training:
             pipelines, index = _shard_count(input_context)
             shard = dataset.shard(pipelines, index) if pipelines > 1 else dataset
             return _finish_training(
-                shard, _per_replica(global_batch_size, input_context), seed,
-                observe=observe)
+                shard, _per_replica(global_batch_size, input_context),
+                _epoch_seed(seed, epoch, input_context), observe=observe)
         return _finish_eval(dataset, count, global_batch_size, input_context,
                             image_shape)
 

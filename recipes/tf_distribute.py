@@ -28,9 +28,9 @@ def in_scope(strategy, model):
 def tf_data_fns(flags_obj, info, preprocess, image_shape, batch,
                 datasets_override=None, observe=None, synthetic=True):
     """`(train_fn, eval_fn, (train_count, eval_count), image_shape)`: the
-    `dataset_fn(input_context)` pair of `datasets_override`, of
-    `--dataset=synthetic` (when `synthetic`) or of the prepared TFDS
-    dataset."""
+    `dataset_fn(input_context, epoch)` and `dataset_fn(input_context)` pair
+    of `datasets_override`, of `--dataset=synthetic` (when `synthetic`) or
+    of the prepared TFDS dataset."""
     seed = flags_obj.seed
     if datasets_override is not None:
         return inputs.override_dataset_fns(datasets_override, batch, seed,
@@ -79,7 +79,8 @@ class TFDistribute:
     def datasets(self, flags_obj, info, preprocess, image_shape, batch,
                  datasets_override=None, observe=None):
         """`(train, evaluation, (train_count, eval_count), image_shape)`;
-        train and evaluation are `dataset_fn(input_context)`s."""
+        train is a `dataset_fn(input_context, epoch)`, evaluation a
+        `dataset_fn(input_context)`."""
         return tf_data_fns(flags_obj, info, preprocess, image_shape, batch,
                            datasets_override, observe)
 
@@ -92,12 +93,18 @@ class TFDistribute:
         with strategy.scope():
             optimizer = make_optimizer(learning_rate, momentum, nesterov)
             optimizer.build(model.trainable_variables)
-            ista = None
-            if rho is not None:
-                ista = attach_ista(model, rho, penalty=penalty,
-                                   optimizer=optimizer, layers=ista_layers)
         trainer = Trainer(strategy, model, optimizer, run.batch_size,
                           log=run.log)
+        checkpoint_dir = os.path.join(directory, "checkpoints")
+        # Restored before ISTA is attached: ISTA counts the optimizer's
+        # steps from there (a stage whose epochs were all done before takes
+        # none, and is not warned about).
+        trainer.restore(checkpoint_dir)
+        ista = None
+        if rho is not None:
+            with strategy.scope():
+                ista = attach_ista(model, rho, penalty=penalty,
+                                   optimizer=optimizer, layers=ista_layers)
         writer = summaries.stage_writer(directory, self.chief)
 
         def on_epoch_end(epoch, logs):
@@ -110,8 +117,7 @@ class TFDistribute:
 
         try:
             result = trainer.train(run.train_data, epochs, run.steps_per_epoch,
-                                   os.path.join(directory, "checkpoints"),
-                                   on_epoch_end)
+                                   checkpoint_dir, on_epoch_end)
         finally:
             writer.close()
         record = {**describe(model),

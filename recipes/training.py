@@ -10,20 +10,27 @@ regularization losses (GammaL1, weight decay) scaled per replica
 ISTA runs inside `apply_gradients`: `keras_slim.sparsity.ista.attach_ista` gives the
 gammas a constraint the optimizer applies after each update.
 
-Resuming: a `tf.train.Checkpoint` of the model, the optimizer and the epoch
-counter is written by a `tf.train.CheckpointManager` after every epoch, and
-restored when the loop starts again; an interrupted epoch is run again from
-its start. Every worker saves (checkpointing is collective under
-`MultiWorkerMirroredStrategy`); workers other than the chief write to a
-temporary folder that is removed afterwards.
+Resuming: a `tf.train.Checkpoint` of the model, the optimizer, the epoch
+counter and the epoch's loss is written by a `tf.train.CheckpointManager`
+after every epoch, the last two kept, and the newest readable one is
+restored when the loop starts again (`recipes.checkpoints`); an
+interrupted epoch is run again from its start. Each epoch reads its own
+input pipeline, `dataset_fn(input_context, epoch)`, whose order and
+augmentation depend on the seed and the epoch's number only, so a resumed
+run trains on what the uninterrupted one did, bit for bit. Every worker
+saves (checkpointing is collective under `MultiWorkerMirroredStrategy`);
+workers other than the chief write to a temporary folder that is removed
+afterwards.
 """
 
+import functools
 import os
 import shutil
 import time
 
 import keras
 
+from recipes import checkpoints
 from recipes.lazy_tensorflow import tf
 from recipes.summaries import eta, format_seconds
 
@@ -77,8 +84,11 @@ class Trainer:
         with strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name="epoch")
+            self.loss = tf.Variable(float("nan"), dtype=tf.float32,
+                                    trainable=False, name="loss")
         self._train_loop = None
         self._eval_step = None
+        self._manager = None
 
     # -- steps ----------------------------------------------------------------
 
@@ -136,12 +146,35 @@ class Trainer:
 
     # -- public ---------------------------------------------------------------
 
+    def restore(self, checkpoint_dir):
+        """Restore the newest readable checkpoint of `checkpoint_dir` (see
+        `recipes.checkpoints`); returns the epochs it had done (0 when
+        there is none). Called by `train` if not called before; call it
+        first to attach ISTA after the optimizer's step is restored.
+
+        Raises:
+            checkpoints.CheckpointError: no checkpoint there can be read.
+        """
+        checkpoint = tf.train.Checkpoint(model=self.model,
+                                         optimizer=self.optimizer,
+                                         epoch=self.epoch, loss=self.loss)
+        restored = checkpoints.restore_newest(checkpoint, checkpoint_dir,
+                                              self.log)
+        write_dir = worker_directory(checkpoint_dir, self.strategy)
+        self._manager = (checkpoints.manager(checkpoint, write_dir, restored,
+                                             checkpoint_dir), write_dir)
+        resumed = int(self.epoch.numpy())
+        if resumed:
+            self.log(f"  resuming from epoch {resumed} ({restored})")
+        return resumed
+
     def train(self, dataset_fn, epochs, steps_per_epoch, checkpoint_dir,
               on_epoch_end=None):
         """Train for `epochs` epochs, resuming from `checkpoint_dir`.
 
         Args:
-            dataset_fn: a `dataset_fn(input_context)` of (image, label).
+            dataset_fn: a `dataset_fn(input_context, epoch)` of (image,
+                label), epoch `epoch`'s stream (0-based).
             epochs: total epochs of this stage.
             steps_per_epoch: steps in an epoch.
             checkpoint_dir: the stage's checkpoint folder (the chief's; other
@@ -151,31 +184,24 @@ class Trainer:
                 (they are shown on the epoch's progress line).
 
         Returns:
-            dict with `loss` (last epoch's mean), `resumed_from_epoch`,
-            `steps_run` (in this call) and `seconds`.
+            dict with `loss` (last epoch's mean, also when every epoch was
+            done before), `resumed_from_epoch`, `steps_run` (in this call)
+            and `seconds`.
         """
-        strategy = self.strategy
-        checkpoint = tf.train.Checkpoint(model=self.model,
-                                         optimizer=self.optimizer,
-                                         epoch=self.epoch)
-        write_dir = worker_directory(checkpoint_dir, strategy)
-        manager = tf.train.CheckpointManager(checkpoint, write_dir,
-                                             max_to_keep=1)
-        latest = tf.train.latest_checkpoint(checkpoint_dir)
-        if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+        if self._manager is None:
+            self.restore(checkpoint_dir)
+        manager, write_dir = self._manager
         resumed = int(self.epoch.numpy())
-        if resumed:
-            self.log(f"  resuming from epoch {resumed} ({latest})")
         if self._train_loop is None:
             self._train_loop = self._make_train_loop()
-        dataset = strategy.distribute_datasets_from_function(dataset_fn)
-        iterator = iter(dataset)
-        start, steps_run, loss = time.time(), 0, float("nan")
+        start, steps_run = time.time(), 0
         for epoch in range(resumed, epochs):
+            iterator = iter(self.strategy.distribute_datasets_from_function(
+                functools.partial(dataset_fn, epoch=epoch)))
             loss = float(self._train_loop(iterator, tf.constant(steps_per_epoch)))
             steps_run += steps_per_epoch
             self.epoch.assign(epoch + 1)
+            self.loss.assign(loss)
             manager.save()
             if write_dir != checkpoint_dir:
                 shutil.rmtree(write_dir, ignore_errors=True)
@@ -188,7 +214,7 @@ class Trainer:
             self.log(f"  epoch {epoch + 1}/{epochs} {extra} "
                      f"[{format_seconds(elapsed)} elapsed, ETA "
                      f"{eta(elapsed, epoch + 1 - resumed, epochs - resumed)}]")
-        return {"loss": loss, "resumed_from_epoch": resumed,
+        return {"loss": float(self.loss.numpy()), "resumed_from_epoch": resumed,
                 "steps_run": steps_run, "seconds": time.time() - start}
 
     def evaluate(self, dataset_fn, steps):

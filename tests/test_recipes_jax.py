@@ -41,10 +41,10 @@ NOISE = ("Sharding callback duration", "Assets written to",
          "unsupported characters", "xla_bridge")
 
 
-def _run_recipe(model_dir, env):
+def _run_recipe(model_dir, env, extra=()):
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "recipes", "resnet20_cifar10.py"),
-         *SMOKE, f"--model_dir={model_dir}"],
+         *SMOKE, *extra, f"--model_dir={model_dir}"],
         env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -70,6 +70,15 @@ def test_resnet20_recipe_runs_every_stage_data_parallel(tmp_path):
     assert export["tflite_relative_difference"] <= 1e-4
     assert os.path.getsize(tmp_path / "export" / "model.tflite") == \
         export["tflite_bytes"]
+    # Rerun with another --epochs: refused in one line, nothing reused.
+    written = (tmp_path / "summary.json").read_bytes()
+    again = _run_recipe(tmp_path, env, ["--epochs=2"])
+    assert again.returncode == 1
+    last = again.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --model_dir={tmp_path} holds a run made "
+                           "with other flags (--epochs=2 here, 1 there;"), last
+    assert "Traceback" not in again.stderr
+    assert (tmp_path / "summary.json").read_bytes() == written
 
 
 def test_resnet20_recipe_runs_to_summary_without_tensorflow(tmp_path):

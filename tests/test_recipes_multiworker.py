@@ -217,7 +217,8 @@ WORKER = textwrap.dedent(
 
     class RecordExamples(Hooks):
         # Keys of the raw training images, one list per training pipeline
-        # (one per stage), in the order training consumes them.
+        # (one per epoch of each stage), in the order training consumes
+        # them (and a little more, read ahead).
         def __init__(self):
             self.streams = []
 
@@ -297,15 +298,25 @@ def test_every_example_seen_once_per_epoch_across_workers(tfds_workers):
     per_epoch = steps * TFDS_BATCH // 2  # examples one worker uses per epoch
     training = [s for s in summary["stages"] if "epochs" in s]
     assert [s["name"] for s in training] == ["sparse-train-a", "fine-tune-a"]
+    epochs = [(s["name"], epoch) for s in training
+              for epoch in range(s["epochs"])]
     for worker in seen:
-        assert len(worker) == len(training)  # one pipeline per stage
-    for index, stage in enumerate(training):
-        for epoch in range(stage["epochs"]):
-            window = slice(epoch * per_epoch, (epoch + 1) * per_epoch)
-            parts = [worker[index][window] for worker in seen]
-            assert all(len(part) == per_epoch for part in parts)
-            assert not set(parts[0]) & set(parts[1]), (stage["name"], epoch)
-            assert sorted(parts[0] + parts[1]) == keys, (stage["name"], epoch)
+        assert len(worker) == len(epochs)  # one pipeline per epoch
+    orders = []
+    for index, epoch in enumerate(epochs):
+        parts = [worker[index][:per_epoch] for worker in seen]
+        assert all(len(part) == per_epoch for part in parts)
+        assert not set(parts[0]) & set(parts[1]), epoch
+        assert sorted(parts[0] + parts[1]) == keys, epoch
+        orders.append((epoch, tuple(parts[0])))
+    # Each epoch number has its own order (every stage's epoch e reads
+    # the same stream).
+    by_epoch = {}
+    for (_, number), order in orders:
+        by_epoch.setdefault(number, set()).add(order)
+    assert all(len(same) == 1 for same in by_epoch.values())
+    assert len({next(iter(same)) for same in by_epoch.values()}) == len(
+        by_epoch) == 2
 
 
 def test_tfds_run_writes_summary_and_chief_tensorboard(tfds_workers):
