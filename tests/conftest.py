@@ -52,6 +52,7 @@ ALL_BACKENDS = frozenset({
     "test_backends.py",
     "test_recipes_jax.py",
     "test_latency_fit.py",
+    "test_attention.py",
 })
 
 
