@@ -53,6 +53,7 @@ ALL_BACKENDS = frozenset({
     "test_recipes_jax.py",
     "test_latency_fit.py",
     "test_attention.py",
+    "test_attention_fuzz.py",
 })
 
 
