@@ -236,7 +236,7 @@ def test_grouped_query_attention_keeps_what_groups_need():
 def test_grouped_query_attention_refuses_unequal_groups():
     model = grouped()
     plan = keras_slim.PruningPlan({"mha:heads": [0, 1, 2, 3]})
-    with pytest.raises(ValueError, match="GroupedQueryAttention layer `mha`"):
+    with pytest.raises(ValueError, match="GroupQueryAttention layer `mha`"):
         keras_slim.slim_model(model, plan)
 
 

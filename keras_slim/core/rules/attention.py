@@ -1,5 +1,5 @@
 """Rules of the attention layers: MultiHeadAttention and
-GroupedQueryAttention.
+GroupQueryAttention.
 
 An attention layer is a producer with several inputs (query "in", value,
 key: `Role.inputs`) and one unit inside it that no tensor carries, the
@@ -67,16 +67,17 @@ def _attention_role(layer, call, heads, **options):
     return Role(PRODUCER, inputs=slots, units=(("heads", heads),), **options)
 
 
-def _shapes(layer):
-    """Query, value and key shapes the layer was built with."""
+def _sizes(layer, in_shape):
+    """The value and key shapes the layer was built with, the number of
+    query positions of this call and of key positions."""
     shapes = layer.get_build_config()["shapes_dict"]
     value = tuple(shapes["value_shape"])
-    key = shapes.get("key_shape")
-    return tuple(shapes["query_shape"]), value, tuple(key or value)
+    key = tuple(shapes.get("key_shape") or value)
+    return value, key, math.prod(in_shape[1:-1]), math.prod(value[1:-1])
 
 
 class _Attention(Rule):
-    """What MultiHeadAttention and GroupedQueryAttention share."""
+    """What MultiHeadAttention and GroupQueryAttention share."""
 
     def reads(self, layer, call, slot):
         out = super().reads(layer, call, slot)
@@ -133,9 +134,7 @@ class _MultiHeadAttention(_Attention):
         return config, out
 
     def macs(self, layer, in_shape, out_shape):
-        query, value, key = _shapes(layer)
-        tokens = math.prod(in_shape[1:-1])
-        source = math.prod(value[1:-1])
+        value, key, tokens, source = _sizes(layer, in_shape)
         heads, key_dim = layer.num_heads, layer.key_dim
         value_dim = layer.value_dim
         axes = layer.get_config()["attention_axes"] or ()
@@ -159,8 +158,11 @@ class _GroupedQueryAttention(_Attention):
     keeps query heads; the kept ones must fill some groups equally (whole
     groups cut, or as many query heads cut in every group kept)."""
 
+    # For `reads` (plan_dead); `slice` cuts by its own table.
+    axes = {"key/kernel": {0: "key"}, "value/kernel": {0: "value"}}
+
     def role(self, layer, call):
-        frozen = ("GroupedQueryAttention makes its output as wide as its "
+        frozen = ("GroupQueryAttention makes its output as wide as its "
                   "query")
         return _attention_role(layer, call, layer.num_query_heads,
                                frozen_output=frozen, frozen_input=frozen)
@@ -184,7 +186,7 @@ class _GroupedQueryAttention(_Attention):
             detail = ", ".join(f"group {g}: {c}" for g, c in zip(groups,
                                                                  counts))
             raise ValueError(
-                f"GroupedQueryAttention layer `{layer.name}` must keep as "
+                f"GroupQueryAttention layer `{layer.name}` must keep as "
                 "many query heads in every key-value group it keeps "
                 f"({repeats} heads a group); the plan keeps {detail}. Cut "
                 "whole groups, or the same number of heads in each.")
@@ -215,13 +217,8 @@ class _GroupedQueryAttention(_Attention):
             out[name] = value
         return config, out
 
-    # For `reads` (plan_dead): the weights reading the key and value inputs.
-    axes = {"key/kernel": {0: "key"}, "value/kernel": {0: "value"}}
-
     def macs(self, layer, in_shape, out_shape):
-        query, value, key = _shapes(layer)
-        tokens = math.prod(in_shape[1:-1])
-        source = math.prod(value[1:-1])
+        value, key, tokens, source = _sizes(layer, in_shape)
         heads, groups = layer.num_query_heads, layer.num_key_value_heads
         dim = layer.head_dim
         projections = dim * (
