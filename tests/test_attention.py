@@ -310,3 +310,40 @@ def test_grouped_query_attention_macs():
         keras_slim.core.graph.ChannelGraph(model))["mha"]
     projections = 3 * (6 * T * D + 2 * T * (D + D) + 6 * T * D)
     assert macs == projections + 2 * 6 * T * T * 3
+
+
+def _value_batchnorm_model():
+    """Cross-attention whose value input (wider than the query) passes a
+    BatchNormalization."""
+    query = keras.Input((T, 4))
+    memory = keras.Input((6, 3))
+    value = L.BatchNormalization(name="bn")(L.Dense(9, name="value_in")(
+        memory))
+    a = L.MultiHeadAttention(2, 2, name="mha")(query, value)
+    model = keras.Model([query, memory], L.Dense(3, name="logits")(
+        L.GlobalAveragePooling1D()(a)))
+    model.get_layer("bn").gamma.assign(
+        np.array([0, 1, 1, 0, 1, 1, 1, 0, 1], "float32"))
+    return model
+
+
+def test_zero_gamma_channels_on_the_value_input():
+    """Zero gamma and beta: cut from the value kernel, exact. Beta kept:
+    no bias can take it, so plan_zero_gamma keeps them and a plan that
+    cuts them is warned about, naming the input."""
+    model = _value_batchnorm_model()
+    bn = model.get_layer("bn")
+    bn.beta.assign(np.where(keras.ops.convert_to_numpy(bn.gamma) == 0, 0.0,
+                            0.5).astype("float32"))
+    feeds = _inputs(model, np.random.default_rng(2))
+    before = zoo.outputs(model, feeds)
+    plan = keras_slim.plan_dead(model)
+    np.testing.assert_array_equal(plan.removed("value_in"), [0, 3, 7])
+    slim = keras_slim.slim_model(model, plan, verify=True)
+    assert slim.get_layer("mha").value_dense.kernel.shape[0] == 6
+    zoo.assert_close(before, zoo.outputs(slim, feeds))
+
+    bn.beta.assign(np.full(9, 0.5, "float32"))
+    assert "value_in" not in keras_slim.plan_zero_gamma(model).kept
+    with pytest.warns(UserWarning, match="cut from its input `value`"):
+        keras_slim.slim_model(model, plan)
