@@ -347,3 +347,9 @@ def test_zero_gamma_channels_on_the_value_input():
     assert "value_in" not in keras_slim.plan_zero_gamma(model).kept
     with pytest.warns(UserWarning, match="cut from its input `value`"):
         keras_slim.slim_model(model, plan)
+
+
+def test_stages_place_heads_with_their_layer():
+    stages = keras_slim.stages(pre_norm())
+    names = {g.name for groups in stages.values() for g in groups}
+    assert {"mha:heads", "mlp_up"} <= names
