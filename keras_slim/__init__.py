@@ -23,6 +23,7 @@ from keras_slim.deploy.loading import load_model
 from keras_slim.deploy.runtimes import register_runtime
 from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
+from keras_slim.planners.dead import plan_dead
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
 from keras_slim.planners.latency_fit import calibrate_latency_table
 from keras_slim.planners.latency_table import (
@@ -100,6 +101,7 @@ __all__ = [
     "magnitude_masks",
     "merged_layers",
     "penalty_weights",
+    "plan_dead",
     "plan_for_budget",
     "plan_global_gamma",
     "plan_guided",

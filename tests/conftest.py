@@ -54,6 +54,8 @@ ALL_BACKENDS = frozenset({
     "test_backends.py",
     "test_recipes_jax.py",
     "test_latency_fit.py",
+    "test_attention.py",
+    "test_attention_fuzz.py",
 })
 
 

@@ -490,3 +490,59 @@ def _reaches(tensor, outputs):
         node = history.operation._inbound_nodes[history.node_index]
         stack.extend(node.input_tensors)
     return False
+
+
+# -- attention blocks (tests/test_attention_fuzz.py) -------------------------
+
+
+def attention_model(draw):
+    """A transformer block around a random MultiHeadAttention: random
+    heads, key_dim, value_dim, attention_axes (over one or two axes of an
+    image-like input), bias and output_shape, cross-attention, in a
+    pre-norm, post-norm or norm-free block (whose residual stream is then
+    a prunable group), followed by an MLP and a Dense head.
+
+    Returns:
+        The model and the name of its attention layer ("mha").
+    """
+    integers = lambda low, high: draw(st.integers(low, high))  # noqa: E731
+    image = draw(st.booleans())
+    spatial = (integers(2, 3), integers(2, 3)) if image else (integers(2, 5),)
+    width = integers(3, 6)
+    inputs = [keras.Input(spatial + (integers(2, 4),), name="tokens")]
+    embed = L.Conv2D if image else L.Conv1D
+    x = embed(width, 1, name="embed")(inputs[0])
+    source = x
+    if draw(st.booleans()):  # cross-attention on a second input
+        inputs.append(keras.Input(spatial + (integers(2, 4),), name="memory"))
+        source = L.Dense(integers(2, 5), name="memory_in")(inputs[1])
+    axes = None
+    if image:
+        axes = draw(st.sampled_from([None, (1,), (2,), (1, 2)]))
+    out_width = draw(st.sampled_from([None, integers(2, 6)]))
+    norm = draw(st.sampled_from(["pre", "post", "none"]))
+    query = L.LayerNormalization(name="ln1")(x) if norm == "pre" else x
+    if source is x:
+        source = query
+    value_dim = draw(st.sampled_from([None, integers(1, 4)]))
+    if keras.backend.backend() == "jax":
+        value_dim = None  # Keras 3.15 on JAX fails on value_dim != key_dim
+    attention = L.MultiHeadAttention(
+        integers(1, 4), integers(1, 4), value_dim=value_dim,
+        use_bias=draw(st.booleans()), output_shape=out_width,
+        attention_axes=axes, name="mha")
+    a = attention(query, source)
+    if out_width is not None:
+        a = L.Dense(width, name="proj")(L.ReLU(name="proj_act")(a))
+    x = L.Add(name="res1")([x, a])
+    if norm == "post":
+        x = L.LayerNormalization(name="ln1")(x)
+    n = L.LayerNormalization(name="ln2")(x) if norm == "pre" else x
+    up = L.Dense(integers(2, 8), activation=draw(st.sampled_from(
+        ["relu", "gelu", None])), name="mlp_up")(n)
+    x = L.Add(name="res2")([x, L.Dense(width, name="mlp_down")(up)])
+    if norm == "post":
+        x = L.LayerNormalization(name="ln2")(x)
+    pool = L.GlobalAveragePooling2D if image else L.GlobalAveragePooling1D
+    outputs = L.Dense(2, name="logits")(pool(name="pool")(x))
+    return keras.Model(inputs, outputs), "mha"

@@ -21,6 +21,7 @@ __all__ = [
     "leaf_layers",
     "refresh_model_state",
     "refresh_state",
+    "weight_keys",
 ]
 
 
@@ -57,14 +58,29 @@ def copy_weights(source, target):
     return target
 
 
+def weight_keys(layer):
+    """The key of each of `layer.weights` in the `{key: array}` of rules:
+    its name, or, where the layer's sublayers repeat names (the `kernel` of
+    each projection of MultiHeadAttention), its path below the layer
+    (`query/kernel`); `None` when even paths repeat."""
+    names = [v.name for v in layer.weights]
+    if len(set(names)) == len(names):
+        return names
+    prefix = layer.name + "/"
+    keys = [v.path.split(prefix, 1)[1] if prefix in v.path else v.path
+            for v in layer.weights]
+    return keys if len(set(keys)) == len(keys) else None
+
+
 def assign_layer(layer, values):
-    """Assign `{variable name: array}` to `layer` and refresh its state.
+    """Assign `{key: array}` (keys of `weight_keys`) to `layer` and refresh
+    its state.
 
     Raises:
         ValueError: a variable's shape differs from the value computed.
     """
-    for variable in layer.weights:
-        value = values[variable.name]
+    for key, variable in zip(weight_keys(layer), layer.weights):
+        value = values[key]
         if tuple(variable.shape) != tuple(value.shape):
             raise ValueError(
                 f"Weight `{variable.name}` of layer `{layer.name}` has shape "

@@ -70,6 +70,7 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
     shifted = set()  # layers whose change went into the next BN's mean
     for call in producer_calls(graph):
         layer = call.layer
+        _warn_unabsorbed_slots(call, values, positions[id(layer)])
         pos_in = positions[id(layer)]["in"]
         if pos_in is None:
             continue
@@ -116,6 +117,22 @@ def fold_constants(graph, kept, weights, positions, configs, dead_fn,
     if approximate:
         _warn_approximate(approximate, exact_offered=carried is None)
     return shifted
+
+
+def _warn_unabsorbed_slots(call, values, pos):
+    """Constants cut from the other inputs of a producer with several
+    (attention's value and key) have no bias to go to: warn."""
+    for index, slot in enumerate(call.role.inputs[1:], 1):
+        if pos.get(slot) is None:
+            continue
+        value = values[call.inputs[index]]
+        removed = value[np.setdiff1d(np.arange(value.shape[0]), pos[slot])]
+        if np.any(~np.isnan(removed) & (removed != 0)):
+            warnings.warn(
+                f"Layer `{call.layer.name}` ({type(call.layer).__name__}) "
+                f"cannot absorb the constant output of the channels cut "
+                f"from its input `{slot}`; they are dropped, so its output "
+                "shifts.", stacklevel=4)
 
 
 def _shown(names):

@@ -12,7 +12,7 @@ import weakref
 
 from keras_slim.core import blocks, keras_compat, rule_registry
 from keras_slim.core import layout as layout_lib
-from keras_slim.core.groups import Call, ChannelGroup
+from keras_slim.core.groups import Call, ChannelGroup, collect_groups
 from keras_slim.core.layout import Layout, Segment
 from keras_slim.core.models import (  # noqa: F401  (re-exported)
     check_model,
@@ -43,6 +43,11 @@ class ChannelGraph:
         groups: the list of `ChannelGroup`.
         layer_input: id(layer) -> `Layout` of its input (shared layers tied).
         layer_output: id(layer) -> the space a producer creates.
+        layer_slots: id(layer) -> {slot: `Layout`} of the inputs of a
+            producer with several (`Role.inputs`) besides "in".
+        layer_units: id(layer) -> {unit key: `Layout`} of the units inside
+            a layer that no tensor carries (`Role.units`: heads).
+        unit_spaces: space of such a unit -> (layer name, unit key).
         barriers: (layer name, reason) of each barrier met.
         output_keys: keys of the model's output tensors.
     """
@@ -56,6 +61,9 @@ class ChannelGraph:
         self.spaces = layout_lib.UnionFind()
         self.layer_input = {}
         self.layer_output = {}
+        self.layer_slots = {}
+        self.layer_units = {}
+        self.unit_spaces = {}
         self.barriers = []
         self._alias = {}
         self._names = unique_names(model)
@@ -73,7 +81,7 @@ class ChannelGraph:
         for key in self.output_keys:
             self._freeze(self.layouts[key], "model output")
         self._warn_barriers()
-        self.groups = self._collect_groups()
+        self.groups = collect_groups(self)
         self.group_by_name = {g.name: g for g in self.groups}
         self._layer_by_name = {self.name_of(c.layer): c.layer
                                for c in self.calls}
@@ -168,9 +176,22 @@ class ChannelGraph:
 
     def _producer(self, call):
         width = self._out_width(call)
-        if call.tensor_count != 1 or width is None:
+        slots = call.role.inputs or ("in",)
+        if (width is None or len(slots) != call.tensor_count
+                or slots[0] != "in"):
             return False
         self._tie_layer_input(call, self.layouts[call.inputs[0]])
+        name = self.name_of(call.layer)
+        if call.role.frozen_input:
+            self._freeze(self.layouts[call.inputs[0]],
+                         f"`{name}`: {call.role.frozen_input}")
+        for slot, key in zip(slots[1:], call.inputs[1:]):
+            if slot:
+                self._tie_slot(call, slot, self.layouts[key])
+            else:
+                self._freeze(self.layouts[key],
+                             f"`{name}` does not read it as channels")
+        self._add_units(call)
         space = self.layer_output.get(id(call.layer))
         if space is None:
             frozen = call.role.frozen_output
@@ -181,6 +202,28 @@ class ChannelGraph:
             self.layer_output[id(call.layer)] = space
         self.layouts[call.outputs[0]] = Layout((Segment(space, width),))
         return True
+
+    def _tie_slot(self, call, slot, layout):
+        slots = self.layer_slots.setdefault(id(call.layer), {})
+        previous = slots.get(slot)
+        if previous is None:
+            slots[slot] = layout
+        elif not self._unify(previous, layout):
+            reason = f"shared layer `{call.layer.name}` sees different layouts"
+            self._freeze(previous, reason)
+            self._freeze(layout, reason)
+
+    def _add_units(self, call):
+        """The spaces of the units inside the layer (heads), one per layer
+        however often it is called."""
+        units = self.layer_units.setdefault(id(call.layer), {})
+        name = self.name_of(call.layer)
+        for key, width in call.role.units:
+            if key in units:
+                continue
+            space = self.spaces.new(width, f"{name}:{key}")
+            self.unit_spaces[space] = (name, key)
+            units[key] = Layout((Segment(space, width),))
 
     def _channelwise(self, call):
         if call.tensor_count != 1:
@@ -294,65 +337,6 @@ class ChannelGraph:
             )
 
     # -- groups -------------------------------------------------------------
-
-    def _collect_groups(self):
-        find = self.spaces.find
-        roots = sorted({find(s) for s in range(len(self.spaces.parent))})
-        info = {r: {"producers": [], "batchnorms": [], "consumers": [],
-                    "members": [], "bn_positions": {}} for r in roots}
-
-        def add(root, key, name):
-            if name not in info[root][key]:
-                info[root][key].append(name)
-
-        for call in self.calls:
-            kind = call.role.kind
-            name = self.name_of(call.layer)
-            if kind == rule_registry.BARRIER:
-                continue
-            in_roots = {
-                find(seg.space)
-                for key in call.inputs
-                for seg in self.layouts[key].segments
-            }
-            if kind == rule_registry.PRODUCER:
-                add(find(self.layer_output[id(call.layer)]), "producers", name)
-                for root in in_roots:
-                    add(root, "consumers", name)
-                continue
-            is_bn = rule_registry.rule_for(call.layer).scales_channels(call.layer)
-            for root in in_roots:
-                add(root, "batchnorms" if is_bn else "members", name)
-                if is_bn and name not in info[root]["bn_positions"]:
-                    layout = self.layer_input[id(call.layer)]
-                    info[root]["bn_positions"][name] = layout.channel_positions(
-                        root, find
-                    )
-        groups = []
-        names = set()
-        for root in roots:
-            entry = info[root]
-            if entry["producers"]:
-                name = entry["producers"][0]
-            else:
-                name = f"{self.spaces.origin[root]}:out"
-            while name in names:
-                name += "'"
-            names.add(name)
-            groups.append(
-                ChannelGroup(
-                    name=name,
-                    width=self.spaces.width[root],
-                    producers=entry["producers"],
-                    batchnorms=entry["batchnorms"],
-                    consumers=entry["consumers"],
-                    members=entry["members"],
-                    frozen=self.spaces.frozen_reason(root),
-                    root=root,
-                    bn_positions=entry["bn_positions"],
-                )
-            )
-        return groups
 
     def group_of_space(self, space):
         return self._group_by_root[self.spaces.find(space)]

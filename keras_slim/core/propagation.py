@@ -21,7 +21,7 @@ depthwise convolution has touched, with the names of those layers.
 import keras
 import numpy as np
 
-from keras_slim.core import rule_registry, rules
+from keras_slim.core import copying, rule_registry, rules
 
 __all__ = [
     "layer_weights",
@@ -36,9 +36,12 @@ def to_numpy(variable):
 
 
 def layer_weights(layer):
-    """`{variable name: numpy array}` of a layer's own weights."""
+    """`{key: numpy array}` of a layer's weights, keyed by their names (by
+    their paths below the layer where sublayers repeat names:
+    `copying.weight_keys`)."""
     values = layer.get_weights()
-    return {v.name: value for v, value in zip(layer.weights, values)}
+    keys = copying.weight_keys(layer) or [v.name for v in layer.weights]
+    return dict(zip(keys, values))
 
 
 def propagate(graph, weights, dead_fn, inexact=None, varying=None):

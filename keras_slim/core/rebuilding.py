@@ -346,9 +346,13 @@ def check_unshared(model, slim):
 
 
 def assign(new_layer, layer, values):
-    """Set the weights of `new_layer` from `{name: array}`."""
-    names = [v.name for v in new_layer.weights]
-    if len(set(names)) != len(names) or not all(n in values for n in names):
+    """Set the weights of `new_layer` from `{key: array}` (keys of
+    `copying.weight_keys`), and give the sublayers it created when it was
+    built (MultiHeadAttention's softmax and dropout) their names in
+    `layer`."""
+    _copy_names(layer, new_layer)
+    names = copying.weight_keys(new_layer)
+    if names is None or not all(n in values for n in names):
         # Layers with nested sublayers: copy positionally when shapes agree.
         originals = layer.get_weights()
         new_layer.set_weights(originals)

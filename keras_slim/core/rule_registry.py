@@ -86,6 +86,14 @@ class Role:
     # a producer whose own output channels cannot be cut (a softmax
     # activation renormalises across them): why, or "" when they can
     frozen_output: str = ""
+    # a producer with several tensor inputs: the slot of each input (the
+    # first "in"; "" for an attention mask, kept whole). () is ("in",)
+    inputs: tuple = ()
+    # units inside the layer no tensor carries, `(key, width)` each (the
+    # heads of attention): a group each; `slice` finds them in `pos[key]`
+    units: tuple = ()
+    # why the producer's "in" input cannot be cut, or "" when it can
+    frozen_input: str = ""
 
 
 _RULES = {}
@@ -251,14 +259,30 @@ class Rule:
         config = {
             key: int(len(pos[which]))
             for key, which in self.widths.items()
-            if pos[which] is not None
+            if pos.get(which) is not None
         }
         out = {}
         for name, value in weights.items():
             for axis, which in self.axes.get(name, {}).items():
-                value = take(value, axis, pos[which])
+                value = take(value, axis, pos.get(which))
             out[name] = value
         return config, out
+
+    def reads(self, layer, call, slot):
+        """`{weight name: axis}` of the weights reading input `slot` of
+        `call`: by default those `axes` cut on `slot`."""
+        return {name: axis for name, axes in self.axes.items()
+                for axis, which in axes.items() if which == slot}
+
+    def unit_outputs(self, layer, unit):
+        """`{weight name: axis}` of the weights through which a unit of
+        `Role.units` reaches the output (heads: output projection rows);
+        `verify` zeroes them, `plan_dead` finds silent units there."""
+        return {}
+
+    def units_kept(self, layer, unit, keep):
+        """The least mask of units the layer can keep that covers `keep`."""
+        return keep
 
     def macs(self, layer, in_shape, out_shape):
         """Multiply-accumulates of one call for one example (default 0)."""

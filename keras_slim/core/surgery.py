@@ -210,11 +210,16 @@ def _positions(graph, call, kept):
     out = None
     if len(call.outputs) == 1:
         out = graph.kept_positions(graph.layouts[call.outputs[0]], kept)
-    return {
+    pos = {
         "in": graph.kept_positions(layer_in, kept),
         "mid": graph.kept_positions(layer_in.expanded(call.role.expand), kept),
         "out": out,
     }
+    # the other inputs of a producer with several, and its heads
+    for extra in (graph.layer_slots, graph.layer_units):
+        for key, layout in extra.get(id(call.layer), {}).items():
+            pos[key] = graph.kept_positions(layout, kept)
+    return pos
 
 
 def _dead_fn(graph, kept):

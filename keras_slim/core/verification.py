@@ -26,7 +26,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_slim.core import blocks, rule_registry
+from keras_slim.core import blocks, copying, rule_registry
 from keras_slim.core.comparison import (  # noqa: F401  (re-exported)
     DEFAULT_TOLERANCE,
     TOLERANCES,
@@ -184,6 +184,7 @@ class _Reference:
             arrays = self._remove_live(
                 call, [run.results[k] for k in call.inputs])
             mapping, dead = self._zero_gammas(call)
+            mapping = list(mapping) + self._silence_units(call)
             outs = _call(call, arrays, mapping)
             if dead is not None:
                 outs = _beta_at(call.layer, outs, dead)
@@ -197,16 +198,47 @@ class _Reference:
         the input (all of them with `fold="none"`)."""
         if call.role.kind != rule_registry.PRODUCER or not self.kept:
             return arrays
-        layout = self.graph.layer_input.get(id(call.layer))
-        positions = self.graph.kept_positions(layout, self.kept)
-        if positions is None:
-            return arrays
-        cut = np.setdiff1d(np.arange(layout.size), positions)
-        if self.fold != "none":
-            cut = cut[~_same_in_every_sample(arrays[0][..., cut])]
-        array = np.array(arrays[0], copy=True)
-        array[..., cut] = 0
-        return [array] + list(arrays[1:])
+        slots = self.graph.layer_slots.get(id(call.layer), {})
+        layouts = [self.graph.layer_input.get(id(call.layer))] + [
+            slots.get(slot) for slot in call.role.inputs[1:]]
+        arrays = list(arrays)
+        for index, layout in enumerate(layouts):
+            positions = (self.graph.kept_positions(layout, self.kept)
+                         if layout is not None else None)
+            if positions is None:
+                continue
+            cut = np.setdiff1d(np.arange(layout.size), positions)
+            if self.fold != "none":
+                cut = cut[~_same_in_every_sample(arrays[index][..., cut])]
+            arrays[index] = np.array(arrays[index], copy=True)
+            arrays[index][..., cut] = 0
+        return arrays
+
+    def _silence_units(self, call):
+        """The mapping that zeroes, for the units the plan cuts inside a
+        layer (heads), the weights through which they reach its output
+        (`Rule.unit_outputs`): the original computes without them. The
+        surgery's slicing is not used."""
+        units = self.graph.layer_units.get(id(call.layer))
+        if not units or not self.kept:
+            return []
+        layer = call.layer
+        rule = rule_registry.rule_for(layer)
+        variables = dict(zip(copying.weight_keys(layer), layer.weights))
+        values = {}
+        for unit, layout in units.items():
+            positions = self.graph.kept_positions(layout, self.kept)
+            if positions is None:
+                continue
+            removed = np.setdiff1d(np.arange(layout.size), positions)
+            for key, axis in rule.unit_outputs(layer, unit).items():
+                if key not in values:
+                    values[key] = keras.ops.convert_to_numpy(
+                        variables[key]).copy()
+                index = [slice(None)] * values[key].ndim
+                index[axis] = removed
+                values[key][tuple(index)] = 0
+        return [(variables[key], value) for key, value in values.items()]
 
     def _zero_gammas(self, call):
         """The mapping that zeroes a BatchNormalization's dead gammas, and

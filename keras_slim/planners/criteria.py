@@ -118,7 +118,9 @@ def constant_channels(graph, dead_fn):
         absorbs = type(rule).fold is not rule_registry.Rule.fold
         for key in call.inputs:
             lay = graph.layouts[key]
-            value = agreed.get(id(call.layer), values[key])
+            value = values[key]
+            if key == call.inputs[0]:  # the input one bias sees, agreed
+                value = agreed.get(id(call.layer), value)
             for root in {find(s.space) for s in lay.segments}:
                 group = graph.group_of_root(root)
                 matrix = lay.channel_positions(root, find)

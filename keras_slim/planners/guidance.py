@@ -42,7 +42,9 @@ def _stages(graph, stage_of, skip):
     result = {}
     for group in selection.candidate_groups(graph, skip):
         if stage_of is None:
-            shape = graph.shapes[outputs[group.producers[0]][0]]
+            # heads have no producer: their layer's output stands in
+            layer = (group.producers or group.members)[0]
+            shape = graph.shapes[outputs[layer][0]]
             key = tuple(shape[1:-1])
         else:
             key = stage_of(group.name)

@@ -12,7 +12,7 @@ arguments, read from its signature. The one budget-only method,
 import dataclasses
 import inspect
 
-from keras_slim.planners import allocation, criteria, selection
+from keras_slim.planners import allocation, criteria, dead, selection
 
 __all__ = [
     "METHODS",
@@ -167,6 +167,9 @@ register_method("global_gamma", selection.plan_global_gamma,
                 summary="Network Slimming: smallest |gamma| network-wide")
 register_method("zero_gamma", criteria.plan_zero_gamma, takes_ratio=False,
                 summary="the channels whose gamma is zero (after ISTA)")
+register_method("dead", dead.plan_dead, takes_ratio=False,
+                summary="the channels, units and heads that contribute "
+                "exactly zero")
 register_method("l1_norm", selection.plan_l1_norm,
                 summary="smallest filter L1 norm, the same share a layer")
 register_method("uniform", selection.plan_uniform,

@@ -6,7 +6,12 @@ Importing this package registers every built-in rule into the registry of
 module is imported. The registry never imports the rules: no cycle.
 """
 
-from keras_slim.core.rules import channelwise, kernels, merging  # noqa: F401
+from keras_slim.core.rules import (  # noqa: F401
+    attention,
+    channelwise,
+    kernels,
+    merging,
+)
 from keras_slim.core.rules.attributes import (
     activation_mixes,
     apply_activation,
