@@ -40,14 +40,13 @@ def _side_layouts(graph, call):
 
 def _layer_calls(graph):
     """Each weighted layer once, with its first call (barriers left out)."""
-    seen = set()
+    first = {}
     for call in graph.calls:
-        layer = call.layer
-        if not isinstance(layer, keras.layers.Layer) or id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if call.role.kind != rule_registry.BARRIER and layer.weights:
-            yield call
+        first.setdefault(id(call.layer), call)
+    return [call for call in first.values()
+            if isinstance(call.layer, keras.layers.Layer)
+            and call.role.kind != rule_registry.BARRIER
+            and call.layer.weights]
 
 
 def _axis_mass(value, axis, p, layer, name):

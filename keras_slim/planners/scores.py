@@ -257,6 +257,9 @@ class MagnitudeImportance(Importance):
     def setup(self, graph, seed=None):
         self._cache = (graph, {})
 
+    def get_config(self):
+        return dict(super().get_config(), p=self.p)
+
     def __call__(self, graph, group):
         cached = getattr(self, "_cache", None)
         cache = cached[1] if cached is not None and cached[0] is graph \
