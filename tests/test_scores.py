@@ -29,6 +29,7 @@ def _randomize(model, seed=0):
     return model
 
 
+@pytest.mark.backend("tensorflow")  # NumPy over weights: one backend will do
 @pytest.mark.parametrize("name", ["residual", "depthwise", "flatten",
                                   "transpose", "concat"])
 def test_magnitude_is_the_norm_of_the_weights_a_cut_removes(name):
