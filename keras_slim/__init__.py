@@ -25,6 +25,11 @@ from keras_slim.planners.budget import BudgetResult, plan_for_budget
 from keras_slim.planners.criteria import plan_zero_gamma
 from keras_slim.planners.dead import plan_dead
 from keras_slim.planners.guidance import plan_guided, stage_ratios, stages
+from keras_slim.planners.importance import (
+    IMPORTANCES,
+    Importance,
+    register_importance,
+)
 from keras_slim.planners.latency_fit import calibrate_latency_table
 from keras_slim.planners.latency_table import (
     LatencyTable,
@@ -74,8 +79,10 @@ __all__ = [
     "ExportResult",
     "GammaL1",
     "GammaProx",
+    "IMPORTANCES",
     "ISTAGamma",
     "ISTAPenalty",
+    "Importance",
     "LatencyTable",
     "LiteRTRuntime",
     "METHODS",
@@ -110,6 +117,7 @@ __all__ = [
     "plan_zero_gamma",
     "protocols",
     "prune",
+    "register_importance",
     "register_method",
     "register_rule",
     "register_runtime",

@@ -49,6 +49,7 @@ ALL_BACKENDS = frozenset({
     "test_rescaling.py",
     "test_saving.py",
     "test_selection.py",
+    "test_scores.py",
     "test_rule_registry.py",
     "test_surgery.py",
     "test_backends.py",

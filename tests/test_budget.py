@@ -771,3 +771,28 @@ def test_plot_budget_draws_the_candidates(tmp_path):
         plot_budget(macs_only, tmp_path / "other.png")
     with pytest.raises(ValueError, match=r"\.png"):
         plot_budget(result.candidates, tmp_path / "budget.jpg")
+
+
+# -- bad budgets named by their value (issue 32, item 10) ----------------------
+
+
+def test_a_malformed_count_is_reported_as_given():
+    with pytest.raises(ValueError, match=r"Received: macs='half'"):
+        plan_for_budget(_model(), macs="half")
+
+
+def test_a_budget_of_microseconds_is_not_printed_as_zero():
+    with pytest.raises(ValueError, match=r"latency budget 0\.004 ms: the "
+                       r"smallest global_gamma reaches is 0\.\d{3} ms"):
+        plan_for_budget(_model(), latency="4us", runtime=FakeRuntime())
+
+
+def test_a_model_without_a_fixed_size_is_refused_as_count_macs_does():
+    inputs = keras.Input((None, None, 3))
+    x = zoo.conv_bn(inputs, 8, "a")
+    x = keras.layers.GlobalAveragePooling2D()(zoo.conv_bn(x, 8, "b"))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ValueError, match=r"plan_for_budget counts the model "
+                       r"at a fixed size: count_macs needs a fixed input "
+                       r"size, but layer `a_conv` sees shape"):
+        plan_for_budget(model, params=0.5)

@@ -1,6 +1,7 @@
-"""Extending keras_slim from outside the package: a criterion and a latency
-runtime, each a few lines of user code, reachable from every entry point
-(`prune`, `plan_for_budget`, the CLI's `--method` and `--runtime`)."""
+"""Extending keras_slim from outside the package: a criterion, an importance
+and a latency runtime, each a few lines of user code, reachable from every
+entry point (the planners, `prune`, `plan_for_budget`, the CLI's
+`--method`, `--score` and `--runtime`)."""
 
 import keras
 import numpy as np
@@ -26,6 +27,13 @@ def plan_keep_last(model, ratio, **options):
     return keras_slim.plan_uniform(model, ratio, score=last_channels, **options)
 
 
+class LastUnits(keras_slim.Importance):
+    """the last units of every group stay"""
+
+    def __call__(self, graph, group):
+        return np.arange(group.width, dtype="float64")
+
+
 class MacClock(keras_slim.Runtime):
     """A stand-in device: milliseconds from MACs, plus a fixed call cost."""
 
@@ -42,9 +50,11 @@ class MacClock(keras_slim.Runtime):
 def registered():
     keras_slim.register_method("keep_last", plan_keep_last)
     keras_slim.register_runtime(MacClock)
+    keras_slim.register_importance("last_units", LastUnits())
     yield
     del keras_slim.METHODS["keep_last"]
     del RUNTIMES["mac_clock"]
+    del keras_slim.IMPORTANCES["last_units"]
 
 
 def _model():
@@ -149,3 +159,60 @@ def test_registries_refuse_what_they_cannot_use(registered):
         keras_slim.plan_uniform(_model(), 0.5,
                                 score=lambda graph, group: np.ones(2))
 
+
+
+# -- an importance of one's own, at every entry point ---------------------------
+
+
+def _every_plan_of(model, score):
+    """The plans of every ranking planner and entry point for `score`."""
+    found = keras_slim.plan_global_gamma(model, 0.5)
+    yield keras_slim.plan_global_gamma(model, 0.5, score=score)
+    yield keras_slim.plan_l1_norm(model, 0.5, score=score)
+    yield keras_slim.plan_uniform(model, 0.5, score=score)
+    yield keras_slim.plan_guided(model, found, score=score)
+    yield keras_slim.prune(model, "l1_norm", ratio=0.5, score=score,
+                           return_plan=True)[1]
+    for method in ("global_gamma", "l1_norm", "uniform", "latency_aware"):
+        yield keras_slim.plan_for_budget(model, method, macs=0.6,
+                                         score=score).plan
+
+
+@pytest.mark.parametrize("score", ["last_units", LastUnits(), "function"])
+def test_an_importance_of_ones_own_reaches_every_planner(registered, score):
+    model = _model()
+    if score == "function":
+        score = last_channels
+    plans = list(_every_plan_of(model, score))
+    assert len(plans) == 9
+    if not isinstance(score, str):  # the same object in each: two suffice
+        plans = plans[:1] + plans[-1:]
+    for plan in plans:
+        _assert_keeps_the_last_channels(model, plan)
+
+
+def test_an_importance_of_ones_own_through_the_cli(registered, tmp_path,
+                                                   capsys):
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--help"])
+    assert "last_units: the last units of every group stay" in " ".join(
+        capsys.readouterr().out.split())
+    for flags in (["--method", "uniform", "--ratio", "0.5"],
+                  ["--method", "l1_norm", "--target-macs", "0.6"]):
+        out, plan_path = tmp_path / "slim.keras", tmp_path / "plan.json"
+        assert cli.main(["prune", str(path), *flags, "--score",
+                         "last_units", "-o", str(out),
+                         "--plan", str(plan_path)]) == 0
+        plan = keras_slim.PruningPlan.from_json(plan_path.read_text())
+        _assert_keeps_the_last_channels(model, plan)
+        slim = keras.models.load_model(out)
+        assert keras_slim.count_params(slim) < keras_slim.count_params(model)
+    # A method without a ranking says so, naming those with one.
+    assert cli.main(["prune", str(path), "--method", "zero_gamma",
+                     "--score", "last_units", "-o", str(out)]) == 1
+    assert "--score does not apply to --method zero_gamma; it applies to " \
+        "--method global_gamma, l1_norm, latency_aware, uniform" in \
+        capsys.readouterr().err

@@ -76,3 +76,30 @@ def test_zero_gamma_keeps_min_channels_with_largest_gamma():
     assert plan.kept["a_conv"].size == 3 and 6 in plan.kept["a_conv"]
     plan = keras_slim.plan_zero_gamma(model, tol=1e-2)
     assert plan.kept["a_conv"].tolist() == [6]
+
+
+@pytest.mark.parametrize("kept,widths,error,message", [
+    ({"conv1": 3}, None, TypeError,
+     r"kept indices of group `conv1` to be a list.*Received: 3"),
+    ({"conv1": "012"}, None, TypeError,
+     r"kept indices of group `conv1` to be a list.*Received: '012'"),
+    ({"conv1": [[0, 1], [2, 3]]}, None, ValueError,
+     r"group `conv1` to be a flat list.*Received: \[\[0, 1\], \[2, 3\]\]"),
+    ({"conv1": [[0, 1], [2]]}, None, ValueError,
+     r"group `conv1` to be a flat list.*Received: \[\[0, 1\], \[2\]\]"),
+    ({"conv1": ["a", "b"]}, None, TypeError,
+     r"group `conv1` must be integers.*\['a', 'b'\]"),
+    ({"conv1": [0, 1]}, {"conv1": 8.7}, ValueError,
+     r"width of group `conv1` to be a positive integer. Received: 8.7"),
+    ({"conv1": [0, 1]}, {"conv1": "eight"}, ValueError,
+     r"width of group `conv1` to be a positive integer. Received: 'eight'"),
+    ({"conv1": [0, 1]}, {"conv1": 0}, ValueError,
+     r"width of group `conv1` to be a positive integer. Received: 0"),
+])
+def test_hand_edited_plans_are_refused_naming_group_and_value(
+        kept, widths, error, message):
+    with pytest.raises(error, match=message):
+        keras_slim.PruningPlan(kept, widths)
+    if widths is not None:  # the same from a hand-edited JSON file
+        with pytest.raises(error, match=message):
+            keras_slim.PruningPlan.from_dict({"kept": kept, "widths": widths})

@@ -80,7 +80,7 @@ def test_prune_bad_arguments():
     with pytest.raises(ValueError, match="`method`"):
         pruning.prune(model, "taylor", ratio=0.5)
     with pytest.raises(TypeError, match="'global_gamma'.*`ratio`"):
-        pruning.prune(model, "global_gamma", ratio=0.5, score="l1")
+        pruning.prune(model, "global_gamma", ratio=0.5, tol=0.1)
     with pytest.raises(TypeError, match="ratio"):
         pruning.prune(model, "global_gamma")
     with pytest.raises(ValueError, match="Expected `ratio` in"):

@@ -35,22 +35,15 @@ class PruningPlan:
                 "Expected `kept` to be a dict of group name -> kept channel "
                 f"indices. Received: kept={kept!r}"
             )
-        self.kept = {}
-        for name, indices in kept.items():
-            array = np.asarray(list(indices) if not hasattr(indices, "shape")
-                               else indices)
-            if array.size and not np.issubdtype(array.dtype, np.integer):
-                raise TypeError(
-                    f"Kept indices of group `{name}` must be integers. "
-                    f"Received dtype {array.dtype}"
-                )
-            unique = np.unique(array.astype(np.int64))
-            if unique.size != array.size:
-                raise ValueError(
-                    f"Kept indices of group `{name}` contain duplicates."
-                )
-            self.kept[str(name)] = unique
-        self.widths = {str(k): int(v) for k, v in (widths or {}).items()}
+        self.kept = {str(name): _kept_indices(name, indices)
+                     for name, indices in kept.items()}
+        if widths is not None and not isinstance(widths, dict):
+            raise TypeError(
+                "Expected `widths` to be a dict of group name -> full "
+                f"width. Received: widths={widths!r}"
+            )
+        self.widths = {str(k): _width(k, v)
+                       for k, v in (widths or {}).items()}
 
     # -- data ---------------------------------------------------------------
 
@@ -178,3 +171,50 @@ class PruningPlan:
             if g.name in self.kept:
                 widths.setdefault(g.name, g.width)
         return PruningPlan(self.kept, widths)
+
+
+def _kept_indices(name, indices):
+    """The sorted kept indices of group `name`, or an error naming it."""
+    if isinstance(indices, (str, bytes, dict)) or not (
+            hasattr(indices, "shape") or hasattr(indices, "__iter__")):
+        raise TypeError(
+            f"Expected the kept indices of group `{name}` to be a list of "
+            f"channel indices. Received: {indices!r}"
+        )
+    try:
+        array = np.asarray(list(indices) if not hasattr(indices, "shape")
+                           else indices)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 1:
+        raise ValueError(
+            f"Expected the kept indices of group `{name}` to be a flat list "
+            f"of channel indices. Received: {_short(indices)}"
+        )
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"Kept indices of group `{name}` must be integers. Received "
+            f"dtype {array.dtype}: {_short(indices)}"
+        )
+    unique = np.unique(array.astype(np.int64))
+    if unique.size != array.size:
+        raise ValueError(
+            f"Kept indices of group `{name}` contain duplicates."
+        )
+    return unique
+
+
+def _width(name, value):
+    """A group's full width: a positive integer, or an error naming it."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) \
+            and value >= 1:
+        return int(value)
+    raise ValueError(
+        f"Expected the width of group `{name}` to be a positive integer. "
+        f"Received: {value!r}"
+    )
+
+
+def _short(value, limit=80):
+    text = repr(value if not hasattr(value, "tolist") else value.tolist())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

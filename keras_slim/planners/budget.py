@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from keras_slim.core.counting import macs_by_layer
 from keras_slim.core.graph import ChannelGraph
 from keras_slim.core.widths import WidthCounter
 from keras_slim.planners import methods
@@ -47,6 +48,7 @@ def _is_number(value):
 
 def parse_count(value, dense, argument):
     """An absolute count from a fraction in (0, 1] or a count > 1."""
+    given = value
     if isinstance(value, str):
         try:
             value = float(value)
@@ -55,7 +57,7 @@ def parse_count(value, dense, argument):
     if not _is_number(value) or not value > 0 or not np.isfinite(value):
         raise ValueError(
             f"Expected `{argument}` to be a fraction of the original in "
-            f"(0, 1] or an absolute count > 1. Received: {argument}={value!r}"
+            f"(0, 1] or an absolute count > 1. Received: {argument}={given!r}"
         )
     return float(value) * dense if value <= 1 else float(value)
 
@@ -143,9 +145,10 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
             is built when none is given; with `confirm` the plan is timed
             once, `measured_ms`).
         **method_kwargs: the planner's other arguments (`min_channels`,
-            `round_to`, `max_ratio`, `skip`; `score`, `seed` for "uniform"
-            and "latency_aware"). `round_to="auto"` takes the step size the
-            latency table's scan suggests (`LatencyTable.steps`), so that
+            `round_to`, `max_ratio`, `skip`; `score`, an importance by
+            name or object, and `seed` for every built-in method).
+            `round_to="auto"` takes the step size the latency table's
+            scan suggests (`LatencyTable.steps`), so that
             every width lands on the fast side of the runtime's steps.
 
     Returns:
@@ -179,6 +182,7 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
         )
     _check_cost(cost, method)
     graph = ChannelGraph(model)
+    _check_fixed_size(graph)
     counter = WidthCounter(graph)
     dense = {"macs": counter.dense_macs, "params": counter.dense_params}
     targets, fraction = {}, None
@@ -221,6 +225,16 @@ def plan_for_budget(model, method="global_gamma", *, macs=None, params=None,
 
 
 COSTS = ("macs", "params", "latency")
+
+
+def _check_fixed_size(graph):
+    """A budget is counted at the model's input size: refuse an unknown
+    one as `count_macs` does, before a rule meets a `None`."""
+    try:
+        macs_by_layer(graph)
+    except ValueError as error:
+        raise ValueError(f"plan_for_budget counts the model at a fixed "
+                         f"size: {error}") from None
 
 
 def _check_cost(cost, method):

@@ -91,7 +91,11 @@ def _format_count(value):
 
 
 def _format_ms(value):
-    return f"{value:.2f} ms"
+    """Two decimals from 1 ms up; three significant figures below, so that
+    a budget of microseconds does not print as 0.00 ms."""
+    if abs(value) >= 1 or value == 0:
+        return f"{value:.2f} ms"
+    return f"{value:.3g} ms"
 
 
 # -- reading budgets ----------------------------------------------------------

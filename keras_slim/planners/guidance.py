@@ -100,7 +100,7 @@ def plan_guided(model, guide, stage_of=None, score="l1", seed=None,
             -> kept share as returned by `stage_ratios`.
         stage_of, skip: see `stages`.
         score, seed: how channels are chosen within a group, as in
-            `plan_uniform`.
+            `plan_uniform`: any importance, by name or object.
         min_channels, round_to, max_ratio: the shared constraints.
 
     Returns:
@@ -133,5 +133,6 @@ def plan_guided(model, guide, stage_of=None, score="l1", seed=None,
             ratios[group.name] = 1.0 - share
     chosen = [graph.group_by_name[name] for name in ratios]
     scores = score_groups(graph, chosen, score, seed)
+    selection.warn_unscored("plan_guided", score, chosen, scores)
     return selection.plan_per_group(graph, ratios, scores, min_channels,
                                     round_to, max_ratio)

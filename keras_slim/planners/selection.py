@@ -10,11 +10,16 @@ and returns a `PruningPlan`; none cuts a layer.
 - `plan_uniform`: the same share in every layer, by |gamma|, by L1 norm or
   at random.
 
+Each ranks by an importance (`score=`, `keras_slim.planners.importance`):
+the paper's by default, any registered one by name, or an `Importance`.
+
 All of them share the constraints `min_channels`, `round_to`, `max_ratio` and
 `skip`, applied to every group by one function, `constrain_width`. Groups that
 cannot be cut (`ChannelGroup.prunable` is False: model inputs and outputs,
 unknown layers) are never in a plan.
 """
+
+import warnings
 
 import numpy as np
 
@@ -29,6 +34,7 @@ from keras_slim.planners.candidates import (
     plan_per_group,
     skipped_groups,
 )
+from keras_slim.planners.importance import get_importance
 from keras_slim.planners.limits import (  # noqa: F401  (constrain_width re-exported)
     _check_against_max_ratio,
     _prune_count,
@@ -38,12 +44,13 @@ from keras_slim.planners.limits import (  # noqa: F401  (constrain_width re-expo
 )
 from keras_slim.planners.scores import score_groups
 
-__all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform"]
+__all__ = ["merged_layers", "plan_global_gamma", "plan_l1_norm", "plan_uniform",
+           "warn_unscored"]
 
 
 def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
-                      max_ratio=None, skip=None, reduction="max",
-                      normalize=None):
+                      max_ratio=None, skip=None, reduction=None,
+                      normalize=None, score="gamma", seed=None):
     """Network Slimming: prune the channels of smallest |gamma| network-wide.
 
     All channels of the prunable groups scaled by BatchNormalization are
@@ -79,10 +86,17 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
         skip: names of layers whose output channels are kept whole.
         reduction: "max", "mean", "sum", or a function of a channel's
             `(width, n)` array of |gamma| copies returning one score per
-            channel (`keras_slim.planners.criteria.reduce_scores`).
+            channel (`keras_slim.planners.criteria.reduce_scores`); `None`
+            for the importance's own ("max" for "gamma").
         normalize: `None` (the papers' rule, the default), "mean", "max",
             "sum", or a function of a group's scores returning as many
             (`keras_slim.planners.scores.normalize_scores`).
+        score: the importance ranked network-wide: "gamma" (the papers'
+            rule, the default), "l1", "magnitude", "random", one added
+            with `register_importance`, an `Importance` or a function
+            `score(graph, group) -> scores`
+            (`keras_slim.planners.importance`).
+        seed: seed of the "random" importance.
 
     Returns:
         A `PruningPlan`. The constraints can make the pruned share differ
@@ -104,13 +118,11 @@ def plan_global_gamma(model, ratio, min_channels=1, round_to=1,
     )
     _check_against_max_ratio(ratio, max_ratio)
     graph = ChannelGraph(model)
-    scores = score_groups(graph, candidate_groups(graph, skip), "gamma",
-                          reduction=reduction, normalize=normalize)
+    scores = score_groups(graph, candidate_groups(graph, skip), score,
+                          seed, reduction, normalize)
     if not scores:
-        raise _no_candidates(
-            "plan_global_gamma",
-            "no prunable group is scaled by a BatchNormalization with gamma.",
-        )
+        raise _no_candidates("plan_global_gamma",
+                             get_importance(score).unscored())
     names = list(scores)
     flat = np.concatenate([scores[n] for n in names])
     owner = np.concatenate(
@@ -174,7 +186,7 @@ def _ratios_by_group(graph, ratio, skipped, max_ratio):
 
 
 def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
-                 skip=None, reduction="sum"):
+                 skip=None, reduction=None, score="l1", seed=None):
     """L1-norm filter pruning (Li et al., 2017): predefined ratios per layer.
 
     In each group the filters of smallest L1 norm go. The L1 norm of a
@@ -191,8 +203,11 @@ def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
             kept whole.
         min_channels, round_to, max_ratio, skip: see `plan_global_gamma`.
         reduction: how the norms of a channel's producers make one score:
-            "sum" (the default, as above), "max", "mean" or a function (see
-            `plan_global_gamma`).
+            "sum" (the default for "l1", as above), "max", "mean" or a
+            function (see `plan_global_gamma`).
+        score: the importance that orders a group's channels: "l1" (the
+            paper's, the default) or another (see `plan_global_gamma`).
+        seed: seed of the "random" importance.
 
     Returns:
         A `PruningPlan`.
@@ -213,7 +228,8 @@ def plan_l1_norm(model, ratio, min_channels=1, round_to=1, max_ratio=None,
     skipped = skipped_groups(graph, skip)
     ratios = _ratios_by_group(graph, ratio, skipped, max_ratio)
     groups = [graph.group_by_name[name] for name in ratios]
-    scores = score_groups(graph, groups, "l1", reduction=reduction)
+    scores = score_groups(graph, groups, score, seed, reduction)
+    warn_unscored("plan_l1_norm", score, groups, scores)
     return plan_per_group(graph, ratios, scores, min_channels, round_to,
                           max_ratio)
 
@@ -226,10 +242,12 @@ def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
         model: a functional or Sequential `keras.Model`. Not modified.
         ratio: share of channels pruned in every group, in [0, 1).
         score: which channels go within a group: "gamma" (smallest |gamma|;
-            groups without a scaled BatchNormalization are kept whole),
-            "l1" (smallest filter L1 norm), "random", or an importance
+            groups without a scaled BatchNormalization are kept whole, with
+            a warning when that is every group), "l1" (smallest filter L1
+            norm), "magnitude" (smallest group norm), "random", one added
+            with `register_importance`, an `Importance`, or an importance
             function `score(graph, group) -> scores` (see
-            `keras_slim.planners.scores`).
+            `keras_slim.planners.importance`).
         seed: seed of the "random" score.
         min_channels, round_to, max_ratio, skip: see `plan_global_gamma`.
         reduction: for "gamma" and "l1", how a tied channel's copies make
@@ -254,6 +272,20 @@ def plan_uniform(model, ratio, score="gamma", seed=None, min_channels=1,
     graph = ChannelGraph(model)
     groups = candidate_groups(graph, skip)
     scores = score_groups(graph, groups, score, seed, reduction)
+    warn_unscored("plan_uniform", score, groups, scores)
     ratios = {g.name: ratio for g in groups}
     return plan_per_group(graph, ratios, scores, min_channels, round_to,
                           max_ratio)
+
+
+def warn_unscored(method, score, groups, scores):
+    """Warn when `groups` were to be cut but `score` scored none of them:
+    the plan keeps the model whole, and the user should hear why."""
+    if groups and not scores:
+        importance = get_importance(score)
+        warnings.warn(
+            f"{method} keeps every group whole: {importance.unscored()} "
+            f"Pass another `score` (such as \"l1\" or \"magnitude\") to "
+            "rank the channels by their weights.",
+            stacklevel=3,
+        )

@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from keras_slim import __version__  # noqa: E402
 from keras_slim.deploy.runtimes import RUNTIMES  # noqa: E402
+from keras_slim.planners.importance import IMPORTANCES  # noqa: E402
 from keras_slim.planners.methods import METHODS  # noqa: E402
 from keras_slim.tools.commands import (  # noqa: E402
     CommandError,
@@ -108,6 +109,11 @@ def _add_prune(commands):
                      help="channels every group keeps (default 1)")
     sub.add_argument("--tol", type=float, default=0.0,
                      help="zero_gamma: |gamma| <= TOL counts as zero")
+    sub.add_argument("--score", choices=sorted(IMPORTANCES),
+                     help="the importance that ranks the channels (default: "
+                     "the method's own): " + "; ".join(
+                         f"{name}: {IMPORTANCES[name].summary}"
+                         for name in sorted(IMPORTANCES)))
     sub.add_argument("--reduction", choices=("max", "mean", "sum"),
                      help="how a group tied by residual adds scores a "
                      "channel from its several BatchNormalizations "

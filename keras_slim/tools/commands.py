@@ -101,8 +101,9 @@ def _planner_kwargs(args):
 
 
 def _score_options(args, method, kwargs):
-    """`kwargs` with --reduction and --normalize, where the method has them."""
-    for flag, option in (("--reduction", "reduction"),
+    """`kwargs` with --score, --reduction and --normalize, where the
+    method has them."""
+    for flag, option in (("--score", "score"), ("--reduction", "reduction"),
                          ("--normalize", "normalize")):
         value = getattr(args, option)
         if value is None:

@@ -23,8 +23,9 @@ def prune(model, method="global_gamma", fold_constants=True,
             reference code does (`False`).
         return_plan: also return the `PruningPlan`.
         **kwargs: the arguments of the method's planner: `ratio`,
-            `min_channels`, `round_to`, `max_ratio`, `skip`, and `score` and
-            `seed` for "uniform", `tol` for "zero_gamma".
+            `min_channels`, `round_to`, `max_ratio`, `skip`, `score` (an
+            importance, by name or object) and `seed` for the ranking
+            methods, `tol` for "zero_gamma".
 
     Returns:
         The slim `keras.Model` (uncompiled), or `(slim_model, plan)` when
