@@ -186,3 +186,48 @@ def test_bad_importances_are_refused_by_name():
         keras_slim.register_importance("two words", scores_lib.L1Importance)
     with pytest.raises(TypeError, match="Expected `importance`"):
         keras_slim.register_importance("number", 3)
+
+
+def _attention_block():
+    x = keras.Input((5, 12))
+    a = L.MultiHeadAttention(4, 3, value_dim=5, name="mha")(x, x)
+    h = L.Dense(16, activation="relu", name="up")(L.Add()([x, a]))
+    return keras.Model(x, L.Dense(12, name="down")(h))
+
+
+@pytest.mark.backend("tensorflow")  # NumPy over weights: one backend will do
+def test_head_magnitude_is_the_norm_of_the_weights_a_cut_removes():
+    # As for channels: the kernel mass slim_model removes with one head is
+    # that head's squared magnitude, and its L1 the |w| removed.
+    model = _randomize(_attention_block(), seed=3)
+    graph = ChannelGraph(model)
+    group = graph.group_by_name["mha:heads"]
+    assert group.unit == "heads" and group.width == 4
+    l2 = scores_lib.score_groups(graph, [group], "magnitude")["mha:heads"]
+    l1 = scores_lib.score_groups(graph, [group], "l1")["mha:heads"]
+    total = _kernel_mass(model)
+    absolute = sum(float(np.sum(np.abs(v.numpy()))) for v in model.weights
+                   if "kernel" in v.name)
+    for head in range(4):
+        keep = np.delete(np.arange(4), head)
+        plan = keras_slim.PruningPlan({"mha:heads": keep}, {"mha:heads": 4})
+        slim = keras_slim.slim_model(model, plan, fold="none")
+        assert slim.get_layer("mha").num_heads == 3
+        assert l2[head] ** 2 == pytest.approx(
+            total - _kernel_mass(slim), rel=1e-5)
+        assert l1[head] == pytest.approx(absolute - sum(
+            float(np.sum(np.abs(v.numpy()))) for v in slim.weights
+            if "kernel" in v.name), rel=1e-5)
+
+
+def test_l1_and_magnitude_keep_the_heavy_heads():
+    model = _randomize(_attention_block(), seed=4)
+    layer = model.get_layer("mha")
+    scale = np.array([0.1, 3.0, 0.2, 2.0], "float32")  # heads 1 and 3 heavy
+    for sub in (layer._query_dense, layer._key_dense, layer._value_dense):
+        sub.kernel.assign(sub.kernel.numpy() * scale[None, :, None])
+    out = layer._output_dense
+    out.kernel.assign(out.kernel.numpy() * scale[:, None, None])
+    for score in ("l1", "magnitude"):
+        plan = keras_slim.plan_l1_norm(model, 0.5, score=score)
+        assert list(plan.kept["mha:heads"]) == [1, 3], score

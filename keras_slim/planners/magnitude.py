@@ -20,7 +20,7 @@ import numpy as np
 from keras_slim.core import propagation, rule_registry
 from keras_slim.planners.criteria import reduce_scores
 
-__all__ = ["kernel_masses", "unit_norms"]
+__all__ = ["kernel_masses", "unit_kernel_masses", "unit_norms"]
 
 
 def _side_layouts(graph, call):
@@ -73,6 +73,8 @@ def kernel_masses(graph, group, p=2, cache=None):
         cache: a dict kept across the groups of one graph, or `None`.
     """
     cache = {} if cache is None else cache
+    if group.unit != "channel":
+        return unit_kernel_masses(graph, group, p, cache)
     find = graph.spaces.find
     columns = []
     for call in _layer_calls(graph):
@@ -100,6 +102,34 @@ def kernel_masses(graph, group, p=2, cache=None):
                         _axis_mass(value, axis, p, layer, name)
                 if cache[key] is not None:
                     columns.append(cache[key][matrix].sum(axis=1))
+    if not columns:
+        return None
+    return np.stack(columns, axis=1)
+
+
+def unit_kernel_masses(graph, group, p=2, cache=None):
+    """`kernel_masses` of a group of units inside one layer (attention
+    heads): each unit's index on the kernel axes the layer's rule names
+    after the unit (`axes`: the query, key and value kernels' heads axis)
+    and on the axes that carry it to the output (`Rule.unit_outputs`:
+    the output projection's rows), read as they are; `None` when no
+    kernel has such an axis of the group's width."""
+    cache = {} if cache is None else cache
+    name, unit = graph.unit_spaces[group.root]
+    layer = graph.layer(name)
+    rule = rule_registry.rule_for(layer)
+    if id(layer) not in cache:
+        cache[id(layer)] = propagation.layer_weights(layer)
+    weights = cache[id(layer)]
+    wanted = [(key, axis) for key, by_axis in rule.axes.items()
+              for axis, side in by_axis.items() if side == unit]
+    wanted += list(rule.unit_outputs(layer, unit).items())
+    columns = []
+    for key, axis in dict.fromkeys(wanted):
+        value = weights.get(key)
+        if ("kernel" in key and value is not None
+                and value.shape[axis] == group.width):
+            columns.append(_axis_mass(value, axis, p, layer, key))
     if not columns:
         return None
     return np.stack(columns, axis=1)

@@ -28,7 +28,7 @@ from keras_slim.planners.importance import (
     get_importance,
     register_importance,
 )
-from keras_slim.planners.magnitude import unit_norms
+from keras_slim.planners.magnitude import unit_kernel_masses, unit_norms
 
 __all__ = ["check_seed", "filter_norms", "gamma_scores", "l1_scores",
            "normalize_scores", "score_groups"]
@@ -102,6 +102,10 @@ def filter_norms(layer, width):
 def l1_scores(graph, group, reduction="sum"):
     """Per channel, the L1 norm of its filter over the producers, reduced
     by `reduction` (summed by default)."""
+    if group.unit != "channel":  # heads: |w| of their q/k/v/output rows
+        masses = unit_kernel_masses(graph, group, p=1)
+        return (None if masses is None
+                else reduce_scores(masses, reduction, group))
     norms = [filter_norms(graph.layer(name), group.width)
              for name in group.producers]
     if not norms:
