@@ -5,6 +5,8 @@ that its `--help` does not wait for TensorFlow."""
 
 # ruff: noqa: F401  (every name is re-exported by keras_slim/__init__.py)
 
+__all__ = []  # keras_slim/__init__.py takes the names of its own __all__
+
 from keras_slim._start import quiet_start
 
 with quiet_start():  # TensorFlow starts here; its start-up lines filtered
