@@ -88,14 +88,16 @@ def _latency_setup(args, latency):
     if not (args.table and os.path.exists(args.table)):
         return runtime, None
     table = latency_table.LatencyTable.load(args.table)
-    for flag, key, value in (("--runtime", "name", args.runtime),
-                             ("--threads", "threads", args.threads)):
-        if table.runtime.get(key) != value:
-            raise CommandError(
-                f"{args.table} was timed with {key} "
-                f"{table.runtime.get(key)}, not {flag} {value}; pass the "
-                f"same {flag} or another --table."
-            )
+    name, threads = table.runtime.get("name"), table.runtime.get("threads")
+    if name != args.runtime:
+        raise CommandError(
+            f"{args.table} was timed on {name}, not --runtime "
+            f"{args.runtime}; pass the same --runtime or another --table.")
+    if threads != args.threads:
+        raise CommandError(
+            f"{args.table} was timed with {threads} thread(s), not "
+            f"--threads {args.threads}; pass the same --threads or another "
+            "--table.")
     return runtime, table
 
 
