@@ -8,7 +8,8 @@ On scikit-learn's bundled handwritten digits (8 x 8, no download):
 3. cut those channels with `plan_zero_gamma` + `slim_model` and fine-tune;
 4. export both models to TFLite (parity-checked) and time them, interleaved;
 5. print one table (params, MACs, test accuracy, TFLite size and latency,
-   dense against slim) and write a report page with plots.
+   dense against slim) and write a report page with plots (the gammas of
+   the sparse-trained model, whose zeros were cut, against the slim one's).
 
     python -m examples.demo [--out demo_output] [--quick]
 """
@@ -27,6 +28,7 @@ import numpy as np  # noqa: E402
 from examples.digits import load_digits  # noqa: E402
 from keras_slim.core import copying  # noqa: E402
 from keras_slim.core.counting import count_macs, count_params  # noqa: E402
+from keras_slim.core.files import atomic_path  # noqa: E402
 from keras_slim.core.surgery import slim_model  # noqa: E402
 from keras_slim.deploy.export import export  # noqa: E402
 from keras_slim.deploy.timing import time_model_files  # noqa: E402
@@ -151,7 +153,8 @@ def run(config=None, data=None):
     if config.fine_tune_epochs:
         slim.fit(x_train, y_train, epochs=config.fine_tune_epochs, **fit)
     for name, model in (("dense", dense), ("sparse", sparse), ("slim", slim)):
-        model.save(os.path.join(config.out, f"{name}.keras"))
+        with atomic_path(os.path.join(config.out, f"{name}.keras")) as path:
+            model.save(path)
 
     _stage(4, "exporting both to TFLite and timing them")
     paths = []
@@ -183,8 +186,11 @@ def run(config=None, data=None):
         ("TFLite latency", f"{1000 * d['latency_ms']:.1f} us",
          f"{1000 * s['latency_ms']:.1f} us", f"{speedup:.2f}x faster"),
     ]
+    # The gamma histogram shows the sparse-trained model: its zeros are the
+    # channels cut.
     page = report(dense, slim, os.path.join(config.out, "report.html"),
-                  metrics=metrics, title="keras_slim demo: digits").page
+                  metrics=metrics, title="keras_slim demo: digits",
+                  sparse=sparse).page
     rows = [
         ["params", f"{d['params']:,}", f"{s['params']:,}",
          f"{s['params'] / d['params'] - 1:+.1%}"],

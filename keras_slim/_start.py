@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 
-__all__ = ["quiet_start"]
+__all__ = ["quiet_start", "started_as_command"]
 
 # absl's prefix: severity letter, then MMDD: I0000 00:00:... port.cc:153]
 _SEVERITY = re.compile(r"^([IWEF])\d{4} ")
@@ -27,9 +27,18 @@ _NOTICE = "WARNING: All log messages before absl::InitializeLog()"
 _PYTHON = re.compile(r"^Traceback |\.py:\d+: |^\w*(Error|Warning)\b")
 
 
+def started_as_command():
+    """Whether this process is the `keras-slim` command: its console script,
+    or `python -m keras_slim.tools.cli`."""
+    if os.path.basename(sys.argv[0] or "") == "keras-slim":
+        return True
+    argv = list(getattr(sys, "orig_argv", ()))
+    return any(flag == "-m" and module == "keras_slim.tools.cli"
+               for flag, module in zip(argv, argv[1:]))
+
+
 def _level():
-    default = "3" if os.path.basename(sys.argv[0] or "") == "keras-slim" \
-        else "0"
+    default = "3" if started_as_command() else "0"
     try:
         return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", default))
     except ValueError:

@@ -54,7 +54,7 @@ def test_width_counter_matches_the_slim_model(name):
     cut = 0
     for seed in range(2):
         plan = keras_slim.plan_uniform(model, 0.4, score="random", seed=seed)
-        slim = keras_slim.slim_model(model, plan, fold_constants=False)
+        slim = keras_slim.slim_model(model, plan, fold="none")
         widths = plan_widths(plan)
         assert counter.macs(widths) == keras_slim.count_macs(slim)
         assert counter.params(widths) == keras_slim.count_params(slim)

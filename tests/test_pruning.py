@@ -58,13 +58,13 @@ def test_prune_zero_gamma_matches_plan_zero_gamma():
                                reference.predict(x, verbose=0), rtol=1e-6)
 
 
-def test_prune_fold_constants_switch():
+def test_prune_fold_none_switch():
     model = bn_model()
     beta = np.full(16, 3.0, "float32")
     model.get_layer("bn0").beta.assign(beta)
     folded = pruning.prune(model, "uniform", ratio=0.5, score="l1")
     dropped = pruning.prune(model, "uniform", ratio=0.5, score="l1",
-                            fold_constants=False)
+                            fold="none")
     x = np.zeros((1, 8, 8, 3), "float32")
     assert not np.allclose(folded.predict(x, verbose=0),
                            dropped.predict(x, verbose=0))

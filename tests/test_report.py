@@ -116,3 +116,35 @@ def test_human_numbers():
     assert summary.human(25_557_032) == "25.6M"
     assert summary.human(3.86e9) == "3.86G"
     assert summary.human(None) == "-"
+
+
+def test_report_plots_the_sparse_models_gammas(tmp_path, monkeypatch):
+    """The gamma histogram tells the method's story: the sparse-trained
+    model's gammas, whose zeros were cut, not the dense model's."""
+    from keras_slim.planners.criteria import plan_zero_gamma
+    from keras_slim.tools import report as report_module
+
+    dense = with_gammas(zoo.chain())
+    sparse = with_gammas(zoo.chain(), zeros=3, seed=1)
+    slim = slim_model(sparse, plan_zero_gamma(sparse))
+    legends = []
+    save = report_module._save
+
+    def recording_save(figure, path):
+        legend = figure.axes[0].get_legend()
+        legends.append([t.get_text() for t in legend.get_texts()]
+                       if legend else [])
+        save(figure, path)
+
+    monkeypatch.setattr(report_module, "_save", recording_save)
+    page = tmp_path / "page.html"
+    report(dense, slim, page, sparse=sparse)
+    # chain: two groups of 8 and 12 channels, 3 zeroed in each, all cut.
+    assert legends[0] == ["sparse-trained (20 channels, 6 at zero)",
+                          "after (14 channels)"]
+    report(dense, slim, page)
+    assert legends[3][0] == "before (20 channels, 0 at zero)"
+    text = page.read_text()
+    assert "`" not in text and "<code>chain</code> pruned" in text
+    with pytest.raises(TypeError, match="sparse"):
+        report(dense, slim, page, sparse="model")

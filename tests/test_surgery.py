@@ -178,6 +178,6 @@ def test_without_folding_the_constants_are_lost():
     zoo.kill_coherently(model, rng, kill_beta=False)
     inputs = zoo.random_inputs(model, rng)
     plan = keras_slim.plan_zero_gamma(model)
-    slim = keras_slim.slim_model(model, plan, fold_constants=False)
+    slim = keras_slim.slim_model(model, plan, fold="none")
     before, after = zoo.outputs(model, inputs), zoo.outputs(slim, inputs)
     assert not np.allclose(before[0], after[0], rtol=1e-3)

@@ -21,8 +21,7 @@ __all__ = ["applied_plan", "slim_model"]
 DEFAULT_FOLD = "bias"
 
 
-def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
-               verify_tolerance=None):
+def slim_model(model, plan, fold=None, verify=False, verify_tolerance=None):
     """A new, thinner model that keeps the channels `plan` keeps.
 
     Every layer keeps its name and config except its widths; kernels, biases,
@@ -54,7 +53,6 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
               with "same" padding, a separable consumer), it falls back to
               the bias with a warning naming the layer.
             - `"none"`: dropped, as Network Slimming's reference code does.
-        fold_constants: `False` is the same as `fold="none"`.
         verify: run the original with the cut channels' gammas set to zero
             (a cut channel that still depends on the input removed) and the
             slim model on the same random inputs, both in inference mode and
@@ -74,7 +72,7 @@ def slim_model(model, plan, fold=None, fold_constants=True, verify=False,
         ValueError: the plan does not fit the model (naming the group), an
             unknown `fold`, or `verify` found a layer whose output differs.
     """
-    fold = _fold_mode(fold, fold_constants)
+    fold = fold_mode(fold)
     if not isinstance(plan, PruningPlan):
         raise TypeError(
             "Expected `plan` to be a keras_slim.PruningPlan. "
@@ -140,7 +138,7 @@ def applied_plan(model, plan, fold=None):
     Returns:
         A `PruningPlan` with the widths of every group it names.
     """
-    fold = _fold_mode(fold, True)
+    fold = fold_mode(fold)
     graph = ChannelGraph(model)
     plan.validate(graph.groups)
     kept = {
@@ -160,17 +158,14 @@ def applied_plan(model, plan, fold=None):
     return plan.complete(graph.groups)
 
 
-def _fold_mode(fold, fold_constants):
+def fold_mode(fold):
+    """The fold mode `fold` names (`None`: the default), or a ValueError:
+    entry points that train before they slim check it first."""
     if fold is None:
-        return DEFAULT_FOLD if fold_constants else "none"
-    if fold not in folding.FOLDS:
+        return DEFAULT_FOLD
+    if not isinstance(fold, str) or fold not in folding.FOLDS:
         raise ValueError(
             f"Expected `fold` in {folding.FOLDS}. Received: fold={fold!r}"
-        )
-    if not fold_constants and fold != "none":
-        raise ValueError(
-            f"`fold_constants=False` means fold='none', but fold={fold!r} "
-            "was given; pass only `fold`."
         )
     return fold
 

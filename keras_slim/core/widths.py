@@ -39,7 +39,7 @@ class WidthCounter:
     >>> counter.macs(plan_widths(plan)) == count_macs(slim_model(model, plan))
     True
 
-    The parameter count is that of `slim_model(..., fold_constants=False)`;
+    The parameter count is that of `slim_model(..., fold="none")`;
     folding can add one bias vector to a bias-free layer that has no
     BatchNormalization after it.
     """

@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 
+from keras_slim.core.files import write_bytes
 from keras_slim.deploy.onnx_export import write_onnx
 from keras_slim.deploy.tflite import tflite_flatbuffer
 
@@ -106,8 +107,7 @@ def write_one(model, path, format, batch=None):
     if format == "onnx":
         write_onnx(model, path, batch=batch)
     else:
-        with open(path, "wb") as file:
-            file.write(tflite_flatbuffer(model, batch or 1))
+        write_bytes(path, tflite_flatbuffer(model, batch or 1))
 
 
 def write_runtime_files(models, paths, format, batch=None):

@@ -23,6 +23,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_slim.core.files import atomic_path
 from keras_slim.core.graph import check_model
 from keras_slim.deploy.console import ProgressLine, quiet_native_output
 from keras_slim.deploy.conversion_process import convert_in_tensorflow
@@ -235,13 +236,17 @@ def export(model, path, format="tflite", quantize=None,
     progress = ProgressLine(writing + 1 if check else writing, verbose)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    if in_process:
-        size = _write(model, path, format, quantize, representative, names,
-                      progress)
-    else:
-        progress.step(f"converting `{model.name}` in a TensorFlow process")
-        size = convert_in_tensorflow(model, path, format, quantize,
-                                     representative, names)
+    # Written under a temporary name beside `path`, renamed once complete:
+    # a kill mid-write leaves the earlier file (or folder) intact.
+    with atomic_path(path) as temporary:
+        if in_process:
+            size = _write(model, temporary, format, quantize, representative,
+                          names, progress)
+        else:
+            progress.step(
+                f"converting `{model.name}` in a TensorFlow process")
+            size = convert_in_tensorflow(model, temporary, format, quantize,
+                                         representative, names)
     result = ExportResult(path=path, format=format, quantize=quantize,
                           size_bytes=int(size))
     if check:
@@ -270,6 +275,13 @@ def _check_arguments(model, path, format, quantize, representative_data):
             f"Expected `path` to be a file for format={format!r}; {path!r} "
             "is a directory."
         )
+    if (format == "saved_model" and os.path.isdir(path) and os.listdir(path)
+            and not os.path.isfile(os.path.join(path, "saved_model.pb"))):
+        # The folder is replaced whole: never one that holds other files.
+        raise ValueError(
+            f"Expected `path` to be a new folder or an earlier SavedModel "
+            f"for format='saved_model'; {path!r} holds other files."
+        )
     if quantize == "int8" and representative_data is None:
         raise ValueError(
             "quantize='int8' needs `representative_data`: a few hundred "
@@ -295,7 +307,7 @@ def _write(model, path, format, quantize, representative, names, progress):
                 "int8": "int8"}[quantize]
         progress.step(f"converting to {kind} TFLite")
         flatbuffer = _convert(tmp, quantize, representative, names)
-    with open(path, "wb") as file:
+    with open(path, "wb") as file:  # `path` is export's temporary name
         file.write(flatbuffer)
     return len(flatbuffer)
 

@@ -104,5 +104,22 @@ def load_model(path, unsafe=False):
         return keras.saving.load_model(path, compile=False,
                                        safe_mode=not unsafe)
     except Exception as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"Cannot load {path}: {first}") from None
+        raise ValueError(f"Cannot load {path}: {_cause(error)}") from None
+
+
+_CAUSE = "Exception encountered:"
+
+
+def _cause(error):
+    """The reason in a Keras loading error: Keras wraps the innermost error
+    ("Could not locate class 'Custom'") in pages about the outer model's
+    config; keep that reason, without the configs."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if _CAUSE in text:
+        text = text.rsplit(_CAUSE, 1)[1].strip()
+    for cut in (" Full object config:", " config={"):
+        text = text.split(cut, 1)[0]
+    if "Could not locate" in text or "register_keras_serializable" in text:
+        text += (" Import the module that defines it first (keras-slim: "
+                 "--import MODULE).")
+    return text

@@ -16,6 +16,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_slim.core.files import atomic_path
 from keras_slim.deploy.console import quiet_native_output
 
 __all__ = [
@@ -84,8 +85,9 @@ def write_onnx(model, path, batch=None):
         with quiet_native_output(), warnings.catch_warnings():
             # Keras patches tf2onnx for NumPy 2 (np.object) and warns.
             warnings.simplefilter("ignore")
-            model.export(os.fspath(path), format="onnx", verbose=False,
-                         input_signature=input_signature(model, batch))
+            with atomic_path(path) as temporary:
+                model.export(temporary, format="onnx", verbose=False,
+                             input_signature=input_signature(model, batch))
     except (ImportError, RuntimeError):
         raise
     except Exception as error:  # tf2onnx's errors are pages long

@@ -25,7 +25,7 @@ import json
 import keras
 import numpy as np
 
-from keras_slim.core import rule_registry
+from keras_slim.core import files, rule_registry
 from keras_slim.core.widths import WidthCounter
 from keras_slim.deploy.runtimes import (  # noqa: F401  (re-exported)
     RUNTIMES,
@@ -246,8 +246,8 @@ class LatencyTable:
                    data.get("calibration"))
 
     def save(self, path):
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(self.to_dict(), file, indent=1)
+        """Write the table as JSON, complete or not at all."""
+        files.write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path):

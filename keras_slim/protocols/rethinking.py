@@ -17,7 +17,7 @@ from keras_slim.core import copying
 from keras_slim.core.counting import count_macs
 from keras_slim.core.graph import check_model, leaf_layers
 from keras_slim.core.plan import PruningPlan
-from keras_slim.core.surgery import slim_model
+from keras_slim.core.surgery import fold_mode, slim_model
 from keras_slim.planners.methods import plan_for
 from keras_slim.protocols.magnitude import MagnitudeMask
 
@@ -183,13 +183,14 @@ def _by_path(weights, what):
     return dict(zip(paths, weights))
 
 
-def rewind(pruned, snapshot, plan=None, masks=None):
+def rewind(pruned, snapshot, plan=None, masks=None, fold="none",
+           verify=False):
     """A copy of `pruned` whose weights are the snapshot's (lottery ticket).
 
     For a slimmed model, pass the `plan` it was slimmed with: the copy of
     the original model kept in the snapshot is slimmed with the same plan
-    (`slim_model(..., fold_constants=False)`, so nothing is folded into the
-    initial weights) and its weights copied, so each surviving channel gets
+    (`slim_model(..., fold="none")` by default, so nothing is folded into
+    the initial weights) and its weights copied, so each surviving channel gets
     its own initial weights. A bias that `slim_model` created to absorb
     constants did not exist at initialisation and is rewound to zero. For a
     masked model (unstructured pruning), pass the `masks`: the snapshot is
@@ -201,13 +202,20 @@ def rewind(pruned, snapshot, plan=None, masks=None):
         plan: the `PruningPlan` `pruned` was slimmed with, or `None` when it
             has the snapshot's architecture.
         masks: dict variable path -> boolean array, or a `MagnitudeMask`.
+        fold: passed to the `slim_model` that slims the snapshot's copy:
+            "none" (default) folds nothing into the initial weights; give
+            "exact" when `pruned` was slimmed with it, so that the carrier
+            channels it kept are kept here too.
+        verify: passed to that `slim_model`: check the slimmed snapshot
+            against the snapshot.
 
     Returns:
         A new, uncompiled `keras.Model` with `pruned`'s architecture.
 
     Raises:
         ValueError: a weight whose shape does not match (a missing `plan`),
-            or a mask for a weight the model does not have.
+            a mask for a weight the model does not have, an unknown `fold`,
+            or `verify` found a layer whose output differs.
     """
     if not isinstance(snapshot, WeightSnapshot):
         raise TypeError(
@@ -220,7 +228,7 @@ def rewind(pruned, snapshot, plan=None, masks=None):
         masks = masks.masks
     source = snapshot.model
     if plan is not None:
-        source = slim_model(source, plan, fold_constants=False)
+        source = slim_model(source, plan, fold=fold, verify=verify)
     values = _by_path(source.weights, "snapshot")
     copy = keras.models.clone_model(pruned)
     for path, variable in _by_path(copy.weights, "pruned model").items():
@@ -253,7 +261,7 @@ def rewind(pruned, snapshot, plan=None, masks=None):
 
 
 def slim_in_passes(model, passes, train_sparse, fine_tune,
-                   method="global_gamma", fold_constants=True, **kwargs):
+                   method="global_gamma", fold=None, verify=False, **kwargs):
     """Multi-pass Network Slimming (the dotted loop of Liu et al., Fig. 2).
 
     Each pass: `train_sparse(model, index)` (train with the sparsity
@@ -269,7 +277,10 @@ def slim_in_passes(model, passes, train_sparse, fine_tune,
             the model it was given.
         fine_tune: callable `(model, index)`, the same for fine-tuning.
         method: a pruning method name of `prune` ("global_gamma", ...).
-        fold_constants: passed to `slim_model`.
+        fold: passed to `slim_model` at each pass: "bias" (default),
+            "exact" or "none".
+        verify: passed to `slim_model` at each pass: check each slim model
+            against the model of its pass.
         **kwargs: the planner's arguments; `ratio` may also be a list with
             one ratio per pass.
 
@@ -278,7 +289,8 @@ def slim_in_passes(model, passes, train_sparse, fine_tune,
         pass (each for the model of its pass).
 
     Raises:
-        ValueError: `passes` < 1, or a `ratio` list of another length.
+        ValueError: `passes` < 1, a `ratio` list of another length, an
+            unknown `fold`, or `verify` found a layer whose output differs.
         TypeError: a callable that is not, or a bad planner argument.
 
     Example:
@@ -293,6 +305,7 @@ def slim_in_passes(model, passes, train_sparse, fine_tune,
     for name, fn in (("train_sparse", train_sparse), ("fine_tune", fine_tune)):
         if not callable(fn):
             raise TypeError(f"Expected `{name}` to be callable. Received: {fn!r}")
+    fold_mode(fold)  # a bad `fold` is refused before any training
     ratios = kwargs.pop("ratio", None)
     if isinstance(ratios, (list, tuple)):
         if len(ratios) != passes:
@@ -307,7 +320,7 @@ def slim_in_passes(model, passes, train_sparse, fine_tune,
         if ratios[index] is not None:
             kwargs["ratio"] = ratios[index]
         plan = plan_for(model, method, **kwargs)
-        model = slim_model(model, plan, fold_constants=fold_constants)
+        model = slim_model(model, plan, fold=fold, verify=verify)
         model = fine_tune(model, index) or model
         plans.append(plan)
     return model, plans

@@ -3,7 +3,7 @@
     keras-slim inspect MODEL.keras [--plot FILE.png]
     keras-slim prune MODEL.keras --method global_gamma --ratio 0.5
         [--round-to 8] [--reduction mean] [--normalize mean] -o OUT.keras
-        [--report REPORT.html]
+        [--plan PLAN.json] [--report REPORT.html] [--fold exact] [--verify]
     keras-slim prune MODEL.keras --target-macs 0.5 | --target-params 5e6 |
         --target-latency 8ms [--threads 2] [--runtime litert|onnxruntime]
         [--table T.json] [--calibrate 24]
@@ -16,27 +16,26 @@
 
 Models load with `safe_mode=True`; a model holding a Lambda layer (Python
 code that would run on loading) is refused unless `--unsafe` is given.
+`--import MODULE` (repeatable, before or after the command) imports a
+module first: its registered custom layers, rules, methods and runtimes
+reach every command. Every path a command reads or writes is checked for
+distinctness (links included) and every value checked before any work;
+every file is written complete or not at all.
 Errors are one line on stderr and a non-zero exit status (1 for a failed
 command, 2 for bad usage), never a traceback (`--traceback` shows it).
 """
 
 import argparse
+import importlib
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Nothing here imports Keras at module level: `keras-slim --help` and
+# `--version` answer without starting TensorFlow (keras_slim/__init__.py
+# defers its imports when started as this command).
 from keras_slim import __version__  # noqa: E402
-from keras_slim.deploy.runtimes import RUNTIMES  # noqa: E402
-from keras_slim.planners.importance import IMPORTANCES  # noqa: E402
-from keras_slim.planners.methods import METHODS  # noqa: E402
-from keras_slim.tools.commands import (  # noqa: E402
-    CommandError,
-    run_bench,
-    run_export,
-    run_inspect,
-    run_prune,
-)
 
 __all__ = ["build_parser", "main"]
 
@@ -65,17 +64,43 @@ def _model_command(commands, name, help_text):
     sub.add_argument("model", metavar="MODEL", help="a .keras file")
     sub.add_argument("--unsafe", action="store_true",
                      help="allow Lambda layers (runs their code)")
+    _add_import(sub)
     return sub
 
 
-def build_parser():
+def _add_import(parser):
+    # Read by main() before parsing (the registries must be full first).
+    parser.add_argument("--import", dest="imports", action="append",
+                        metavar="MODULE", default=argparse.SUPPRESS,
+                        help="import MODULE first (repeatable): its "
+                        "registered layers, rules, methods and runtimes "
+                        "become known; searched on sys.path and in the "
+                        "current folder")
+
+
+def _registries():
+    """The choices the registries offer now: methods, runtimes, folds,
+    importances."""
+    from keras_slim.core.folding import FOLDS
+    from keras_slim.deploy.runtimes import RUNTIMES
+    from keras_slim.planners.importance import IMPORTANCES
+    from keras_slim.planners.methods import METHODS
+
+    return METHODS, RUNTIMES, FOLDS, IMPORTANCES
+
+
+def build_parser(registries=True):
     """The `keras-slim` parser; `--method` and `--runtime` choices come from
-    the method and runtime registries as they are now."""
+    the method and runtime registries as they are now (`registries=False`:
+    no choices, no Keras import, for `--help` and `--version`). Each
+    command's `run` default names its function in `commands.py`."""
+    choices = _registries() if registries else (None,) * 4
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an error")
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {__version__}")
+    _add_import(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND",
                                      parser_class=_Parser)
     commands.required = True
@@ -83,22 +108,22 @@ def build_parser():
                          "table of the prunable channel groups")
     sub.add_argument("--plot", metavar="FILE.png",
                      help="draw |gamma| and width per layer")
-    sub.set_defaults(run=run_inspect)
+    sub.set_defaults(run="run_inspect")
 
-    _add_prune(commands)
-    _add_export(commands)
-    _add_bench(commands)
+    _add_prune(commands, *choices).set_defaults(run="run_prune")
+    _add_export(commands).set_defaults(run="run_export")
+    _add_bench(commands).set_defaults(run="run_bench")
     return parser
 
 
-def _add_prune(commands):
+def _add_prune(commands, METHODS, RUNTIMES, FOLDS, IMPORTANCES):  # noqa: N803
     sub = _model_command(commands, "prune",
                          "cut channels and save the slim model")
-    sub.add_argument("--method", choices=sorted(METHODS),
+    sub.add_argument("--method", choices=METHODS and sorted(METHODS),
                      help="pruning method (default with --target-*: "
                      "global_gamma): " + "; ".join(
                          f"{name}: {METHODS[name].summary}"
-                         for name in sorted(METHODS)))
+                         for name in sorted(METHODS or ())))
     sub.add_argument("--ratio", type=float,
                      help="share of channels to cut, in [0, 1)")
     sub.add_argument("--round-to", type=_round_to, metavar="N",
@@ -109,11 +134,11 @@ def _add_prune(commands):
                      help="channels every group keeps (default 1)")
     sub.add_argument("--tol", type=float, default=0.0,
                      help="zero_gamma: |gamma| <= TOL counts as zero")
-    sub.add_argument("--score", choices=sorted(IMPORTANCES),
+    sub.add_argument("--score", choices=IMPORTANCES and sorted(IMPORTANCES),
                      help="the importance that ranks the channels (default: "
                      "the method's own): " + "; ".join(
                          f"{name}: {IMPORTANCES[name].summary}"
-                         for name in sorted(IMPORTANCES)))
+                         for name in sorted(IMPORTANCES or ())))
     sub.add_argument("--reduction", choices=("max", "mean", "sum"),
                      help="how a group tied by residual adds scores a "
                      "channel from its several BatchNormalizations "
@@ -134,7 +159,7 @@ def _add_prune(commands):
     sub.add_argument("--target-latency", metavar="T",
                      help="latency budget, measured on --runtime: 8ms, or "
                      "a fraction of the dense model's measured latency (0.6)")
-    sub.add_argument("--runtime", choices=sorted(RUNTIMES),
+    sub.add_argument("--runtime", choices=RUNTIMES and sorted(RUNTIMES),
                      default="litert",
                      help="--target-latency, --cost latency: the runtime "
                      "that times the models (default litert; onnxruntime "
@@ -158,7 +183,16 @@ def _add_prune(commands):
                      help="also write the pruning plan")
     sub.add_argument("--report", metavar="REPORT.html",
                      help="also write a report page (.html or .md)")
-    sub.set_defaults(run=run_prune)
+    sub.add_argument("--fold", choices=FOLDS,
+                     help="how the constant output of cut channels is "
+                     "folded (slim_model's `fold`): bias (default), exact "
+                     "(exact at zero-padded borders too, one carrier "
+                     "channel per group) or none (dropped)")
+    sub.add_argument("--verify", action="store_true",
+                     help="check the slim model against the original "
+                     "(slim_model's `verify`); fail naming the first "
+                     "layer that differs")
+    return sub
 
 
 def _add_export(commands):
@@ -172,7 +206,7 @@ def _add_export(commands):
                      help="example inputs (.npy, or .npz by input name)")
     sub.add_argument("--no-check", dest="check", action="store_false",
                      help="skip the comparison with Keras")
-    sub.set_defaults(run=run_export)
+    return sub
 
 
 def _add_bench(commands):
@@ -189,14 +223,73 @@ def _add_bench(commands):
                           "call after call (default 0)")
     sub.add_argument("--threads", type=int,
                      help="interpreter threads (default: the runtime's)")
-    sub.set_defaults(run=run_bench)
+    _add_import(sub)
+    return sub
+
+
+COMMANDS = ("inspect", "prune", "export", "bench")
+
+
+def _command_and_imports(argv):
+    """The command word of `argv` (None when there is none, as for
+    `--help` and `--version`) and the modules of its --import flags."""
+    command, imports, tokens = None, [], iter(argv)
+    for token in tokens:
+        if token == "--import":
+            imports.append(next(tokens, ""))
+        elif token.startswith("--import="):
+            imports.append(token.split("=", 1)[1])
+        elif command is None and token in COMMANDS:
+            command = token
+    return command, imports
+
+
+def _import_modules(names):
+    """Import the --import modules (the current folder searched last)."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ImportError(f"--import {name}: {error}") from None
+
+
+def _start(argv):
+    """Start Keras (TensorFlow's start-up lines held back) and import the
+    --import modules; False for a top-level --help or --version."""
+    command, imports = _command_and_imports(argv)
+    if command is None:
+        return False
+    from keras_slim._start import quiet_start
+
+    with quiet_start():
+        import keras  # noqa: F401
+    _import_modules(imports)
+    return True
+
+
+def _fail(message):
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
+    return 1
 
 
 def main(argv=None):
     """Entry point of the `keras-slim` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    traceback = "--traceback" in argv
     try:
-        args.run(args)
+        started = _start(argv)
+    except Exception as error:  # a user's --import module failed
+        if traceback:
+            raise
+        return _fail(str(error) or type(error).__name__)
+    args = build_parser(registries=started).parse_args(argv)
+    from keras_slim.tools import commands
+    from keras_slim.tools.commands import CommandError
+
+    try:
+        getattr(commands, args.run)(args)
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
@@ -204,16 +297,12 @@ def main(argv=None):
             ImportError) as error:
         if args.traceback:
             raise
-        message = " ".join(str(error).split()) or type(error).__name__
-        sys.stderr.write(f"{PROG}: error: {message}\n")
-        return 1
+        return _fail(str(error) or type(error).__name__)
     except Exception as error:  # a bug: still one line, unless asked
         if args.traceback:
             raise
-        message = " ".join(str(error).split())
-        sys.stderr.write(f"{PROG}: error: unexpected {type(error).__name__}: "
-                         f"{message} (rerun with --traceback)\n")
-        return 1
+        return _fail(f"unexpected {type(error).__name__}: {error} (rerun "
+                     "with --traceback)")
     return 0
 
 

@@ -4,7 +4,17 @@ Every failure the user can fix is a `CommandError`."""
 
 import os
 
+from keras_slim.core.files import atomic_path, write_text
 from keras_slim.planners import methods
+from keras_slim.tools.arguments import (
+    CommandError,
+    budget_values,
+    check_paths,
+    make_folder,
+    output_path,
+    planner_kwargs,
+    report_images,
+)
 
 __all__ = [
     "CommandError",
@@ -13,9 +23,6 @@ __all__ = [
     "run_inspect",
     "run_prune",
 ]
-
-class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
 
 
 def _load(path, unsafe):
@@ -40,7 +47,9 @@ def run_inspect(args):
     from keras_slim.tools import summary
 
     if args.plot:
-        _output_path(args.plot, (".png",), "--plot")
+        output_path(args.plot, (".png",), "--plot")
+        check_paths([("MODEL", args.model)], [("--plot", args.plot)])
+        make_folder(args.plot)
     model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     rows = summary.summarize(model)
@@ -61,134 +70,45 @@ def run_inspect(args):
         print(f"plot written to {plot_model(model, args.plot)}")
 
 
-def _planner_kwargs(args):
-    method = methods.method_for(args.method)
-    for flag, value in (("--cost", args.cost),
-                        ("--calibrate", args.calibrate)):
-        if value is not None:
-            raise CommandError(f"{flag} applies to a budget: give "
-                               "--target-macs, --target-params or "
-                               "--target-latency.")
-    if method.takes_ratio:
-        if args.ratio is None:
-            raise CommandError(f"--method {args.method} needs --ratio.")
-        if not 0 <= args.ratio < 1:
-            raise CommandError(
-                f"Expected --ratio in [0, 1). Received: {args.ratio}"
-            )
-        kwargs = {"ratio": args.ratio}
-        if args.round_to is not None:
-            kwargs["round_to"] = args.round_to
-    else:
-        for flag, value in (("--ratio", args.ratio),
-                            ("--round-to", args.round_to)):
-            if value is not None:
-                raise CommandError(
-                    f"{flag} does not apply to --method {args.method}, "
-                    f"which takes no ratio: {method.summary}."
-                )
-        kwargs = {"tol": args.tol} if "tol" in method.options else {}
-    if args.round_to is not None and args.round_to < 1:
-        raise CommandError(
-            f"Expected --round-to >= 1. Received: {args.round_to}"
-        )
-    if args.min_channels < 1:
-        raise CommandError(
-            f"Expected --min-channels >= 1. Received: {args.min_channels}"
-        )
-    kwargs["min_channels"] = args.min_channels
-    return _score_options(args, method, kwargs)
-
-
-def _score_options(args, method, kwargs):
-    """`kwargs` with --score, --reduction and --normalize, where the
-    method has them."""
-    for flag, option in (("--score", "score"), ("--reduction", "reduction"),
-                         ("--normalize", "normalize")):
-        value = getattr(args, option)
-        if value is None:
-            continue
-        if option not in method.options:
-            raise CommandError(
-                f"{flag} does not apply to --method {method.name}; it "
-                "applies to --method " + ", ".join(
-                    name for name in sorted(methods.METHODS)
-                    if option in methods.method_for(name).options) + "."
-            )
-        kwargs[option] = value
-    return kwargs
-
-
-def _output_path(path, suffixes, flag="-o"):
-    if not path.lower().endswith(suffixes):
-        raise CommandError(
-            f"Expected {flag} to end with {' or '.join(suffixes)}. "
-            f"Received: {path}"
-        )
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    return path
-
-
 def _has_target(args):
     return any(v is not None for v in (args.target_macs, args.target_params,
                                        args.target_latency))
 
 
-def _budget_plan(args, model):
+def _latency_setup(args, latency):
+    """The runtime and the latency table read with --table (or `None`),
+    checked before the model is loaded; nothing is timed here."""
+    if latency is None and args.cost != "latency":
+        return None, None
+    from keras_slim.deploy import runtimes
+    from keras_slim.planners import latency_table
+
+    runtime = runtimes.make_runtime(args.runtime, threads=args.threads,
+                                    runs=args.runs)
+    if not (args.table and os.path.exists(args.table)):
+        return runtime, None
+    table = latency_table.LatencyTable.load(args.table)
+    name, threads = table.runtime.get("name"), table.runtime.get("threads")
+    if name != args.runtime:
+        raise CommandError(
+            f"{args.table} was timed on {name}, not --runtime "
+            f"{args.runtime}; pass the same --runtime or another --table.")
+    if threads != args.threads:
+        raise CommandError(
+            f"{args.table} was timed with {threads} thread(s), not "
+            f"--threads {args.threads}; pass the same --threads or another "
+            "--table.")
+    return runtime, table
+
+
+def _budget_plan(args, model, checked):
     """The plan meeting the --target-* budgets, with the table of figures."""
+    from keras_slim.planners import latency_table
     from keras_slim.planners.budget import plan_for_budget
 
-    method = args.method or "global_gamma"
-    if method not in methods.budget_methods():
-        raise CommandError(
-            f"--target-* budgets work with --method "
-            f"{', '.join(methods.budget_methods())}. Received: --method "
-            f"{method}"
-        )
-    if args.ratio is not None:
-        raise CommandError("--ratio and --target-* exclude each other: the "
-                           "budget search finds the ratio.")
-    kwargs = _score_options(args, methods.method_for(method),
-                            {"min_channels": args.min_channels})
-    if args.round_to is not None:
-        kwargs["round_to"] = args.round_to
-    if args.cost is not None and method != "latency_aware":
-        raise CommandError(
-            "--cost chooses what the latency-aware knapsack saves: use it "
-            f"with --method latency_aware, not {method}."
-        )
-    if args.calibrate is not None and args.calibrate < 4:
-        # Checked before the table is timed, not after.
-        raise CommandError(
-            f"Expected --calibrate >= 4. Received: {args.calibrate}")
-    table = runtime = None
-    latency = args.target_latency
-    if latency is not None or args.cost == "latency":
-        from keras_slim.deploy import runtimes
-        from keras_slim.planners import latency_table
-
-        try:
-            latency = None if latency is None else float(latency)
-        except ValueError:
-            pass
-        runtime = runtimes.make_runtime(args.runtime, threads=args.threads,
-                                        runs=args.runs)
-        if args.table and os.path.exists(args.table):
-            table = latency_table.LatencyTable.load(args.table)
-            if table.runtime.get("name") != args.runtime:
-                raise CommandError(
-                    f"{args.table} was timed on {table.runtime.get('name')}, "
-                    f"not --runtime {args.runtime}; pass the same --runtime "
-                    "or another --table."
-                )
-            if table.runtime.get("threads") != args.threads:
-                raise CommandError(
-                    f"{args.table} was timed with "
-                    f"{table.runtime.get('threads')} thread(s), not "
-                    f"--threads {args.threads}; pass the same --threads or "
-                    "another --table."
-                )
+    method, kwargs, latency, runtime, table = checked
+    if runtime is not None:
+        if table is not None:
             print(f"latency table read from {args.table}")
             table = _calibrated(args, model, table, runtime)
         else:
@@ -197,9 +117,6 @@ def _budget_plan(args, model):
             if args.table:
                 table.save(args.table)
                 print(f"latency table written to {args.table}")
-    elif args.calibrate is not None:
-        raise CommandError("--calibrate fits a latency table: use it with "
-                           "--target-latency or --cost latency.")
     result = plan_for_budget(
         model, method, macs=args.target_macs, params=args.target_params,
         latency=latency, table=table, runtime=runtime, verbose=True,
@@ -226,11 +143,10 @@ def _calibrated(args, model, table, runtime):
                                    plans=args.calibrate, round_to=round_to)
 
 
-def run_prune(args):
-    from keras_slim.core.surgery import slim_model
-    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
-    from keras_slim.tools import summary
-
+def _prune_checks(args):
+    """Every argument of `prune`, checked before anything is loaded:
+    `(planner kwargs, None)` for --method with --ratio, `(None, budget)`
+    for --target-*."""
     if args.round_to == "auto" and args.target_latency is None:
         raise CommandError(
             "--round-to auto takes the step size from a latency table's "
@@ -238,13 +154,9 @@ def run_prune(args):
             "a number."
         )
     if _has_target(args):
+        method, kwargs, latency = budget_values(args)
+        budget = (method, kwargs, latency, *_latency_setup(args, latency))
         kwargs = None
-        if args.min_channels < 1 or (args.round_to not in (None, "auto")
-                                     and args.round_to < 1):
-            raise CommandError(
-                "Expected --min-channels and --round-to >= 1. Received: "
-                f"{args.min_channels}, {args.round_to}"
-            )
     elif args.method is None or methods.method_for(args.method).budget_only:
         raise CommandError(
             "prune needs --method (with --ratio) or a budget: --target-macs, "
@@ -252,30 +164,51 @@ def run_prune(args):
             f"{args.method or 'latency_aware'} works only with a budget)."
         )
     else:
-        kwargs = _planner_kwargs(args)
-    output = _output_path(args.output, (".keras",))
-    if os.path.abspath(output) == os.path.abspath(args.model):
-        raise CommandError("-o must differ from MODEL; the input is kept.")
+        kwargs, budget = planner_kwargs(args), None
+    output_path(args.output, (".keras",))
+    if args.plan:
+        output_path(args.plan, (".json",), "--plan")
+    writes = [("-o", args.output), ("--plan", args.plan),
+              ("--table", args.table)]
     if args.report:
-        _output_path(args.report, (".html", ".md"), "--report")
+        output_path(args.report, (".html", ".md"), "--report")
+        writes += [("--report", args.report)] + [
+            ("--report", image) for image in report_images(args.report)]
+    check_paths([("MODEL", args.model)], writes)
+    for _, path in writes:
+        if path is not None:
+            make_folder(path)
+    return kwargs, budget
+
+
+def run_prune(args):
+    from keras_slim.core.surgery import slim_model
+    from keras_slim.sparsity.regularizers import remove_gamma_regularizer
+    from keras_slim.tools import summary
+
+    kwargs, budget = _prune_checks(args)
     model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     if kwargs is None:
-        plan = _budget_plan(args, model)
+        plan = _budget_plan(args, model, budget)
     else:
         plan = methods.plan_for(model, args.method, **kwargs)
     # The slim model is fine-tuned without the sparsity penalty.
-    slim = remove_gamma_regularizer(slim_model(model, plan))
+    slim = remove_gamma_regularizer(
+        slim_model(model, plan, fold=args.fold, verify=args.verify))
     cut = sum(plan.widths[n] - len(k) for n, k in plan.kept.items())
     print(f"{args.method or 'global_gamma'}: {cut} channels cut in "
           f"{len(plan.kept)} group(s)")
+    if args.verify:
+        print("verified: the slim model computes what the original does "
+              "with the cut channels' gammas at zero")
     print(summary.compare_table(summary.summarize(model),
                                 summary.summarize(slim)))
-    slim.save(output)
-    print(f"slim model written to {output}")
+    with atomic_path(args.output) as temporary:
+        slim.save(temporary)
+    print(f"slim model written to {args.output}")
     if args.plan:
-        with open(args.plan, "w", encoding="utf-8") as file:
-            file.write(plan.to_json())
+        write_text(args.plan, plan.to_json())
         print(f"plan written to {args.plan}")
     if args.report:
         from keras_slim.tools.report import report
@@ -323,6 +256,12 @@ def run_export(args):
             "--quantize int8 needs --representative-data X.npy: a few "
             "hundred example inputs to calibrate activations."
         )
+    data = args.representative_data
+    if data is not None and not os.path.isfile(data):
+        raise CommandError(f"No such file: {data}")
+    check_paths([("MODEL", args.model), ("--representative-data", data)],
+                [("-o", args.output)],
+                folders=("-o",) if fmt == "saved_model" else ())
     model = _load(args.model, args.unsafe)
     _check_model_graph(model)
     data = None

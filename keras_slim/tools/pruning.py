@@ -6,7 +6,7 @@ from keras_slim.planners.methods import METHODS, plan_for
 __all__ = ["METHODS", "plan_for", "prune"]
 
 
-def prune(model, method="global_gamma", fold_constants=True,
+def prune(model, method="global_gamma", fold=None, verify=False,
           return_plan=False, **kwargs):
     """Plan and slim in one call: a thinner copy of `model`.
 
@@ -17,10 +17,13 @@ def prune(model, method="global_gamma", fold_constants=True,
             gamma is exactly zero, as after ISTA), "l1_norm" (Li et al.),
             "uniform", or one added with `register_method`; or a planner
             function `method(model, **kwargs) -> PruningPlan`.
-        fold_constants: passed to `slim_model`: fold the constant output of
-            the cut channels (their BatchNormalization beta) into the layers
-            that read them (default), or drop them as Network Slimming's
-            reference code does (`False`).
+        fold: passed to `slim_model`: how the constant output of the cut
+            channels (their BatchNormalization beta) is folded into the
+            layers that read them: "bias" (default), "exact", or "none"
+            (dropped, as Network Slimming's reference code does).
+        verify: passed to `slim_model`: check the slim model against the
+            original and raise `ValueError` naming the first layer that
+            differs.
         return_plan: also return the `PruningPlan`.
         **kwargs: the arguments of the method's planner: `ratio`,
             `min_channels`, `round_to`, `max_ratio`, `skip`, `score` (an
@@ -32,7 +35,8 @@ def prune(model, method="global_gamma", fold_constants=True,
         `return_plan` is True.
 
     Raises:
-        ValueError: an unknown `method`, or bad arguments for it.
+        ValueError: an unknown `method` or `fold`, bad arguments for the
+            method, or `verify` found a layer whose output differs.
         TypeError: an argument the method does not take.
 
     Example:
@@ -41,5 +45,5 @@ def prune(model, method="global_gamma", fold_constants=True,
     >>> slim.compile(...)  # then fine-tune
     """
     plan = plan_for(model, method, **kwargs)
-    slim = slim_model(model, plan, fold_constants=fold_constants)
+    slim = slim_model(model, plan, fold=fold, verify=verify)
     return (slim, plan) if return_plan else slim

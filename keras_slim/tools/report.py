@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from keras_slim.core.files import atomic_path, write_text
 from keras_slim.core.graph import check_model
 from keras_slim.tools import summary as summary_lib
 
@@ -55,8 +56,11 @@ def _check_png(path, argument="path"):
 
 def _save(figure, path):
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    _pyplot().close(figure)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
+    finally:
+        _pyplot().close(figure)
 
 
 def _label_axis(axis, names):
@@ -128,8 +132,12 @@ def plot_model(model, path):
     return path
 
 
-def plot_gamma_histogram(dense, slim, path):
-    """Histogram of all |gamma|, before and after pruning."""
+def plot_gamma_histogram(dense, slim, path, before_label="before"):
+    """Histogram of all |gamma|, before and after pruning.
+
+    `dense` is the model the plan was made on: for a sparse-trained model
+    (ISTA, GammaL1) its gammas at zero are the channels that were cut.
+    """
     plt = _pyplot()
     before = summary_lib.batchnorm_gammas(dense)
     after = summary_lib.batchnorm_gammas(slim)
@@ -139,7 +147,7 @@ def plot_gamma_histogram(dense, slim, path):
     top = max([float(v.max()) for v in values if v.size] + [1e-6])
     bins = np.linspace(0, top, 41)
     axis.hist(values[0], bins=bins, color=DENSE_COLOR,
-              label=f"before ({values[0].size} channels, "
+              label=f"{before_label} ({values[0].size} channels, "
                     f"{int(np.sum(values[0] == 0))} at zero)")
     axis.hist(values[1], bins=bins, color=SLIM_COLOR, alpha=0.8,
               label=f"after ({values[1].size} channels)")
@@ -246,12 +254,14 @@ class Report:
     images: list
 
 
-def report(dense, slim, path, metrics=None, title="keras_slim report"):
+def report(dense, slim, path, metrics=None, title="keras_slim report",
+           sparse=None):
     """Write a page comparing `dense` and `slim`: table and plots.
 
     Next to the page go three PNGs, named after it: `<name>_gammas.png`
     (histogram of |gamma|), `<name>_widths.png` (width of each channel group
-    before and after) and `<name>_costs.png` (parameters and MACs).
+    before and after) and `<name>_costs.png` (parameters and MACs). Each
+    file is written complete or not at all (`keras_slim.core.files`).
 
     Args:
         dense: the model before pruning.
@@ -261,6 +271,10 @@ def report(dense, slim, path, metrics=None, title="keras_slim report"):
             after, change)` added to the table, e.g.
             `[("test accuracy", "97.8%", "97.1%")]`.
         title: the page's title.
+        sparse: the sparse-trained model the plan was made on (after ISTA
+            or GammaL1), when it is not `dense`: the gamma histogram shows
+            its gammas, whose zeros are the channels cut, instead of the
+            dense model's.
 
     Returns:
         A `Report` with the paths of the page and its images.
@@ -275,6 +289,8 @@ def report(dense, slim, path, metrics=None, title="keras_slim report"):
     """
     check_model(dense, "dense")
     check_model(slim, "slim")
+    if sparse is not None:
+        check_model(sparse, "sparse")
     path = os.fspath(path)
     stem, extension = os.path.splitext(path)
     if extension.lower() not in (".html", ".md"):
@@ -292,18 +308,21 @@ def report(dense, slim, path, metrics=None, title="keras_slim report"):
         "parameters and MACs": f"{stem}_costs.png",
     }
     paths = list(images.values())
-    plot_gamma_histogram(dense, slim, paths[0])
+    if sparse is None:
+        plot_gamma_histogram(dense, slim, paths[0])
+    else:
+        plot_gamma_histogram(sparse, slim, paths[0], "sparse-trained")
     plot_widths(dense_rows, slim_rows, paths[1])
     plot_costs(dense_rows, slim_rows, paths[2])
     groups, totals = summary_lib.compare_rows(dense_rows, slim_rows, metrics)
     links = {label: os.path.basename(p) for label, p in images.items()}
-    subtitle = f"`{dense.name}` pruned: {len(groups)} channel groups cut"
+    cut = f" pruned: {len(groups)} channel groups cut"
     if extension.lower() == ".md":
-        text = _markdown(title, subtitle, totals, groups, links)
+        text = _markdown(title, f"`{dense.name}`{cut}", totals, groups, links)
     else:
+        subtitle = f"<code>{html.escape(dense.name)}</code>{html.escape(cut)}"
         text = _html(title, subtitle, totals, groups, links)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
+    write_text(path, text)
     return Report(page=path, images=paths)
 
 
@@ -349,7 +368,7 @@ def _html(title, subtitle, totals, groups, links):
         "<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style>",
         "</head><body>", f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(subtitle)}</p>",
+        f"<p>{subtitle}</p>",  # escaped by report()
         _html_table(summary_lib.TOTAL_HEADER, totals),
     ]
     for label, link in links.items():
