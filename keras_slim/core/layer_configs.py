@@ -25,7 +25,9 @@ import inspect
 
 import keras
 
-__all__ = ["repaired_config"]
+from keras_slim.core import rule_registry
+
+__all__ = ["repaired_config", "width_free"]
 
 _PLAIN = (bool, int, float, str, type(None))
 
@@ -93,3 +95,16 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return all(_plain(v) for v in value)
     return False
+
+
+def width_free(layer):
+    """Whether `layer`'s clone is the same whichever channels it sees: no
+    weight, and a rule that changes neither its config nor its weights. A
+    layer called on two tensors (keras-hub's ViT MLP calls one Dropout on
+    its hidden units and on its output) then ties their channels to
+    nothing."""
+    if not isinstance(layer, keras.layers.Layer) or layer.weights:
+        return False
+    rule = rule_registry.rule_for(layer)
+    return (not rule.axes and not rule.widths
+            and type(rule).slice is rule_registry.Rule.slice)
