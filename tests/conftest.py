@@ -32,6 +32,7 @@ ALL_BACKENDS = frozenset({
     "test_blocks.py",
     "test_reduction.py",
     "test_keras_hub.py",
+    "test_keras_hub_transformers.py",
     "test_folding.py",
     "test_verification.py",
     "test_counting.py",

@@ -16,7 +16,7 @@ import numpy as np
 from keras_slim.core import blocks, keras_compat
 from keras_slim.core.graph import is_graph_model, ordered_nodes
 
-__all__ = ["rename_inner", "unchanged"]
+__all__ = ["adopt", "rename_inner", "unchanged"]
 
 
 def unchanged(block, new_layers):
@@ -85,3 +85,20 @@ def rename_inner(block, new):
     for a, b in zip(old_inner, new_inner):
         if not b.weights:
             b.name = a.name
+
+
+def adopt(block, new, new_layers):
+    """Point the entries of `block`'s sublayers in `new_layers` to their
+    counterparts in its built clone `new`, so that an attribute holding one
+    (DistilBERT's `token_embedding`) gets the layer the slim model calls,
+    and its weights are assigned there."""
+    old_inner = keras_compat.flatten_layers(block)
+    new_inner = keras_compat.flatten_layers(new)
+    if len(old_inner) != len(new_inner) or not all(
+            type(a) is type(b) for a, b in zip(old_inner, new_inner)):
+        raise ValueError(
+            f"Cannot rebuild layer `{block.name}` ({type(block).__name__}): "
+            "its clone does not hold the same layers.")
+    for a, b in zip(old_inner, new_inner):
+        if id(a) in new_layers:
+            new_layers[id(a)] = (b, new_layers[id(a)][1])

@@ -144,6 +144,7 @@ def rebuild(model, new_layers, built, input_shapes=None):
             # (`core/kept_blocks.py`).
             copying.copy_weights(op, new_op)
             kept_blocks.rename_inner(op, new_op)
+            kept_blocks.adopt(op, new_op, new_layers)
             built[id(op)] = new_op
         for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
             tensors[id(tensor)] = value
