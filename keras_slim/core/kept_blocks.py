@@ -91,7 +91,8 @@ def adopt(block, new, new_layers):
     """Point the entries of `block`'s sublayers in `new_layers` to their
     counterparts in its built clone `new`, so that an attribute holding one
     (DistilBERT's `token_embedding`) gets the layer the slim model calls,
-    and its weights are assigned there."""
+    and its weights are assigned there. The clone's trace names its ops as
+    `block`'s does."""
     old_inner = keras_compat.flatten_layers(block)
     new_inner = keras_compat.flatten_layers(new)
     if len(old_inner) != len(new_inner) or not all(
@@ -99,6 +100,8 @@ def adopt(block, new, new_layers):
         raise ValueError(
             f"Cannot rebuild layer `{block.name}` ({type(block).__name__}): "
             "its clone does not hold the same layers.")
+    blocks.name_ops_like(new, block)
     for a, b in zip(old_inner, new_inner):
+        blocks.name_ops_like(b, a)  # a block inside it
         if id(a) in new_layers:
             new_layers[id(a)] = (b, new_layers[id(a)][1])

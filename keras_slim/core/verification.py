@@ -100,10 +100,6 @@ def check(graph, slim, kept, fold, tolerance, dead_fn, plan_kept=None,
         seen[name] = occurrence + 1
         slim_outs = by_name.get(name, [])
         if occurrence >= len(slim_outs):
-            if not isinstance(call.layer, keras.layers.Layer):
-                # A stateless op (`x + y`) of a block the plan leaves
-                # whole: its clone's trace names its ops anew.
-                continue
             raise ValueError(
                 f"verify: layer `{name}` is missing from the slim model."
             )
