@@ -102,7 +102,15 @@ def _round_trip(model, path):
     return keras.saving.load_model(path)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+# One model per family on every backend, the others on TensorFlow only
+# (keeping the JAX and PyTorch runs near a minute).
+EVERY_BACKEND = {"vit", "bert", "distil_bert", "llama"}
+
+
+@pytest.mark.parametrize("name", [
+    name if name in EVERY_BACKEND
+    else pytest.param(name, marks=pytest.mark.backend("tensorflow"))
+    for name in sorted(BACKBONES)])
 def test_empty_plan_returns_an_equal_backbone(name, tmp_path):
     keras.utils.set_random_seed(0)
     model = BACKBONES[name]()
@@ -198,6 +206,7 @@ def _fit_changes_weights(model, x, y):
                for a, b in zip(start, _weights(model)))
 
 
+@pytest.mark.slow  # fits and saves a task: ~15 s on TensorFlow
 def test_vit_image_classifier_stays_usable(tmp_path):
     keras.utils.set_random_seed(0)
     task = KH.ViTImageClassifier(backbone=BACKBONES["vit"](), num_classes=3)
@@ -228,6 +237,7 @@ def test_vit_image_classifier_stays_usable(tmp_path):
     np.testing.assert_allclose(_call(task, x), before, rtol=0)
 
 
+@pytest.mark.slow  # fits and saves a task: ~10 s on TensorFlow
 def test_bert_text_classifier_stays_usable(tmp_path):
     keras.utils.set_random_seed(0)
     task = KH.BertTextClassifier(backbone=BACKBONES["bert"](), num_classes=2,
