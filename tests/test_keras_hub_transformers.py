@@ -206,24 +206,31 @@ def _fit_changes_weights(model, x, y):
                for a, b in zip(start, _weights(model)))
 
 
+def _empty_plan_task_works(task, x, y, path):
+    """The empty plan's slim task: its class, names, predictions, a
+    `.keras` round trip and a step of `fit`."""
+    before = _call(task, x)
+    slim = _slim(task, keras_slim.PruningPlan({}))
+    assert type(slim) is type(task)
+    assert _names(slim) == _names(task)
+    np.testing.assert_allclose(slim.predict(x, verbose=0), before,
+                               rtol=1e-6, atol=1e-7)
+    loaded = _round_trip(slim, path)
+    assert type(loaded) is type(task)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), before,
+                               rtol=1e-6, atol=1e-7)
+    _fit_changes_weights(slim, x, y)
+    return slim
+
+
 @pytest.mark.slow  # fits and saves a task: ~15 s on TensorFlow
 def test_vit_image_classifier_stays_usable(tmp_path):
     keras.utils.set_random_seed(0)
     task = KH.ViTImageClassifier(backbone=BACKBONES["vit"](), num_classes=3)
     x = _inputs(task.backbone)
     y = np.array([0, 2])
-    before = _call(task, x)
-    empty = _slim(task, keras_slim.PruningPlan({}))
-    assert type(empty) is type(task)
+    empty = _empty_plan_task_works(task, x, y, tmp_path / "vit.keras")
     assert type(empty.backbone) is type(task.backbone)
-    assert _names(empty) == _names(task)
-    np.testing.assert_allclose(empty.predict(x, verbose=0), before,
-                               rtol=1e-6, atol=1e-7)
-    loaded = _round_trip(empty, tmp_path / "vit_classifier.keras")
-    assert type(loaded) is type(task)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), before,
-                               rtol=1e-6, atol=1e-7)
-    _fit_changes_weights(empty, x, y)
 
     plan = _mlp_unit_plan(task.backbone, [[0, 3], [7, 8, 9]],
                           prefix=f"{task.backbone.name}/")
@@ -245,14 +252,5 @@ def test_bert_text_classifier_stays_usable(tmp_path):
     x = _inputs(task)
     y = np.array([0, 1])
     before = _call(task, x)
-    slim = _slim(task, keras_slim.PruningPlan({}))
-    assert type(slim) is type(task)
-    assert _names(slim) == _names(task)
-    np.testing.assert_allclose(slim.predict(x, verbose=0), before,
-                               rtol=1e-6, atol=1e-7)
-    loaded = _round_trip(slim, tmp_path / "bert_classifier.keras")
-    assert type(loaded) is type(task)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), before,
-                               rtol=1e-6, atol=1e-7)
-    _fit_changes_weights(slim, x, y)
+    _empty_plan_task_works(task, x, y, tmp_path / "bert.keras")
     np.testing.assert_allclose(_call(task, x), before, rtol=0)
