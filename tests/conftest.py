@@ -34,6 +34,7 @@ ALL_BACKENDS = frozenset({
     "test_keras_hub.py",
     "test_keras_hub_tasks.py",
     "test_user_code.py",
+    "test_keras_hub_transformers.py",
     "test_folding.py",
     "test_verification.py",
     "test_counting.py",

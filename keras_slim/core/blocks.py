@@ -35,8 +35,8 @@ import numpy as np
 from keras_slim.core import keras_compat, rule_registry
 from keras_slim.core.comparison import TOLERANCES, relative_error
 
-__all__ = ["barrier_role", "is_block", "takes_training", "trace",
-           "why_not_read"]
+__all__ = ["barrier_role", "is_block", "name_ops_like", "takes_training",
+           "trace", "why_not_read"]
 
 # layer -> (traced model or None, reason), weakly keyed by the layer.
 _CACHE = weakref.WeakKeyDictionary()
@@ -46,6 +46,10 @@ _CACHE = weakref.WeakKeyDictionary()
 # tensors inside its parent's call when the model is built, so Keras
 # records no node for it.
 _CALLED_IN_TRACE = weakref.WeakKeyDictionary()
+
+# clone -> the block it was cloned from (`kept_blocks.py`), whose trace
+# names the ops (`x + y`, `mean`) of the clone's trace.
+_TWINS = weakref.WeakKeyDictionary()
 
 # Relative agreement the trace must show with the block on a random input,
 # for float32 and float64 (half precision: `comparison.TOLERANCES`).
@@ -79,6 +83,33 @@ def barrier_role(layer):
         return None
     return rule_registry.Role(rule_registry.BARRIER,
                               reason=f"not read through: {why}", warn=True)
+
+
+def name_ops_like(clone, block):
+    """Name the stateless ops of `clone`'s trace as those of `block`'s,
+    which Keras would otherwise number anew."""
+    _TWINS[clone] = weakref.ref(block)
+
+
+def _name_ops(layer, traced):
+    twin = _TWINS.get(layer)
+    block = twin() if twin is not None else None
+    if block is None or not is_block(block):
+        return
+    ops = [[n.operation for n in _ordered_nodes(model)]
+           for model in (trace(block), traced)]
+    if len(ops[0]) == len(ops[1]) and all(
+            type(a) is type(b) for a, b in zip(*ops)):
+        for a, b in zip(*ops):
+            if not isinstance(b, keras.layers.Layer):
+                b.name = a.name
+
+
+def _ordered_nodes(model):
+    by_depth = keras_compat.nodes_by_depth(model)
+    return [node for depth in sorted(by_depth, reverse=True)
+            for node in by_depth[depth]
+            if node.operation is not None and not node.is_input]
 
 
 def _entry(layer):
@@ -153,6 +184,7 @@ def _trace(layer):
     if missed:
         raise _NotReadable(f"its `call` does not use `{missed[0].path}`")
     _check_agreement(layer, traced, spec, kwargs)
+    _name_ops(layer, traced)
     by_depth = keras_compat.nodes_by_depth(traced)
     inner = [node for depth in by_depth for node in by_depth[depth]
              if node.operation is not None and _candidate(node.operation)]

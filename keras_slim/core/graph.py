@@ -10,7 +10,7 @@ import math
 import warnings
 import weakref
 
-from keras_slim.core import blocks, keras_compat, rule_registry
+from keras_slim.core import blocks, keras_compat, layer_configs, rule_registry
 from keras_slim.core import layout as layout_lib
 from keras_slim.core.groups import Call, ChannelGroup, collect_groups
 from keras_slim.core.layout import Layout, Segment
@@ -169,6 +169,8 @@ class ChannelGraph:
         previous = self.layer_input.get(id(call.layer))
         if previous is None:
             self.layer_input[id(call.layer)] = layout
+        elif layer_configs.width_free(call.layer):
+            pass  # its clone is the same whatever channels each call sees
         elif not self._unify(previous, layout):
             reason = f"shared layer `{call.layer.name}` sees different layouts"
             self._freeze(previous, reason)

@@ -13,7 +13,14 @@ import copy
 import keras
 import numpy as np
 
-from keras_slim.core import blocks, copying, keras_compat, user_code
+from keras_slim.core import (
+    blocks,
+    copying,
+    kept_blocks,
+    keras_compat,
+    layer_configs,
+    user_code,
+)
 from keras_slim.core.graph import graph_of, is_graph_model, ordered_nodes
 
 __all__ = ["assign", "check_unshared", "clone_layer", "rebuild"]
@@ -44,7 +51,13 @@ def clone_layer(layer, update):
         # nothing untrusted is loaded.
         options["safe_mode"] = False
     try:
-        new = layer.__class__.from_config(config, **options)
+        try:
+            new = layer.__class__.from_config(config, **options)
+        except Exception:
+            # A library layer whose config its own from_config refuses
+            # (`core/layer_configs.py`).
+            new = layer.__class__.from_config(
+                layer_configs.repaired_config(layer, config), **options)
     except Exception as error:
         raise ValueError(
             f"Cannot rebuild layer `{layer.name}` ({type(layer).__name__}) "
@@ -60,15 +73,19 @@ def clone_layer(layer, update):
 def _config_of(layer):
     """`layer.get_config()`, or, for a layer Keras cannot configure (one
     created with a non-serializable argument such as a `DTypePolicy`
-    object), its base config: name, trainable flag and dtype policy."""
+    object), its base config: name, trainable flag and dtype policy; for
+    one whose get_config fails, a config from its attributes."""
     try:
         return layer.get_config()
     except NotImplementedError:
-        return {
-            "name": layer.name,
-            "trainable": layer.trainable,
-            "dtype": keras.dtype_policies.serialize(layer.dtype_policy),
-        }
+        pass
+    except Exception:  # a get_config that fails: one from its attributes
+        return layer_configs.repaired_config(layer, None)
+    return {
+        "name": layer.name,
+        "trainable": layer.trainable,
+        "dtype": keras.dtype_policies.serialize(layer.dtype_policy),
+    }
 
 
 def _clone_held_layers(value):
@@ -84,13 +101,7 @@ def _clone_held_layers(value):
 def _copy_names(layer, new):
     """Give `new` (not yet built) the names of `layer` and its sublayers."""
     new.name = layer.name
-    old_inner = keras_compat.flatten_layers(layer)
-    new_inner = keras_compat.flatten_layers(new)
-    if len(old_inner) == len(new_inner) and all(
-        type(a) is type(b) for a, b in zip(old_inner, new_inner)
-    ):
-        for a, b in zip(old_inner, new_inner):
-            b.name = a.name
+    kept_blocks.rename_inner(layer, new, weighted=True)
 
 
 def rebuild(model, new_layers, built, input_shapes=None):
@@ -116,7 +127,10 @@ def rebuild(model, new_layers, built, input_shapes=None):
         if any(id(t) not in tensors for t in node.input_tensors):
             continue
         op = node.operation
-        if is_graph_model(op):
+        whole = kept_blocks.unchanged(op, new_layers)
+        if whole:
+            new_op = built.get(id(op)) or clone_layer(op, {})
+        elif is_graph_model(op):
             shapes = [tuple(tensors[id(t)].shape) for t in node.input_tensors]
             new_op = rebuild(op, new_layers, built, shapes)
         elif isinstance(op, keras.layers.Layer):
@@ -125,6 +139,13 @@ def rebuild(model, new_layers, built, input_shapes=None):
             new_op = op  # a stateless op such as `x + 3.0`
         args, kwargs = node.arguments.fill_in(tensors)
         outputs = new_op(*args, **kwargs)
+        if whole and id(op) not in built:
+            # A block the plan leaves as it was: its own class, its weights
+            # (`core/kept_blocks.py`).
+            copying.copy_weights(op, new_op)
+            kept_blocks.rename_inner(op, new_op)
+            kept_blocks.adopt(op, new_op, new_layers)
+            built[id(op)] = new_op
         for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
             tensors[id(tensor)] = value
 
