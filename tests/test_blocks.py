@@ -171,3 +171,93 @@ def test_a_registered_rule_wins_over_reading_through():
         graph = ChannelGraph(model)
     assert "opaque" in {c.layer.name for c in graph.calls}
     assert ("opaque", "user said so", False) in graph.barriers
+
+
+class Swapped(L.Layer):
+    """Two Dense layers, in the other order under `training`: the same op
+    types either way, another function."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.a = L.Dense(filters, name=f"{self.name}_a")
+        self.b = L.Dense(filters, name=f"{self.name}_b")
+
+    def call(self, inputs, training=None):
+        if training:
+            return self.a(self.b(inputs))
+        return self.b(self.a(inputs))
+
+
+class Untraceable(Residual):
+    """Calls its first sublayers, then needs concrete values (Keras builds
+    it from its `build` and `compute_output_spec`, not its `call`)."""
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        mid = tuple(input_shape[:-1]) + (self.conv1.filters,)
+        self.bn1.build(mid)
+        self.conv2.build(mid)
+        self.bn2.build(tuple(input_shape[:-1]) + (self.conv2.filters,))
+
+    def compute_output_spec(self, inputs, training=None):
+        return keras.KerasTensor(inputs.shape, inputs.dtype)
+
+    def call(self, inputs, training=None):
+        x = self.bn1(self.conv1(inputs), training=training)
+        if float(keras.ops.convert_to_numpy(keras.ops.max(x))) > 1e9:
+            x = x * 0.5
+        return self.bn2(self.conv2(x), training=training)
+
+
+def _built(model):
+    return {id(layer): layer.built
+            for layer in keras_compat.flatten_layers(model)}
+
+
+@pytest.mark.parametrize("block_class, reason", [
+    (Branchy, "branches on `training`"),
+    (Untraceable, "cannot be traced"),
+    (Swapped, "branches on `training`"),
+])
+def test_a_block_refused_in_its_trace_leaves_no_node_behind(
+        block_class, reason):
+    """The trace calls the sublayers before it is refused: their nodes are
+    removed on that path too, and nothing of the user's is built."""
+    keras.utils.set_random_seed(0)
+    model = _model(block_class, name="refused")
+    nodes, built = _node_counts(model), _built(model)
+    with pytest.warns(UserWarning, match=f"not read through: .*{reason}"):
+        graph = ChannelGraph(model)
+    assert "refused" in {c.layer.name for c in graph.calls}  # a barrier
+    assert _node_counts(model) == nodes
+    assert _built(model) == built
+
+
+def test_a_block_that_swaps_its_layers_under_training_is_not_read():
+    """Read through, the slim model would train another function."""
+    keras.utils.set_random_seed(0)
+    model = _model(Swapped, name="swapped")
+    with pytest.warns(UserWarning, match="branches on `training`"):
+        graph = ChannelGraph(model)
+    assert not {"swapped_a", "swapped_b"} & {c.layer.name
+                                             for c in graph.calls}
+    slim, _ = _slim_exactly(model)
+    assert type(slim.get_layer("swapped")) is Swapped
+
+
+def test_a_block_with_its_own_variable_is_left_whole():
+    """Not only the reason: its variable and sublayers stay one layer, and
+    the channels it reads are not cut."""
+    keras.utils.set_random_seed(0)
+    model = _model(OwnScale, name="owner")
+    with pytest.warns(UserWarning, match="holds its own variable"):
+        graph = ChannelGraph(model)
+    names = {c.layer.name for c in graph.calls}
+    assert "owner" in names and "owner_conv1" not in names
+    groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["stem"].prunable  # it feeds the barrier
+    slim, _ = _slim_exactly(model)
+    owner = slim.get_layer("owner")
+    assert type(owner) is OwnScale
+    assert [w.shape for w in owner.weights] == [
+        w.shape for w in model.get_layer("owner").weights]
