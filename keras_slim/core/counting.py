@@ -51,7 +51,7 @@ def macs_by_layer(graph, strict=True):
     macs = {}
     for call in graph.calls:
         rule = rule_registry.rule_for(call.layer)
-        if type(rule).macs is rule_registry.Rule.macs:
+        if not rule_registry.counts_macs(rule, call.layer, call.role.kind):
             continue
         in_shape = graph.shapes[call.inputs[0]]
         out_shape = graph.shapes[call.outputs[0]]
