@@ -261,3 +261,93 @@ def test_a_block_with_its_own_variable_is_left_whole():
     assert type(owner) is OwnScale
     assert [w.shape for w in owner.weights] == [
         w.shape for w in model.get_layer("owner").weights]
+
+
+class Affine(L.Layer):
+    """A learnable scalar scale and bias (keras-hub's
+    HGNetV2LearnableAffineBlock): channels pass through it."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(1.5),
+            name="scale")
+        self.bias = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(0.3),
+            name="bias")
+
+    def call(self, x):
+        return self.scale * x + self.bias
+
+
+class AffineMixing(Affine):
+    """Scalar weights too, but each channel reads their mean."""
+
+    def call(self, x):
+        return self.scale * x + keras.ops.mean(x, axis=-1, keepdims=True)
+
+
+def _affine_model(affine_class):
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = affine_class(name="lab")(x)
+    x = L.Conv2D(4, 1, name="c2")(L.ReLU(name="act")(x))
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(3, name="head")(x))
+
+
+def test_a_scalar_affine_layer_passes_channels_and_their_constants():
+    """A cut channel's beta leaves it as `scale * beta + bias`, a constant
+    folded into `c2`: exact, with verify."""
+    keras.utils.set_random_seed(0)
+    model = _affine_model(Affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no barrier warning
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert groups["c1"].prunable
+    zoo.kill(model.get_layer("bn1"), [0, 2, 4, 6])
+    model.get_layer("bn1").beta.assign(np.full(8, 0.5, "float32"))
+    slim, _ = _slim_exactly(model)
+    assert slim.get_layer("c1").filters == 4
+    assert type(slim.get_layer("lab")) is Affine
+
+
+def test_a_scalar_layer_that_mixes_channels_is_a_barrier():
+    keras.utils.set_random_seed(0)
+    model = _affine_model(AffineMixing)
+    with pytest.warns(UserWarning, match="AffineMixing"):
+        groups = {g.name: g for g in keras_slim.channel_groups(model)}
+    assert not groups["c1"].prunable
+
+
+@pytest.mark.backend("tensorflow", "torch")  # JAX's eager verify: minutes
+def test_hgnetv2_with_learnable_affine_blocks_is_cut_exactly():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    model = keras_hub.models.HGNetV2Backbone(
+        embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
+        use_learnable_affine_block=True, image_shape=(64, 64, 3),
+        depths=[1, 1], hidden_sizes=[64, 128],
+        stackwise_stage_filters=[[32, 16, 64, 1, 1, 3],
+                                 [64, 32, 128, 1, 1, 3]],
+        apply_downsample=[False, True],
+        use_lightweight_conv_block=[False, True])
+    nodes, built = _node_counts(model), _built(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = ChannelGraph(model)
+    assert not [w for w in caught if "does not know" in str(w.message)
+                or "not read through" in str(w.message)]
+    assert sum(g.prunable and bool(g.batchnorms) for g in graph.groups) >= 3
+    rng = np.random.default_rng(0)
+    zoo.randomize_batchnorms(model, rng)
+    zoo.kill_coherently(model, rng, kill_beta=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slim = keras_slim.slim_model(model, keras_slim.plan_zero_gamma(model),
+                                     fold="exact", verify=True)
+    # neither reading nor slimming left a node or a built flag behind
+    assert _node_counts(model) == nodes and _built(model) == built
+    assert slim.count_params() < 0.9 * model.count_params()
+    inputs = zoo.random_inputs(model, rng, batch=2)
+    zoo.assert_close(zoo.outputs(model, inputs), zoo.outputs(slim, inputs))

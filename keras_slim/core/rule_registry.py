@@ -219,11 +219,26 @@ def evaluate(call, values):
             tensor.dtype if tensor.dtype else "float32"
         )
     args, kwargs = call.node.arguments.fill_in(feeds)
-    out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
+    with built_as_before(call.layer):
+        out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
     out = out.reshape(-1, out.shape[-1])
     uniform = np.all(np.isclose(out, out[:1]), axis=0)
     out = np.where(uniform, out[0], np.nan).astype(np.float64)
     return np.where(unknown, np.nan, out)
+
+
+@contextlib.contextmanager
+def built_as_before(layer):
+    """Call a user's layer without leaving it built: a weightless layer
+    that was never built (a sublayer of a block read through) is marked
+    unbuilt again."""
+    unbuilt = (isinstance(layer, keras.layers.Layer) and not layer.built
+               and not layer.weights)
+    try:
+        yield
+    finally:
+        if unbuilt and not layer.weights:
+            layer.built = False
 
 
 def take(array, axis, index):

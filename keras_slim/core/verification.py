@@ -160,7 +160,8 @@ def _call(call, arrays, mapping=()):
     if isinstance(layer, keras.layers.Layer) and (
             "training" in kwargs or blocks.takes_training(layer)):
         kwargs = dict(kwargs, training=False)
-    with keras.StatelessScope(state_mapping=list(mapping)):
+    with rule_registry.built_as_before(layer), keras.StatelessScope(
+            state_mapping=list(mapping)):
         out = layer(*args, **kwargs)
         return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
 
