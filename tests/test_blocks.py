@@ -323,15 +323,11 @@ def test_a_scalar_layer_that_mixes_channels_is_a_barrier():
 @pytest.mark.backend("tensorflow", "torch")  # JAX's eager verify: minutes
 def test_hgnetv2_with_learnable_affine_blocks_is_cut_exactly():
     keras_hub = pytest.importorskip("keras_hub")
+    from tests.test_keras_hub import _hgnetv2
+
     keras.utils.set_random_seed(0)
-    model = keras_hub.models.HGNetV2Backbone(
-        embedding_size=32, stem_channels=[3, 16, 32], hidden_act="relu",
-        use_learnable_affine_block=True, image_shape=(64, 64, 3),
-        depths=[1, 1], hidden_sizes=[64, 128],
-        stackwise_stage_filters=[[32, 16, 64, 1, 1, 3],
-                                 [64, 32, 128, 1, 1, 3]],
-        apply_downsample=[False, True],
-        use_lightweight_conv_block=[False, True])
+    config = dict(_hgnetv2().get_config(), use_learnable_affine_block=True)
+    model = keras_hub.models.HGNetV2Backbone.from_config(config)
     nodes, built = _node_counts(model), _built(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
