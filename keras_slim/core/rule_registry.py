@@ -384,27 +384,6 @@ class Rule:
 
 _UNKNOWN = Rule()
 
-# Layer classes already warned of a producer rule without `macs`.
-_NO_MACS_WARNED = set()
-
-
-def counts_macs(rule, layer, kind):
-    """Whether `rule` counts `layer`'s multiply-accumulates. A producer
-    whose rule defines no `macs` counts 0, as if it were free: warned of
-    once per layer class."""
-    if type(rule).macs is not Rule.macs:
-        return True
-    if kind == PRODUCER and type(layer) not in _NO_MACS_WARNED:
-        _NO_MACS_WARNED.add(type(layer))
-        warnings.warn(
-            f"keras_slim: the rule registered for {type(layer).__name__} "
-            f"defines no `macs`, so its layers (first `{layer.name}`) count "
-            "0 multiply-accumulates in count_macs and MAC budgets. Define "
-            "`macs(self, layer, in_shape, out_shape)` in its rule.",
-            stacklevel=3,
-        )
-    return False
-
 
 class _SubclassBarrier(Rule):
     """A subclass of a registered layer that computes in its own way."""
