@@ -271,10 +271,12 @@ def test_layer_names_are_kept_even_when_init_or_config_changes_them():
     assert [layer.name for layer in slim.layers] == [
         layer.name for layer in model.layers]
     inner = model.get_layer("block_0_0").dense.name
-    # The block is read through: a functional model of its layers, named
-    # as they were (tests/test_blocks.py).
-    assert [layer.name for layer in slim.get_layer("block_0_0").layers[1:]] \
-        == [inner]
+    # The plan leaves the block alone: it is kept as its own class
+    # (core/kept_blocks.py), its sublayer named as it was.
+    block = slim.get_layer("block_0_0")
+    assert type(block) is RenamesItself
+    assert block.dense.name == inner
+    assert block.dense is not model.get_layer("block_0_0").dense
 
 
 def test_sequential_holding_a_model_is_rebuilt_and_cut():
@@ -434,3 +436,26 @@ def test_a_reduction_over_channels_keeps_them_whole():
                  if "bn1" in g.batchnorms)
     assert not group.prunable
     assert "reduction over the channel axis" in group.frozen
+
+
+def test_a_channel_mean_whose_width_equals_the_channels_stays_frozen():
+    """On an 8 x 8 map of 8 channels, `mean(x, axis=-1)` gives (8, 8):
+    its last axis is the width, not the channels. The group stays whole,
+    and a plan that names it is refused; the head keeps its 8 inputs."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = keras.ops.mean(x, axis=-1, keepdims=False)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    group = next(g for g in keras_slim.channel_groups(model)
+                 if "bn1" in g.batchnorms)
+    assert not group.prunable
+    zoo.kill(model.get_layer("bn1"), [0, 2, 4, 6])
+    assert "c1" not in keras_slim.plan_zero_gamma(model).kept
+    with pytest.raises(ValueError, match="c1"):
+        keras_slim.slim_model(model, keras_slim.PruningPlan(
+            {"c1": [1, 3, 5, 7]}))
+    slim = keras_slim.slim_model(model, keras_slim.plan_zero_gamma(model),
+                                 verify=True)
+    assert slim.get_layer("head").kernel.shape == (8, 2)

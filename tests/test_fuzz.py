@@ -233,15 +233,35 @@ def test_fuzz_random_models_slim_exactly():
     print(f"fuzz: {stats}")
     # Nothing vacuous: most runs must actually cut and fold something.
     assert stats["examples"] >= min(EXAMPLES, 50)
-    assert stats["subclassed"] > stats["refused"] > 0, stats
-    assert stats["towers_cut"] > 0, stats  # `tower3a/conv` and the like
-    assert stats["wide_merges"] > 0 and stats["training_calls"] > 0, stats
-    assert stats["cut_examples"] >= 0.3 * stats["examples"], stats
+    _check_shares(stats)
     assert stats["params_cut"] > 0.02 * stats["params"], stats
-    assert stats["live_exact"] > 0, stats  # (d) checked a cut, not vacuously
-    assert stats["exact_folds"] >= 0.1 * stats["examples"], stats
     # fold="exact" repairs most of the approximate folds the fuzzer makes.
     assert stats["made_exact"] >= 0.5 * stats["approximate"], stats
-    # (d) runs on about one example in four, most of them exact.
-    assert stats["live_examples"] >= 0.1 * stats["examples"], stats
+    # (d) runs on about one example in ten, most of them exact.
     assert stats["live_exact"] >= 0.5 * stats["live_examples"], stats
+
+
+# The least share of the examples that takes each path: about half the
+# share the fuzzer draws (150 examples: 54% cut, 53% exact folds, 28%
+# training calls, 10% live, 6% subclasses, 5% towers cut, 3% wide merges,
+# 0.7% refused). A layer kind added to fuzz_models' lists, as CONTRIBUTING
+# says, dilutes each share by a few percent and draws other models from
+# the fixed seed; it must not fail a check by chance. So a share is checked
+# once the examples are enough to expect 5 paths at it; the rarer paths are
+# checked together, as a sum.
+SHARES = {
+    "cut_examples": 0.3, "exact_folds": 0.1, "training_calls": 0.1,
+    "live_examples": 0.05, "subclassed": 0.03, "towers_cut": 0.02,
+    "wide_merges": 0.01, "refused": 0.003,
+}
+
+
+def _check_shares(stats):
+    examples = stats["examples"]
+    rare = [path for path, share in SHARES.items() if share * examples < 5]
+    for path, share in SHARES.items():
+        if path not in rare:
+            assert stats[path] >= share * examples, (path, stats)
+    if rare:
+        assert sum(stats[path] for path in rare) >= sum(
+            SHARES[path] for path in rare) * examples, (rare, stats)

@@ -1,5 +1,6 @@
 """The rule registry: lookup by class hierarchy, and adding a layer type."""
 
+import math
 import warnings
 
 import keras
@@ -160,3 +161,48 @@ def test_folding_and_rescaling_ask_the_rule():
                 model.get_layer("k0_bn").gamma), rtol=1e-6)
         zoo.assert_close(zoo.outputs(model, inputs),
                          zoo.outputs(scaled, inputs))
+
+
+class Mix(L.Layer):
+    """A user's 1x1 channel mixer: a producer."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel",
+                                      shape=(input_shape[-1], 6))
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernel)
+
+
+class _MixRule(rule_registry.Rule):
+    axes = {"kernel": {0: "in", 1: "out"}}
+
+    def role(self, layer, call):
+        return rule_registry.Role(rule_registry.PRODUCER)
+
+
+class _MixRuleWithMacs(_MixRule):
+    def macs(self, layer, in_shape, out_shape):
+        return math.prod(in_shape[1:]) * out_shape[-1]
+
+
+def test_a_producer_rule_without_macs_is_warned_of_once():
+    """Counted as 0 multiply-accumulates, a MAC budget would see it free."""
+    x = inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(8, 1, name="c1")(x)
+    x = Mix(name="mix_a")(x)
+    model = keras.Model(inputs, Mix(name="mix_b")(L.ReLU()(x)))
+    convs = 4 * 4 * 3 * 8
+    with keras_slim.rules.registered(Mix, _MixRule):
+        with pytest.warns(UserWarning, match="for Mix defines no `macs`.*"
+                          "`mix_a`") as caught:
+            assert keras_slim.count_macs(model) == convs
+        assert sum("no `macs`" in str(w.message) for w in caught) == 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert keras_slim.count_macs(model) == convs  # warned once
+    with keras_slim.rules.registered(Mix, _MixRuleWithMacs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            macs = keras_slim.count_macs(model)
+    assert macs == convs + 16 * 8 * 6 + 16 * 6 * 6

@@ -181,3 +181,42 @@ def test_without_folding_the_constants_are_lost():
     slim = keras_slim.slim_model(model, plan, fold="none")
     before, after = zoo.outputs(model, inputs), zoo.outputs(slim, inputs)
     assert not np.allclose(before[0], after[0], rtol=1e-3)
+
+
+def _quantized_chain(*quantized):
+    x = inputs = keras.Input((6,))
+    x = keras.layers.Dense(6, name="d0")(x)
+    x = keras.layers.Dense(8, name="d1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+    bn = model.get_layer("bn1")
+    bn.gamma.assign(np.float32([0, 1] * 4))
+    bn.beta.assign(np.full(8, 0.5, "float32"))  # a constant to fold
+    for name in quantized:
+        model.get_layer(name).quantize("int8")
+    return model
+
+
+@pytest.mark.parametrize("name", ["d1", "head"])
+def test_a_quantized_layer_whose_channels_are_cut_is_refused(name):
+    """int8 kernels and their scales are not what the rules slice and fold
+    (a quantized head took the fold unscaled: wrong by 83)."""
+    model = _quantized_chain(name)
+    plan = keras_slim.plan_zero_gamma(model)
+    with pytest.raises(ValueError, match=f"`{name}` \\(Dense\\) is quantized "
+                       "\\(int8\\).*Prune before quantizing"):
+        keras_slim.slim_model(model, plan)
+
+
+def test_a_quantized_layer_outside_the_cut_is_kept():
+    model = _quantized_chain("d0")
+    plan = keras_slim.plan_zero_gamma(model)
+    slim = keras_slim.slim_model(model, plan, verify=True)
+    assert slim.get_layer("d1").units == 4
+    assert slim.get_layer("d0").quantization_mode == "int8"
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(slim(x, training=False)),
+        keras.ops.convert_to_numpy(model(x, training=False)),
+        rtol=1e-5, atol=1e-5)

@@ -273,3 +273,88 @@ def test_a_constant_channel_may_differ_by_rounding_between_samples():
         np.concatenate([constant, live, [[-np.inf], [-np.inf]]],
                        axis=1).astype("float32"))
     np.testing.assert_array_equal(same, [True, False, True])
+
+
+def pooled_head(width, size):
+    """conv-BN-ReLU, averaged over a `size` x `size` map, into a head; the
+    even channels dead: gamma 0, beta > 0, as ISTA leaves them."""
+    x = inputs = keras.Input((size, size, 3))
+    x = L.Conv2D(width, 3, padding="same", name="conv")(x)
+    x = L.ReLU(name="act")(L.BatchNormalization(name="bn")(x))
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, L.Dense(3, name="head")(x))
+    rng = np.random.default_rng(width)
+    bn = model.get_layer("bn")
+    gamma = rng.uniform(0.5, 1.5, width).astype("float32")
+    gamma[::2] = 0
+    bn.gamma.assign(gamma)
+    bn.beta.assign(rng.uniform(0.1, 1.0, width).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(0.5, 2.0, width).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize("width, size", [(10, 32), (12, 32), (14, 32),
+                                         (12, 64)])
+def test_verify_accepts_dead_channels_averaged_over_a_large_map(width, size):
+    """A dead channel's beta, averaged over 32 x 32 positions, may differ
+    between the samples by more than 16 ulps (TensorFlow sums each sample
+    in another order): it is still constant, and the slim model exact."""
+    model = pooled_head(width, size)
+    plan = keras_slim.plan_zero_gamma(model)
+    assert len(plan.kept["conv"]) == width // 2
+    slim = keras_slim.slim_model(model, plan, fold="exact", verify=True)
+    x = np.random.default_rng(1).normal(size=(2, size, size, 3))
+    zoo.assert_close(zoo.outputs(model, x.astype("float32")),
+                     zoo.outputs(slim, x.astype("float32")), rtol=1e-5)
+
+
+def test_a_constant_channel_may_differ_by_the_rounding_of_its_reduction():
+    """The allowance grows with the reduction's size; a channel that
+    depends on the input (10% apart) is live whatever the size."""
+    eps = np.finfo(np.float32).eps
+    constant = np.float32([[0.7], [0.7 * (1 + 300 * eps)]])
+    live = np.float32([[0.7], [0.77]])
+    array = np.concatenate([constant, live], axis=1)
+    same = verification._same_in_every_sample
+    np.testing.assert_array_equal(same(array), [False, False])
+    np.testing.assert_array_equal(same(array, 1024), [True, False])
+    np.testing.assert_array_equal(same(array, 64 * 64), [True, False])
+    half = array.astype("float16")  # half reductions accumulate in float32
+    np.testing.assert_array_equal(same(half, 64 * 64), [True, False])
+    assert verification._positions(np.zeros((2, 32, 32, 5))) == 1024
+    assert verification._positions(np.zeros((2, 5))) == 1
+
+
+def test_verify_compares_every_model_output(monkeypatch):
+    """A fold that went into `bn2`'s moving mean though `d2`'s output is a
+    model output: the layer `d2` is not compared (its fold moved on), so
+    only the model output `d2` catches it, here listed second."""
+    from keras_slim.core import folding
+
+    x = inputs = keras.Input((6,))
+    x = L.Dense(8, name="d1")(x)
+    x = L.ReLU(name="act1")(L.BatchNormalization(name="bn1")(x))
+    y = L.Dense(4, use_bias=False, name="d2")(x)
+    model = keras.Model(inputs, [L.BatchNormalization(name="bn2")(y), y])
+    zoo.randomize_batchnorms(model, np.random.default_rng(0))
+    plan = cut_half_of_bn1(model)
+    keras_slim.slim_model(model, plan, verify=True)  # correct: passes
+    real = folding._absorb
+
+    def into_the_next_bn(graph, *args, **kwargs):
+        keys = graph.output_keys
+        graph.output_keys = []  # the bug: forget that d2 is an output
+        try:
+            return real(graph, *args, **kwargs)
+        finally:
+            graph.output_keys = keys
+
+    monkeypatch.setattr(folding, "_absorb", into_the_next_bn)
+    wrong = keras_slim.slim_model(model, plan)
+    x = np.random.default_rng(4).normal(size=(5, 6)).astype("float32")
+    expected = gamma_zeroed_outputs(model, plan, x)
+    got = [keras.ops.convert_to_numpy(o) for o in wrong(x, training=False)]
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-5, atol=1e-5)
+    assert np.max(np.abs(got[1] - expected[1])) > 1e-2  # only output 2
+    with pytest.raises(ValueError, match="`d2` .*Its output is a model"):
+        keras_slim.slim_model(model, plan, verify=True)

@@ -35,8 +35,8 @@ import numpy as np
 from keras_slim.core import keras_compat, rule_registry
 from keras_slim.core.comparison import TOLERANCES, relative_error
 
-__all__ = ["barrier_role", "is_block", "name_ops_like", "takes_training",
-           "trace", "why_not_read"]
+__all__ = ["barrier_role", "elementwise_role", "is_block", "name_ops_like",
+           "takes_training", "trace", "why_not_read"]
 
 # layer -> (traced model or None, reason), weakly keyed by the layer.
 _CACHE = weakref.WeakKeyDictionary()
@@ -46,6 +46,8 @@ _CACHE = weakref.WeakKeyDictionary()
 # tensors inside its parent's call when the model is built, so Keras
 # records no node for it.
 _CALLED_IN_TRACE = weakref.WeakKeyDictionary()
+# layer -> whether it computes element by element (`elementwise_role`).
+_ELEMENTWISE = weakref.WeakKeyDictionary()
 
 # clone -> the block it was cloned from (`kept_blocks.py`), whose trace
 # names the ops (`x + y`, `mean`) of the clone's trace.
@@ -112,16 +114,68 @@ def _ordered_nodes(model):
             if node.operation is not None and not node.is_input]
 
 
+def elementwise_role(layer, call):
+    """A channelwise `Role` for a custom layer without a rule or sublayers
+    whose weights are all scalars (a learnable scale and bias, as
+    keras-hub's `HGNetV2LearnableAffineBlock`) and that computes element
+    by element: on a random input, each output element depends on the
+    same input element only. Its constants are found by running it, as
+    for any channelwise layer. `None` for any other layer."""
+    if (not isinstance(layer, keras.layers.Layer) or _sublayers(layer)
+            or type(layer).__module__.startswith("keras.")
+            or rule_registry.has_rule(layer) or not layer.weights
+            or any(len(v.shape) for v in layer.weights)
+            or takes_training(layer)):
+        return None
+    found = _ELEMENTWISE.get(layer)
+    if found is None:
+        found = _ELEMENTWISE[layer] = _computes_elementwise(layer, call)
+    return rule_registry.Role(rule_registry.CHANNELWISE) if found else None
+
+
+def _computes_elementwise(layer, call):
+    args, kwargs = _arguments(call.node)
+    if len(args) != 1 or kwargs:
+        return False
+    spec = args[0]
+    if not _is_tensor(spec) or not spec.shape or spec.shape[-1] is None:
+        return False
+    rng = np.random.default_rng(0)
+    shape = (2,) + tuple(d or 4 for d in tuple(spec.shape)[1:])
+    dtype = spec.dtype or "float32"
+    a, b = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+    mask = rng.random(shape) < 0.5
+    try:
+        with keras.StatelessScope():
+            outs = [keras.ops.convert_to_numpy(layer(x))
+                    for x in (a, b, np.where(mask, a, b))]
+    except Exception:  # not a function of one tensor
+        return False
+    if any(out.shape != shape for out in outs):
+        return False
+    mixed = np.where(mask, outs[0], outs[1])
+    return relative_error(mixed, outs[2]) <= TOLERANCES.get(
+        str(getattr(layer, "compute_dtype", "float32")), _AGREEMENT)
+
+
 def _entry(layer):
     if not _candidate(layer):
         return None, None
     found = _CACHE.get(layer)
     if found is not None:
         return found
+    # The trace and the agreement check build the weightless sublayers they
+    # call: put their flags back, so the user's layers stay as they were.
+    unbuilt = [sub for sub in _sublayers(layer)
+               if not sub.built and not sub.weights]
     try:
         traced, reason = _trace(layer), None
     except _NotReadable as error:
         traced, reason = None, str(error)
+    finally:
+        for sub in unbuilt:
+            if not sub.weights:
+                sub.built = False
     _CACHE[layer] = (traced, reason)
     return traced, reason
 

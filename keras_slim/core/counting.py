@@ -1,6 +1,7 @@
 """Parameter and multiply-accumulate counts."""
 
 import math
+import warnings
 
 from keras_slim.core import rule_registry
 from keras_slim.core.graph import ChannelGraph
@@ -51,7 +52,7 @@ def macs_by_layer(graph, strict=True):
     macs = {}
     for call in graph.calls:
         rule = rule_registry.rule_for(call.layer)
-        if type(rule).macs is rule_registry.Rule.macs:
+        if not _counts_macs(rule, call.layer, call.role.kind):
             continue
         in_shape = graph.shapes[call.inputs[0]]
         out_shape = graph.shapes[call.outputs[0]]
@@ -68,3 +69,25 @@ def macs_by_layer(graph, strict=True):
             rule.macs(call.layer, in_shape, out_shape)
         )
     return macs
+
+
+# Layer classes already warned of a producer rule without `macs`.
+_NO_MACS_WARNED = set()
+
+
+def _counts_macs(rule, layer, kind):
+    """Whether `rule` counts `layer`'s multiply-accumulates. A producer
+    whose rule defines no `macs` counts 0, as if it were free: warned of
+    once per layer class."""
+    if type(rule).macs is not rule_registry.Rule.macs:
+        return True
+    if kind == rule_registry.PRODUCER and type(layer) not in _NO_MACS_WARNED:
+        _NO_MACS_WARNED.add(type(layer))
+        warnings.warn(
+            f"keras_slim: the rule registered for {type(layer).__name__} "
+            f"defines no `macs`, so its layers (first `{layer.name}`) count "
+            "0 multiply-accumulates in count_macs and MAC budgets. Define "
+            "`macs(self, layer, in_shape, out_shape)` in its rule.",
+            stacklevel=3,
+        )
+    return False

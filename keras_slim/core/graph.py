@@ -143,6 +143,7 @@ class ChannelGraph:
             role = rule_registry.Role(rule_registry.BARRIER, reason=str(error),
                                       warn=True)
         role = blocks.barrier_role(call.layer) or role  # an untraceable block
+        role = blocks.elementwise_role(call.layer, call) or role  # a scalar affine
         call.role = role
         handler = {
             rule_registry.PRODUCER: self._producer,

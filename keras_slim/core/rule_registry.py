@@ -37,26 +37,13 @@ import warnings
 import keras
 import numpy as np
 
+from keras_slim.core import user_code
+
 __all__ = [
-    "BARRIER",
-    "CHANNELWISE",
-    "COMPUTE_METHODS",
-    "CONCAT",
-    "FLATTEN",
-    "MAPS_KEPT",
-    "MAPS_MOVED",
-    "MAPS_PADDED",
-    "MAPS_SIGNED",
-    "MAPS_VALUES",
-    "MERGE",
-    "PRODUCER",
-    "Role",
-    "Rule",
-    "register_rule",
-    "registered",
-    "evaluate",
-    "rule_for",
-    "take",
+    "BARRIER", "CHANNELWISE", "COMPUTE_METHODS", "CONCAT", "FLATTEN",
+    "MAPS_KEPT", "MAPS_MOVED", "MAPS_PADDED", "MAPS_SIGNED", "MAPS_VALUES",
+    "MERGE", "PRODUCER", "Role", "Rule", "register_rule", "registered",
+    "evaluate", "rule_for", "take",
 ]
 
 PRODUCER = "producer"  # mixes input channels, creates a new channel space
@@ -227,7 +214,8 @@ def evaluate(call, values):
             tensor.dtype if tensor.dtype else "float32"
         )
     args, kwargs = call.node.arguments.fill_in(feeds)
-    out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
+    with user_code.built_as_before(call.layer):
+        out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
     out = out.reshape(-1, out.shape[-1])
     uniform = np.all(np.isclose(out, out[:1]), axis=0)
     out = np.where(uniform, out[0], np.nan).astype(np.float64)

@@ -95,6 +95,7 @@ def slim_model(model, plan, fold=None, verify=False, verify_tolerance=None):
         kept = carried.kept
     positions = {id(layer): _positions(graph, call, kept)
                  for layer, call in layers.items()}
+    _check_not_quantized(layers, positions)
     configs = {id(layer): {} for layer in layers}
     shifted = set()
     if fold != "none" and kept:
@@ -194,6 +195,20 @@ def _check_finite_gammas(layers):
                     "broken (a diverged training?). Restore finite weights "
                     "before slimming."
                 )
+
+
+def _check_not_quantized(layers, positions):
+    """A quantized layer's integer kernel and scales are not what the rules
+    slice and fold: one whose channels are cut is refused."""
+    for layer in layers:
+        mode = getattr(layer, "quantization_mode", None)
+        if mode and any(p is not None for p in positions[id(layer)].values()):
+            raise ValueError(
+                f"Layer `{layer.name}` ({type(layer).__name__}) is quantized "
+                f"({mode}) and the plan cuts its channels. Prune before "
+                "quantizing: slim the float model, then quantize the slim "
+                "one."
+            )
 
 
 def _positions(graph, call, kept):

@@ -8,12 +8,16 @@ does. A metric, loss or optimizer that `__init__` created (Keras' guide to
 a custom `train_step` keeps `self.loss_tracker`) is recreated from its
 config with fresh state: the slim model has other variables and trains on
 its own. What cannot be recreated is refused by the caller
-(`rebuilding.py`), naming the attribute.
+(`rebuilding.py`), naming the attribute. And a user's layer that keras_slim
+calls (to read its constants or to verify) is left as it was found.
 """
+
+import contextlib
 
 import keras
 
-__all__ = ["clone_lambda", "keep_code", "recreate", "RECREATED", "Unshareable"]
+__all__ = ["built_as_before", "clone_lambda", "keep_code", "recreate",
+           "RECREATED", "Unshareable"]
 
 # Objects an `__init__` creates for training: recreated from their config.
 RECREATED = (
@@ -86,3 +90,17 @@ def _kind(value):
 
 def _name(value):
     return getattr(value, "name", type(value).__name__)
+
+
+@contextlib.contextmanager
+def built_as_before(layer):
+    """Call a user's layer without leaving it built: a weightless layer
+    that was never built (a sublayer of a block read through) is marked
+    unbuilt again."""
+    unbuilt = (isinstance(layer, keras.layers.Layer) and not layer.built
+               and not layer.weights)
+    try:
+        yield
+    finally:
+        if unbuilt and not layer.weights:
+            layer.built = False

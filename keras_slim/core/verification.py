@@ -26,7 +26,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_slim.core import blocks, copying, rule_registry
+from keras_slim.core import blocks, copying, rule_registry, user_code
 from keras_slim.core.comparison import (  # noqa: F401  (re-exported)
     DEFAULT_TOLERANCE,
     TOLERANCES,
@@ -160,7 +160,8 @@ def _call(call, arrays, mapping=()):
     if isinstance(layer, keras.layers.Layer) and (
             "training" in kwargs or blocks.takes_training(layer)):
         kwargs = dict(kwargs, training=False)
-    with keras.StatelessScope(state_mapping=list(mapping)):
+    with user_code.built_as_before(layer), keras.StatelessScope(
+            state_mapping=list(mapping)):
         out = layer(*args, **kwargs)
         return [keras.ops.convert_to_numpy(o) for o in keras.tree.flatten(out)]
 
@@ -180,6 +181,7 @@ class _Reference:
         """Run on `feeds`; returns the `_Run`."""
         run = _Run()
         run.results.update(feeds)
+        self.reach = {key: _positions(a) for key, a in feeds.items()}
         for call in self.graph.calls:
             arrays = self._remove_live(
                 call, [run.results[k] for k in call.inputs])
@@ -190,6 +192,9 @@ class _Reference:
                 outs = _beta_at(call.layer, outs, dead)
             run.results.update(zip(call.outputs, outs))
             run.calls.append((call, outs))
+            reach = max([self.reach.get(k, 1) for k in call.inputs] or [1])
+            for key, out in zip(call.outputs, outs):
+                self.reach[key] = max(reach, _positions(out))
         return run
 
     def _remove_live(self, call, arrays):
@@ -209,7 +214,10 @@ class _Reference:
                 continue
             cut = np.setdiff1d(np.arange(layout.size), positions)
             if self.fold != "none":
-                cut = cut[~_same_in_every_sample(arrays[index][..., cut])]
+                reach = (self.reach.get(call.inputs[index], 1)
+                         if index < len(call.inputs) else 1)
+                cut = cut[~_same_in_every_sample(arrays[index][..., cut],
+                                                 reach)]
             arrays[index] = np.array(arrays[index], copy=True)
             arrays[index][..., cut] = 0
         return arrays
@@ -257,22 +265,43 @@ class _Reference:
         return [(layer.gamma, gamma)], None
 
 
-def _same_in_every_sample(array):
+def _same_in_every_sample(array, reduced=1):
     """Per last-axis channel: whether every sample equals the first one at
-    every position, up to 16 units in the last place of the channel's
-    largest magnitude (a reduction may sum the samples in different
-    orders); infinities and NaN equal only themselves."""
+    every position, up to the rounding of a sum of `reduced` terms, relative
+    to the channel's largest magnitude; infinities and NaN equal only
+    themselves.
+
+    A channel that is constant in exact arithmetic (a cut channel's beta,
+    averaged over a feature map) may still differ between the samples: a
+    reduction may sum each sample in another order. Summing `n` terms
+    errs by at most about `n` units in the last place of the sum, so the
+    allowance is `16 + reduced` units in the last place (half-precision
+    reductions accumulate in float32: those add `reduced` float32 units
+    to 16 of their own). A channel that depends on the input differs by
+    a fraction of its magnitude, far above that.
+    """
     array = np.asarray(array)
     eps = (np.finfo(array.dtype).eps
            if np.issubdtype(array.dtype, np.floating) else 0.0)
+    summed = min(eps, np.finfo(np.float32).eps)
+    allowance = 16 * eps + reduced * summed
     array = array.reshape(array.shape[0], -1, array.shape[-1])
     first = array[:1]
     same = (array == first) | (np.isnan(array) & np.isnan(first))
     finite = np.where(np.isfinite(array), np.abs(array), 0.0)
     scale = np.max(finite, axis=(0, 1))
     with np.errstate(invalid="ignore"):
-        close = np.abs(array.astype(np.float64) - first) <= 16 * eps * scale
+        close = np.abs(array.astype(np.float64) - first) <= allowance * scale
     return np.all(same | close, axis=(0, 1))
+
+
+def _positions(array):
+    """How many values one sample of `array` holds per last-axis channel:
+    the most terms a reduction within a channel can sum."""
+    shape = np.shape(array)
+    if len(shape) < 3:
+        return 1
+    return max(1, int(np.prod(shape[1:-1])))
 
 
 def _beta_at(layer, outs, dead):
