@@ -81,6 +81,15 @@ def find_folder(data_dir=None):
     return None
 
 
+def data_files(data_dir=None):
+    """The paths of the four files `load_fashion_mnist(data_dir)` reads
+    (for their checksums); `None` when no folder holds them."""
+    folder = find_folder(data_dir)
+    if folder is None:
+        return None
+    return [_find(n, [folder]) for pair in FILES.values() for n in pair]
+
+
 def load_fashion_mnist(data_dir=None):
     """Fashion-MNIST's official split as arrays.
 

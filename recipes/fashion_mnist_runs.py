@@ -11,16 +11,22 @@ Only plain `model.fit` and keras_slim's public API are used, so the study
 runs on any Keras backend that keras_slim supports.
 """
 
+import functools
+import hashlib
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import subprocess
+import sys
 import time
 
 import keras
 import numpy as np
 
 import keras_slim
+from keras_slim.core import files
 from recipes.fashion_mnist_resume import EpochCheckpoint, resume
 
 L = keras.layers
@@ -257,12 +263,18 @@ class Runs:
         poll_seconds: how often a waiting process looks again.
         settings: the study's settings (`config.json`), stored in every
             record as "settings", beside the run's own flags.
+        data_files: the data's files, whose sha256 every record stores
+            (`provenance`); `None` for data given in memory.
+        config: every setting of the invocation (all flags), stored in
+            every record as "config", with the command line as "argv".
     """
 
     def __init__(self, model_dir, log=print, commit=None, poll_seconds=10.0,
-                 settings=None):
+                 settings=None, data_files=None, config=None):
         self.folder = os.path.join(model_dir, "runs")
         self.commit = commit
+        self.config = None if config is None else dict(config)
+        self.data_files = data_files
         self.settings = None if settings is None else dict(settings)
         os.makedirs(self.folder, exist_ok=True)
         self.log = log
@@ -372,15 +384,19 @@ class Runs:
         start = time.perf_counter()
         record, model = train()
         record = dict(record, name=name, commit=self.commit,
-                      wall_seconds=round(time.perf_counter() - start, 2))
+                      wall_seconds=round(time.perf_counter() - start, 2),
+                      provenance=provenance(self.data_files))
         if self.settings is not None:
             record["settings"] = self.settings
+        if self.config is not None:
+            record["config"] = self.config
+            record["argv"] = list(sys.argv)
         record_path, model_path = self._paths(name)
         if keep_model:
-            model.save(model_path)
-        with open(record_path + ".tmp", "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-        os.replace(record_path + ".tmp", record_path)  # written last
+            with files.atomic_path(model_path) as temporary:
+                model.save(temporary)
+        files.write_text(record_path, json.dumps(  # written last
+            record, indent=1, sort_keys=True))
         if os.path.exists(self.partial_path(name)):
             os.remove(self.partial_path(name))
         self.ran.append(name)
@@ -476,9 +492,70 @@ def check_config(model_dir, config):
                 f"{model_dir} holds runs made with other settings "
                 f"({', '.join(changed)}); use another --model_dir.")
         return settings
-    with open(path, "w") as f:
-        json.dump(settings, f, indent=1)
+    files.write_text(path, json.dumps(settings, indent=1))
     return settings
+
+
+def _version(package):
+    """The installed version of `package` (without importing it), else
+    the version of the module of that name (this repository's keras_slim
+    when it is not installed)."""
+    if package == "keras_slim":
+        return keras_slim.__version__
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _threads():
+    threads = {"cpu_count": os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        threads["usable_cpus"] = len(os.sched_getaffinity(0))
+    tf = sys.modules.get("tensorflow")  # not imported here for others
+    if tf is None or not hasattr(tf, "config"):
+        return threads
+    # 0 is TensorFlow's default: as many threads as usable cores
+    threads["tf_intra_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+    threads["tf_inter_op"] = tf.config.threading.get_inter_op_parallelism_threads()
+    return threads
+
+
+def provenance(data_files=None):
+    """What a record needs to be reproduced, read when the run finishes:
+    versions, CPU, threads, and the sha256 of each data file (`data_files`,
+    paths; `None`: data given in memory)."""
+    return {
+        "versions": {name: _version(name) for name in
+                     ("keras_slim", "keras", "tensorflow", "numpy")},
+        "python": platform.python_version(),
+        "backend": keras.backend.backend(),
+        "cpu": _cpu_model(),
+        "threads": _threads(),
+        "data_sha256": (None if data_files is None else
+                        {os.path.basename(p): _sha256(p) for p in data_files}),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def git_commit():

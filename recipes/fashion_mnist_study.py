@@ -53,11 +53,12 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import keras_slim  # noqa: E402
+from keras_slim.core import files  # noqa: E402
 from recipes import fashion_mnist_choices as choices  # noqa: E402
 from recipes import fashion_mnist_flags  # noqa: E402
 from recipes import fashion_mnist_runs as lib  # noqa: E402
 from recipes.fashion_mnist_budget import budget_experiment  # noqa: E402
-from recipes.fashion_mnist_data import load_fashion_mnist  # noqa: E402
+from recipes.fashion_mnist_data import data_files, load_fashion_mnist  # noqa: E402
 from recipes.fashion_mnist_flags import EXPERIMENTS, config_from_flags, define_flags  # noqa: E402
 
 
@@ -440,9 +441,7 @@ def _write_results_locked(path, flags_obj, config, study, experiments,
         "ran": list(runs.ran),
         "skipped": sorted(set(runs.skipped)),
     }
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
+    files.write_text(path, json.dumps(results, indent=1))
     print(f"Wrote {path} ({', '.join(merged)})", flush=True)
     return results
 
@@ -467,7 +466,9 @@ def run(flags_obj, datasets_override=None, runtime_override=None):
     settings = lib.check_config(flags_obj.model_dir, config)
     runs = lib.Runs(flags_obj.model_dir, commit=commit,
                     log=lambda line: print(line, flush=True),
-                    settings=settings)
+                    settings=settings, config=config,
+                    data_files=(None if datasets_override else
+                                data_files(flags_obj.data_dir)))
     study = Study(config, train, validation, test, runs, runtime_override)
     experiments = {}
     methods = dict(zip(EXPERIMENTS, (study.network_slimming, study.ista,
