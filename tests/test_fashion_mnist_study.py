@@ -13,10 +13,9 @@ import pytest
 from absl import flags
 
 import keras_slim
-from recipes import fashion_mnist_report as report
-from recipes import fashion_mnist_runs as lib
-from recipes import fashion_mnist_study as study
-from recipes.fashion_mnist_data import find_folder
+from studies.fashion_mnist import report, study
+from studies.fashion_mnist import runs as lib
+from studies.fashion_mnist.data import find_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--train_examples=64", "--validation_examples=16", "--budget_runs=3",
@@ -120,18 +119,19 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     text = open(page).read()
     for name, title in report.TITLES.items():
         assert f"## {title}" in text
-        plot = os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")
+        plot = os.path.join(docs, f"exp{name[0]}.png")
         assert os.path.getsize(plot) > 0
     assert results["commit"] in text
     assert text.count("**Verdict:**") == len(study.EXPERIMENTS)
-    # Experiment 6 says at what latency each plan ran, not only "equal".
-    assert re.search(r"running at \d\.\d\d of the dense latency against "
-                     r"global gamma's \d\.\d\d", text)
+    # Each verdict is one of four outcomes, with its interval or reason.
+    found = re.findall(r"\*\*Verdict:\*\* \*\*([a-z ]+)\*\*", text)
+    assert len(found) == len(study.EXPERIMENTS)
+    assert set(found) <= {"agrees", "disagrees", "inconclusive",
+                          "not run as designed"}
     assert re.search(r"LiteRT latency \d+\.\d\d ms", text)
     assert "## Choices made on the validation split" in text
     assert "## The dense baseline" in text
-    assert os.path.getsize(os.path.join(docs, "fashion_mnist_dense_curve.png")) > 0
-    assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
+    assert os.path.getsize(os.path.join(docs, "dense_curve.png")) > 0
     # An invocation of some experiments adds them to what the others wrote:
     # a study split between processes still leaves one complete file.
     path = os.path.join(model_dir, "results.json")
@@ -233,7 +233,7 @@ def test_quick_study_runs_as_a_script_from_any_folder(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("PYTHONPATH", None)
     subprocess.run([sys.executable,
-                    os.path.join(ROOT, "recipes", "fashion_mnist_study.py"),
+                    os.path.join(ROOT, "studies", "fashion_mnist", "study.py"),
                     "--quick", "--model_dir=" + model_dir],
                    cwd=str(tmp_path), env=env, check=True,
                    capture_output=True, timeout=900)
@@ -248,8 +248,6 @@ def _record(name):
 
 
 def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
-    from recipes import fashion_mnist_runs as lib
-
     runs = lib.Runs(str(tmp_path), log=lambda line: None, poll_seconds=0.05)
     other = subprocess.Popen([sys.executable, "-c",
                               "import time; time.sleep(30)"])
@@ -284,7 +282,7 @@ def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
 
 
 def test_progress_page_lists_finished_runs_and_dense_curves(tmp_path):
-    from recipes.fashion_mnist_claims import progress_page
+    from studies.fashion_mnist.claims import progress_page
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -302,4 +300,71 @@ def test_progress_page_lists_finished_runs_and_dense_curves(tmp_path):
     # Only the dense runs are the baseline's curve.
     baseline = page[page.index("## The dense baseline"):]
     assert "dense-e2-lr0.1-s0" in baseline and "sparse" not in baseline
-    assert (tmp_path / "fashion_mnist_dense_curve.png").stat().st_size > 0
+    assert (tmp_path / "dense_curve.png").stat().st_size > 0
+
+
+def test_t_interval_matches_a_hand_computation():
+    from studies.fashion_mnist import verdicts
+
+    # mean 2, sample sd 1, n = 4: half-width t(3) * 1 / 2 = 3.182 / 2
+    mean, low, high = verdicts.interval([1.0, 2.0, 3.0, 2.0])
+    sd = math.sqrt(2 / 3)
+    assert mean == 2.0
+    assert low == pytest.approx(2 - 3.182 * sd / 2)
+    assert high == pytest.approx(2 + 3.182 * sd / 2)
+    assert verdicts.interval([1.5])[1:] == (None, None)
+    assert verdicts.t95(7) == 2.365 and verdicts.t95(35) == 2.042
+
+
+@pytest.mark.parametrize("diffs, threshold, side, expected", [
+    ([1.0, 1.2, 0.9], 0.0, "above", "agrees"),        # all well above 0
+    ([-1.0, -1.2, -0.9], 0.0, "above", "disagrees"),  # all well below 0
+    ([-1.0, 1.0, 0.1], 0.0, "above", "inconclusive"),  # spans 0
+    ([2.0], 0.0, "above", "inconclusive"),            # one seed: no interval
+    ([0.1, -0.1, 0.05], 0.3, "below", "agrees"),      # no advantage
+    ([1.0, 1.1, 1.2], 0.3, "below", "disagrees"),
+    ([-0.1, -0.2, -0.15], -0.3, "above", "agrees"),  # keeps its accuracy
+])
+def test_verdicts_of_known_differences(diffs, threshold, side, expected):
+    from studies.fashion_mnist import verdicts
+
+    part = verdicts.decide(diffs, threshold, side, "x")
+    assert part["verdict"] == expected
+    assert expected in verdicts.describe(part)
+
+
+def test_combined_verdict_and_paired_differences():
+    from studies.fashion_mnist import verdicts
+
+    def part(v):
+        return {"verdict": v}
+    assert verdicts.combine([part("agrees"), part("agrees")]) == "agrees"
+    assert verdicts.combine([part("agrees"), part("inconclusive")]) \
+        == "inconclusive"
+    assert verdicts.combine([part("inconclusive"), part("disagrees")]) \
+        == "disagrees"
+    assert verdicts.combine([part("disagrees"),
+                             verdicts.not_as_designed("why")]) \
+        == "not run as designed"
+    rows = [{"label": "a", "seed": 0, "accuracy": 0.90},
+            {"label": "b", "seed": 0, "accuracy": 0.88},
+            {"label": "a", "seed": 1, "accuracy": 0.91},
+            {"label": "b", "seed": 2, "accuracy": 0.80}]  # seed 2: no pair
+    assert verdicts.paired(rows, {"label": "a"}, {"label": "b"}) \
+        == [pytest.approx(2.0)]
+
+
+def test_unequal_latencies_are_not_a_disagreement():
+    from studies.fashion_mnist import claims
+
+    def row(label, seed, latency, accuracy):
+        return {"label": label, "seed": seed, "latency_of_dense": latency,
+                "accuracy": accuracy}
+    off = {"runs": [row("latency_aware", 0, 0.52, 0.80),
+                    row("global_gamma", 0, 0.45, 0.90)]}
+    assert claims.verdict("6_budget", off, {}).startswith(
+        "**not run as designed**")
+    equal = {"runs": [row("latency_aware", s, 0.50, 0.90 + s / 1000)
+                      for s in range(3)]
+             + [row("global_gamma", s, 0.505, 0.85) for s in range(3)]}
+    assert claims.verdict("6_budget", equal, {}).startswith("**agrees**")

@@ -1,5 +1,5 @@
 """Flags and settings of the Fashion-MNIST study
-(`recipes/fashion_mnist_study.py`): every flag's default is the full study;
+(`studies/fashion_mnist/study.py`): every flag's default is the full study;
 `--quick` shrinks it to a smoke run."""
 
 import keras

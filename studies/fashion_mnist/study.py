@@ -1,12 +1,12 @@
 r"""The seed papers' claims measured on Fashion-MNIST, with seeds and spread.
 
-    python recipes/fashion_mnist_study.py --model_dir=DIR [--quick]
+    python studies/fashion_mnist/study.py --model_dir=DIR [--quick]
 
 Six experiments on a small BatchNormalization ConvNet (see
-`recipes/fashion_mnist_runs.py`), trained with plain `model.fit` on the
+`studies/fashion_mnist/runs.py`), trained with plain `model.fit` on the
 60,000 training images less a fixed, seeded validation split of 5,000, and
 evaluated on all 10,000 test images. Every choice is made on the
-validation split by a paper's rule (`recipes/fashion_mnist_choices.py`):
+validation split by a paper's rule (`studies/fashion_mnist/choices.py`):
 the epochs, Network Slimming's `s`, ISTA's `rho` and when each ISTA stage
 stops; fine-tuning runs a quarter of the epochs at the lowest learning rate
 and Scratch-B gets the large model's computation (Rethinking's CIFAR rules).
@@ -26,7 +26,7 @@ and Scratch-B gets the large model's computation (Rethinking's CIFAR rules).
    re-initialisation for unstructured magnitude pruning, at learning rates
    0.1 and 0.01.
 6. Budgets: the latency-aware plan and the global-gamma plan at an equal
-   measured LiteRT latency, both fine-tuned (`recipes/fashion_mnist_budget.py`).
+   measured LiteRT latency, both fine-tuned (`studies/fashion_mnist/budget.py`).
 
 Every finished run writes `DIR/runs/<run>.json` (its commit, seed, settings,
 validation and test accuracy) and is skipped on a rerun; the study writes
@@ -54,12 +54,12 @@ from absl import app, flags  # noqa: E402
 
 import keras_slim  # noqa: E402
 from keras_slim.core import files  # noqa: E402
-from recipes import fashion_mnist_choices as choices  # noqa: E402
-from recipes import fashion_mnist_flags  # noqa: E402
-from recipes import fashion_mnist_runs as lib  # noqa: E402
-from recipes.fashion_mnist_budget import budget_experiment  # noqa: E402
-from recipes.fashion_mnist_data import data_files, load_fashion_mnist  # noqa: E402
-from recipes.fashion_mnist_flags import EXPERIMENTS, config_from_flags, define_flags  # noqa: E402
+from studies.fashion_mnist import choices as choices  # noqa: E402
+from studies.fashion_mnist import flags as study_flags  # noqa: E402
+from studies.fashion_mnist import runs as lib  # noqa: E402
+from studies.fashion_mnist.budget import budget_experiment  # noqa: E402
+from studies.fashion_mnist.data import data_files, load_fashion_mnist  # noqa: E402
+from studies.fashion_mnist.flags import EXPERIMENTS, config_from_flags, define_flags  # noqa: E402
 
 
 def _data(config, data_dir, datasets_override):
@@ -421,7 +421,7 @@ def _write_results_locked(path, flags_obj, config, study, experiments,
             unique[name] = json.load(f)["wall_seconds"]
     results = {
         "commit": commit,  # HEAD when this invocation started
-        "command": "python recipes/fashion_mnist_study.py "
+        "command": "python studies/fashion_mnist/study.py "
                    f"--model_dir={flags_obj.model_dir}"
                    + (" --quick" if flags_obj.quick else ""),
         "config": config,
@@ -500,5 +500,5 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags()
-    flags.adopt_module_key_flags(fashion_mnist_flags)  # listed by --help
+    flags.adopt_module_key_flags(study_flags)  # listed by --help
     app.run(main)

@@ -5,7 +5,7 @@ record: accuracy, parameters, MACs, wall seconds, ...) and, when a later run
 starts from it, `MODEL_DIR/runs/<name>.keras`. A run whose JSON exists is
 not run again: its record (and model) are read back, so an interrupted study
 continues where it stopped; a run interrupted between epochs resumes from
-its last one (`runs/<name>.partial.npz`, `fashion_mnist_resume.py`).
+its last one (`runs/<name>.partial.npz`, `resume.py`).
 
 Only plain `model.fit` and keras_slim's public API are used, so the study
 runs on any Keras backend that keras_slim supports.
@@ -27,7 +27,7 @@ import numpy as np
 
 import keras_slim
 from keras_slim.core import files
-from recipes.fashion_mnist_resume import EpochCheckpoint, resume
+from studies.fashion_mnist.resume import EpochCheckpoint, resume
 
 L = keras.layers
 
@@ -137,7 +137,7 @@ def fit(model, data, epochs, learning_rate, seed, batch_size,
     `validation = (x, y)` is evaluated after every epoch (its accuracy is
     in `history.history["val_accuracy"]`). With a `checkpoint` path, the
     state after every epoch is saved there, and a checkpoint found there
-    is resumed (`fashion_mnist_resume`): the History then covers every
+    is resumed (`resume`): the History then covers every
     epoch and has `resumed_at_epoch`."""
     x, y = data
     keras.utils.set_random_seed(seed)

@@ -1,26 +1,26 @@
-r"""Turn the Fashion-MNIST study's results.json into docs/results.md + plots.
+r"""Turn the Fashion-MNIST study's results.json into its results page + plots.
 
-    python recipes/fashion_mnist_report.py --results=DIR/results.json \
-        [--out=docs] [--notes=docs/fashion_mnist_notes.md]
+    python -m studies.fashion_mnist.report \
+        --results=studies/fashion_mnist/records/w1/results.json
 
-Writes `OUT/results.md` (one table per experiment: mean ± std over seeds,
-parameters, MACs, wall time; the paper's claim next to a comparison computed
-from the numbers), one PNG per experiment (`OUT/fashion_mnist_exp<N>.png`)
-and copies the results file to `OUT/fashion_mnist_results.json`, so every
-number in the page traces to a file. Prose written after reading the
-numbers lives in the notes file and is included as it is.
+Writes `OUT/results.md` (default `studies/fashion_mnist/`: one table per
+experiment, mean ± std over seeds, parameters, MACs, wall time; the paper's
+claim next to a comparison and a verdict computed from the numbers) and one
+PNG per experiment (`OUT/exp<N>.png`); every number in the page traces to
+the results file and the run records beside it. Prose written after
+reading the numbers lives in the notes file and is included as it is.
 """
 
 import json
 import os
-import shutil
 
 if not __package__:  # run as a file: import this repository
     import _bootstrap  # noqa: F401
 
 from absl import app, flags  # noqa: E402
 
-from recipes.fashion_mnist_claims import (  # noqa: E402
+from keras_slim.core import files  # noqa: E402
+from studies.fashion_mnist.claims import (  # noqa: E402
     choices_section,
     commits_line,
     dense_section,
@@ -29,6 +29,7 @@ from recipes.fashion_mnist_claims import (  # noqa: E402
     verdict,
 )
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 TITLES = {
     "1_network_slimming": "1. Network Slimming (Liu et al. 2017)",
     "2_ista": "2. ISTA on gammas (Ye et al. 2018)",
@@ -294,9 +295,8 @@ def write(results_path, out_dir, notes_path=None):
     with open(results_path) as f:
         results = json.load(f)
     os.makedirs(out_dir, exist_ok=True)
-    copy = os.path.join(out_dir, "fashion_mnist_results.json")
-    if os.path.abspath(results_path) != os.path.abspath(copy):
-        shutil.copyfile(results_path, copy)
+    folder = os.path.relpath(os.path.dirname(os.path.abspath(results_path)),
+                             os.path.abspath(out_dir)).replace(os.sep, "/")
     notes = {}
     if notes_path and os.path.exists(notes_path):
         notes = _read_notes(notes_path)
@@ -307,10 +307,10 @@ def write(results_path, out_dir, notes_path=None):
               f"Backend: {config['backend']}, CPU only (no GPU machine was "
               "lent to this task). Training time of all runs: "
               f"{results['wall_seconds_runs'] / 3600:.1f} h. Every number "
-              "below is in [`fashion_mnist_results.json`]"
-              "(fashion_mnist_results.json); each run's own record (commit, "
-              "seed, settings, validation and test accuracy) is in "
-              "[`study/runs/`](study/runs/).", ""]
+              f"below is in [`{folder}/results.json`]({folder}/results.json);"
+              " each run's own record (commit, seed, settings, validation "
+              f"and test accuracy) is in [`{folder}/runs/`]({folder}/runs/).",
+              ""]
     if notes.get("setup"):
         lines += [notes["setup"], ""]
     lines += choices_section(results)
@@ -319,12 +319,10 @@ def write(results_path, out_dir, notes_path=None):
     if missing:
         lines += ["**Not in this results file (not finished):** "
                   + ", ".join(TITLES[n] for n in missing) + ". Their "
-                  "finished runs are in [`study/runs/`](study/runs/), "
-                  "one record each, and summarized in "
-                  "[evidence.md](evidence.md#fashion-mnist-the-seed-papers-"
-                  "claims-on-real-data); the study resumes from them.", ""]
+                  f"finished runs are in [`{folder}/runs/`]({folder}/runs/), "
+                  "one record each; the study resumes from them.", ""]
     for name, experiment in results["experiments"].items():
-        image = f"fashion_mnist_exp{name[0]}.png"
+        image = f"exp{name[0]}.png"
         plot(name, experiment, config, os.path.join(out_dir, image))
         lines += [f"## {TITLES[name]}", "",
                   f"Paper: {PAPER[name]}", "",
@@ -341,8 +339,7 @@ def write(results_path, out_dir, notes_path=None):
     if notes.get("limits"):
         lines += ["## What this scale cannot show", "", notes["limits"], ""]
     path = os.path.join(out_dir, "results.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    files.write_text(path, "\n".join(lines))
     return path
 
 
@@ -366,8 +363,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("runs", None, "Instead of --results: the study's "
                         "runs/ folder, for a progress page while no "
                         "experiment has finished.", flag_values=flag_values)
-    flags.DEFINE_string("out", "docs", "Output folder.", flag_values=flag_values)
-    flags.DEFINE_string("notes", "docs/fashion_mnist_notes.md", "Prose by "
+    flags.DEFINE_string("out", HERE, "Output folder.", flag_values=flag_values)
+    flags.DEFINE_string("notes", os.path.join(HERE, "notes.md"), "Prose by "
                         "section (<!-- key --> lines).", flag_values=flag_values)
 
 

@@ -1,34 +1,13 @@
-"""The parts of docs/results.md read from the study's choices and runs:
+"""The parts of the results page (studies/fashion_mnist/results.md) read
+from the study's choices and runs:
 the commits, the choices made on validation, the dense baseline's curve,
 and one verdict per claim (computed, so that a rerun cannot keep a stale
 sentence)."""
 
 import os
 
-NOISE_POINTS = 0.2  # differences smaller than this are never a finding
-
-
-def _acc(entry, key="accuracy"):
-    return 100 * entry[key]["mean"]
-
-
-def _std(entry, key="accuracy"):
-    return 100 * (entry[key]["std"] or 0.0)
-
-
-def _find(summary, **match):
-    for entry in summary:
-        if all(entry.get(k) == v for k, v in match.items()):
-            return entry
-    return None
-
-
-def _compare(a, b):
-    """`a - b` in points and whether it exceeds the noise (the two seeds'
-    spreads combined, at least `NOISE_POINTS`)."""
-    diff = _acc(a) - _acc(b)
-    noise = max(NOISE_POINTS, (_std(a) ** 2 + _std(b) ** 2) ** 0.5)
-    return diff, abs(diff) > noise, noise
+from keras_slim.core import files
+from studies.fashion_mnist import verdicts
 
 
 def commits_line(results):
@@ -90,7 +69,7 @@ def dense_section(results, out_dir):
                 dense[row["name"]] = row
     if not dense:
         return []
-    path = os.path.join(out_dir, "fashion_mnist_dense_curve.png")
+    path = os.path.join(out_dir, "dense_curve.png")
     _plot_curves(dense, path)
     lines = ["## The dense baseline", "",
              "| run | epochs | test accuracy % | validation % | best "
@@ -103,7 +82,7 @@ def dense_section(results, out_dir):
                      f"{100 * row['val_accuracy']:.2f} | "
                      f"{100 * curve[best]:.2f} ({best + 1}) |")
     return lines + ["", "![Validation accuracy of the dense runs per epoch]"
-                        "(fashion_mnist_dense_curve.png)", ""]
+                        "(dense_curve.png)", ""]
 
 
 def _plot_curves(rows, path):
@@ -126,103 +105,98 @@ def _plot_curves(rows, path):
     plt.close(figure)
 
 
-def _sentence(agrees, text):
-    return ("Agrees" if agrees else "Disagrees") + f": {text}"
+def channels(row):
+    """Convolution channels a run's network keeps (the classifier's units
+    left out)."""
+    return sum(v for k, v in row["widths"].items() if k != "logits")
+
+
+def _latency_gaps(experiment):
+    """Per seed: latency-aware's latency over global gamma's, minus one."""
+    by = {}
+    for row in experiment["runs"]:
+        if row.get("latency_of_dense") is not None:
+            by.setdefault(row["seed"], {})[row["label"]] = row["latency_of_dense"]
+    return {seed: pair["latency_aware"] / pair["global_gamma"] - 1
+            for seed, pair in sorted(by.items())
+            if {"latency_aware", "global_gamma"} <= set(pair)}
+
+
+def claim_parts(name, experiment, config):
+    """The parts of an experiment's claim, each a `verdicts.decide` (or
+    `verdicts.not_as_designed`) dict, from the paired per-seed runs."""
+    rows, margin = experiment["runs"], verdicts.MARGIN
+    decide, paired = verdicts.decide, verdicts.paired
+    parts = []
+
+    def part(first, second, threshold, side, what):
+        diffs = paired(rows, first, second)
+        if diffs:
+            parts.append(decide(diffs, threshold, side, what))
+
+    if name == "1_network_slimming":
+        ratio = max(config["ratios"])
+        for label, what in (("pruned {:.0%} + fine-tune", "fine-tuned"),
+                            ("pruned {:.0%}, paper's fine-tune",
+                             "fine-tuned the paper's way")):
+            part({"label": label.format(ratio)}, {"label": "dense"}, -margin,
+                 "above", f"{ratio:.0%} pruned, {what}, minus dense")
+    elif name == "2_ista":
+        base = [r for r in rows if r["label"] == "base"]
+        for letter in "AB":
+            slim = [r for r in rows if r["label"] == f"{letter}: slim + fine-tune"]
+            if base and slim and channels(slim[0]) > 0.95 * channels(base[0]):
+                return [verdicts.not_as_designed(
+                    f"model {letter} keeps {channels(slim[0])} of "
+                    f"{channels(base[0])} channels (under 5% pruned)")]
+        part({"label": "A: slim + fine-tune"}, {"label": "base"}, -margin,
+             "above", "model A minus the base")
+        part({"label": "B: slim + fine-tune"},
+             {"label": "reference (B's size, uniform, scratch)"}, 0.0,
+             "above", "model B minus the uniform network of its size")
+    elif name == "3_rethinking":
+        for method in ("global_gamma", "l1_norm"):
+            for kind in ("E", "B"):
+                part({"label": f"Scratch-{kind}", "method": method},
+                     {"label": "fine-tuned", "method": method}, -margin,
+                     "above", f"{method}: Scratch-{kind} minus fine-tuned")
+    elif name == "4_architecture":
+        for ratio in config["ratios"]:
+            part({"label": "slimming widths", "ratio": ratio},
+                 {"label": "uniform widths", "ratio": ratio}, 0.0, "above",
+                 f"{ratio:.0%} pruned: slimming widths minus uniform")
+    elif name == "5_lottery_ticket":
+        rates = config["lottery_learning_rates"]
+        for lr in rates:
+            small = lr == min(rates) and len(rates) > 1
+            part({"label": "winning ticket", "learning_rate": lr},
+                 {"label": "random re-init", "learning_rate": lr},
+                 0.0 if small else margin, "above" if small else "below",
+                 f"lr {lr:g}: ticket minus random re-init")
+    elif name == "6_budget":
+        gaps = _latency_gaps(experiment)
+        off = {s: g for s, g in gaps.items() if abs(g) > LATENCY_MATCH}
+        if off:
+            return [verdicts.not_as_designed(
+                "latencies not within 2%: latency-aware over global gamma "
+                + ", ".join(f"{g:+.1%} (seed {s})" for s, g in off.items()))]
+        part({"label": "latency_aware"}, {"label": "global_gamma"}, 0.0,
+             "above", "latency-aware minus global gamma at equal latency")
+    return parts
 
 
 def verdict(name, experiment, config):
-    """One plain sentence: does the measurement agree with the claim?"""
-    s = experiment["summary"]
-    if name == "1_network_slimming":
-        dense = _find(s, label="dense")
-        ratio = max(config["ratios"])
-        tuned = _find(s, label=f"pruned {ratio:.0%} + fine-tune")
-        if not (dense and tuned):
-            return "not measured."
-        diff, real, noise = _compare(tuned, dense)
-        return _sentence(not real or diff > 0,
-                         f"with {ratio:.0%} of the channels pruned and "
-                         f"fine-tuned the network is {diff:+.2f} points from "
-                         f"the dense one (noise {noise:.2f}).")
-    if name == "2_ista":
-        base, a = _find(s, label="base"), _find(s, label="A: slim + fine-tune")
-        b = _find(s, label="B: slim + fine-tune")
-        ref = _find(s, label="reference (B's size, uniform, scratch)")
-        if not (base and a and b and ref):
-            return "not measured."
-        da, real_a, _ = _compare(a, base)
-        db, real_b, _ = _compare(b, ref)
-        agrees = (not real_a or da > 0) and db > 0
-        return _sentence(agrees, f"model A is {da:+.2f} points from the base"
-                         f" and model B {db:+.2f} points from the uniform "
-                         "network of its size trained from scratch.")
-    if name == "3_rethinking":
-        out, agrees = [], True
-        for method in ("global_gamma", "l1_norm"):
-            tuned = _find(s, label="fine-tuned", method=method)
-            e = _find(s, label="Scratch-E", method=method)
-            b = _find(s, label="Scratch-B", method=method)
-            if not (tuned and e and b):
-                continue
-            de, real_e, _ = _compare(e, tuned)
-            db, real_b, _ = _compare(b, tuned)
-            agrees &= (not real_e or de > 0) or (not real_b or db > 0)
-            out.append(f"{method}: Scratch-E {de:+.2f}, Scratch-B {db:+.2f} "
-                       "points against fine-tuning")
-        if not out:
-            return "not measured."
-        return _sentence(agrees, "; ".join(out) + ".")
-    if name == "4_architecture":
-        wins, out = 0, []
-        for ratio in config["ratios"]:
-            found = _find(s, label="slimming widths", ratio=ratio)
-            uniform = _find(s, label="uniform widths", ratio=ratio)
-            if found and uniform:
-                diff, real, _ = _compare(found, uniform)
-                wins += real and diff > 0
-                out.append(f"{ratio:.0%}: {diff:+.2f}")
-        if not out:
-            return "not measured."
-        return _sentence(wins * 2 > len(out), "slimming widths against "
-                         "uniform widths, points: " + ", ".join(out) + ".")
-    if name == "5_lottery_ticket":
-        diffs = {}
-        for lr in config["lottery_learning_rates"]:
-            ticket = _find(s, label="winning ticket", learning_rate=lr)
-            random = _find(s, label="random re-init", learning_rate=lr)
-            if ticket and random:
-                diffs[lr] = _compare(ticket, random)
-        if len(diffs) < 2:
-            return "not measured."
-        high, low = max(diffs), min(diffs)
-        agrees = (not (diffs[high][1] and diffs[high][0] > 0)
-                  and diffs[low][1] and diffs[low][0] > 0)
-        return _sentence(agrees, f"the ticket is {diffs[high][0]:+.2f} points"
-                         f" from random re-initialisation at lr {high:g} and "
-                         f"{diffs[low][0]:+.2f} at lr {low:g}.")
-    if name == "6_budget":
-        aware = _find(s, label="latency_aware")
-        plain = _find(s, label="global_gamma")
-        if not (aware and plain):
-            return "not measured."
-        diff, real, noise = _compare(aware, plain)
-        fast = {label: run_mean(experiment, label, "latency_of_dense")
-                for label in ("latency_aware", "global_gamma")}
-        equal = fast["latency_aware"] <= (1 + LATENCY_MATCH) * fast[
-            "global_gamma"]
-        text = (f"the latency-aware plan is {diff:+.2f} points from global "
-                f"gamma after fine-tuning (noise {noise:.2f}), running at "
-                f"{fast['latency_aware']:.2f} of the dense latency against "
-                f"global gamma's {fast['global_gamma']:.2f}")
-        if not equal:
-            text += (": the search for global gamma's ratio ended at a "
-                     "faster plan, so the latencies are not equal")
-        return _sentence(real and diff > 0 and equal, text + ".")
-    return ""
+    """The verdict (agrees, disagrees, inconclusive, not run as designed)
+    with each part's mean difference and 95% t interval."""
+    parts = claim_parts(name, experiment, config)
+    if not parts:
+        return "not measured."
+    return (f"**{verdicts.combine(parts)}**. "
+            + "; ".join(verdicts.describe(p) for p in parts) + ".")
 
 
 # Latencies within this share of each other count as equal (experiment 6).
-LATENCY_MATCH = 0.05
+LATENCY_MATCH = 0.02
 
 
 def run_mean(experiment, label, key):
@@ -233,7 +207,7 @@ def run_mean(experiment, label, key):
 
 
 def progress_page(runs_folder, out_dir, notes=None):
-    """docs/results.md while the study runs: every finished run's record
+    """The results page while the study runs: every finished run's record
     and the dense runs' curves, before any experiment is complete."""
     import json
 
@@ -243,12 +217,14 @@ def progress_page(runs_folder, out_dir, notes=None):
             with open(os.path.join(runs_folder, name)) as f:
                 rows.append(dict(json.load(f), name=name[:-5]))
     notes = notes or {}
+    folder = os.path.relpath(os.path.abspath(runs_folder),
+                             os.path.abspath(out_dir)).replace(os.sep, "/")
     lines = [notes.get("header", "# Evidence: Fashion-MNIST"), "",
              "**Status: in progress.** No experiment has finished yet; this "
              f"page lists the {len(rows)} runs finished so far, each read "
-             "from its record in [`study/runs/`](study/runs/). The tables, "
+             f"from its record in [`{folder}/`]({folder}/). The tables, "
              "choices and verdicts of each experiment replace it when the "
-             "experiments finish (`python recipes/fashion_mnist_report.py "
+             "experiments finish (`python studies/fashion_mnist/report.py "
              "--results=docs/study/results.json --out=docs`).", ""]
     if notes.get("setup"):
         lines += [notes["setup"], ""]
@@ -269,6 +245,5 @@ def progress_page(runs_folder, out_dir, notes=None):
     dense = {"experiments": {"progress": {"runs": rows}}}
     lines += dense_section(dense, out_dir)
     path = os.path.join(out_dir, "results.md")
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    files.write_text(path, "\n".join(lines))
     return path

@@ -26,7 +26,7 @@ import math
 import keras
 
 import keras_slim
-from recipes import fashion_mnist_runs as lib
+from studies.fashion_mnist import runs as lib
 
 # Network Slimming's VGG run on CIFAR-10: s = 1e-4, 160 epochs of
 # ceil(50000 / 64) = 782 steps, the learning rate 0.1, then 0.01 at 50%
