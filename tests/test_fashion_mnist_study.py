@@ -77,7 +77,7 @@ def check_results(results, runs_folder):
 
 
 def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
-    model_dir = str(tmp_path / "study")
+    model_dir = str(tmp_path / "records" / "w1")
     values = parse(TINY + ["--model_dir=" + model_dir])
     results = study.run(values, datasets_override=tiny_data(),
                         runtime_override=MacsRuntime)
@@ -115,8 +115,12 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
                 == [r["accuracy"] for r in experiment["runs"]])
     # The report: one table and one plot per experiment, the results copied.
     docs = str(tmp_path / "docs")
-    page = report.write(os.path.join(model_dir, "results.json"), docs)
+    page = report.write(os.path.join(model_dir, "results.json"), docs,
+                        sweep_dir=str(tmp_path / "records"))
     text = open(page).read()
+    # The width sweep: a verdict row per width for experiments 1, 3, 4.
+    sweep = text[text.index("## Width sweep"):]
+    assert sweep.count("| 1x (4-8-8-8, seeds 0) | **") == 3
     for name, title in report.TITLES.items():
         assert f"## {title}" in text
         plot = os.path.join(docs, f"exp{name[0]}.png")

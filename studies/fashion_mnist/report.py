@@ -28,6 +28,8 @@ from studies.fashion_mnist.claims import (  # noqa: E402
     run_mean,
     verdict,
 )
+from studies.fashion_mnist.plots import plot  # noqa: E402
+from studies.fashion_mnist.sweep import sweep_section  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TITLES = {
@@ -197,101 +199,9 @@ def comparison(name, experiment, config):
     return ""
 
 
-def _errorbar(axis, entries, label, **style):
-    entries = [e for e in entries if e]
-    if not entries:
-        return
-    axis.errorbar([e["params"]["mean"] for e in entries],
-                  [_acc(e) for e in entries],
-                  yerr=[100 * (e["accuracy"]["std"] or 0) for e in entries],
-                  label=label, capsize=3, **style)
-
-
-def plot(name, experiment, config, path):
-    """Accuracy against parameters (experiments 1-4) or the lottery bars."""
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    s = experiment["summary"]
-    figure, axis = plt.subplots(figsize=(6, 4))
-    if name == "5_lottery_ticket":
-        rates = config["lottery_learning_rates"]
-        for offset, label, color in ((-0.2, "winning ticket", "#1f77b4"),
-                                     (0.2, "random re-init", "#ff7f0e")):
-            entries = [_find(s, label=label, learning_rate=lr) for lr in rates]
-            axis.bar([i + offset for i in range(len(rates))],
-                     [_acc(e) for e in entries], width=0.4, label=label,
-                     color=color,
-                     yerr=[100 * (e["accuracy"]["std"] or 0) if e else 0
-                           for e in entries], capsize=3)
-        for i, lr in enumerate(rates):
-            dense = _find(s, label="dense", learning_rate=lr)
-            axis.hlines(_acc(dense), i - 0.45, i + 0.45, colors="k",
-                        linestyles="--", label="dense" if i == 0 else None)
-        axis.set_xticks(range(len(rates)))
-        axis.set_xticklabels([f"initial lr {lr:g}" for lr in rates])
-        low = min(_acc(e) for e in s) - 2
-        axis.set_ylim(max(0, low), 100)
-        axis.set_title(f"Magnitude pruning {config['lottery_sparsity']:.0%} "
-                       "of conv weights")
-    else:
-        if name == "1_network_slimming":
-            _errorbar(axis, [_find(s, label="dense")], "dense", fmt="ks")
-            _errorbar(axis, [_find(s, label="sparse-trained")],
-                      "sparse-trained (before pruning)", fmt="D",
-                      color="#7f7f7f")
-            for suffix, fmt in ((" + fine-tune", "o-"), (", no fine-tune", "x:")):
-                _errorbar(axis, [_find(s, label=f"pruned {r:.0%}{suffix}")
-                                 for r in config["ratios"]],
-                          "pruned" + suffix, fmt=fmt)
-        elif name == "2_ista":
-            _errorbar(axis, [_find(s, label="base")], "base", fmt="ks")
-            _errorbar(axis, [_find(s, label=f"{x}: slim + fine-tune")
-                             for x in "ABC"], "A, B, C: slim + fine-tune",
-                      fmt="o-")
-            _errorbar(axis, [_find(s, label=f"{x}: slim, no fine-tune")
-                             for x in "ABC"], "A, B, C: slim, no fine-tune",
-                      fmt="x:")
-            _errorbar(axis, [_find(s, label="reference (B's size, uniform, "
-                                   "scratch)")], "reference (scratch)",
-                      fmt="D")
-        elif name == "3_rethinking":
-            _errorbar(axis, [_find(s, label="unpruned")], "unpruned", fmt="ks")
-            for method, marker in (("global_gamma", "o"), ("l1_norm", "^")):
-                for label, color in (("fine-tuned", "#1f77b4"),
-                                     ("Scratch-E", "#ff7f0e"),
-                                     ("Scratch-B", "#2ca02c")):
-                    _errorbar(axis, [_find(s, label=label, method=method)],
-                              f"{method}: {label}", fmt=marker, color=color)
-        elif name == "6_budget":  # each seed's run at its own latency
-            for label, fmt in (("latency_aware", "o"), ("global_gamma", "s")):
-                runs = [r for r in experiment["runs"] if r["label"] == label]
-                axis.plot([r["latency_of_dense"] for r in runs],
-                          [100 * r["accuracy"] for r in runs], fmt,
-                          label=f"{label} (one point a seed)")
-        elif name == "4_architecture":
-            for label, fmt in (("slimming widths", "o-"),
-                               ("uniform widths", "s--")):
-                _errorbar(axis, [_find(s, label=label, ratio=r)
-                                 for r in config["ratios"]],
-                          label + " (scratch)", fmt=fmt)
-        if name == "6_budget":
-            axis.set_xlabel("LiteRT latency, share of the dense network's")
-        else:
-            axis.set_xscale("log")
-            axis.set_xlabel("parameters")
-    axis.set_ylabel(f"test accuracy % ({config['test_examples']:,} images)")
-    axis.set_title(TITLES[name], fontsize=9)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def write(results_path, out_dir, notes_path=None):
-    """Write results.md, the plots and the results copy into `out_dir`."""
+def write(results_path, out_dir, notes_path=None, sweep_dir=None):
+    """Write results.md and the plots into `out_dir`; with `sweep_dir`
+    (the records' folder, `records/`) also the width sweep's section."""
     with open(results_path) as f:
         results = json.load(f)
     os.makedirs(out_dir, exist_ok=True)
@@ -323,7 +233,8 @@ def write(results_path, out_dir, notes_path=None):
                   "one record each; the study resumes from them.", ""]
     for name, experiment in results["experiments"].items():
         image = f"exp{name[0]}.png"
-        plot(name, experiment, config, os.path.join(out_dir, image))
+        plot(name, experiment, config, os.path.join(out_dir, image),
+             TITLES[name])
         lines += [f"## {TITLES[name]}", "",
                   f"Paper: {PAPER[name]}", "",
                   table(experiment, name), "",
@@ -336,6 +247,8 @@ def write(results_path, out_dir, notes_path=None):
                   "with other experiments counted in each). Alone: "
                   f"`{results['command']} --experiments={name}`.", "",
                   f"![{TITLES[name]}]({image})", ""]
+    if sweep_dir:
+        lines += sweep_section(sweep_dir, TITLES)
     if notes.get("limits"):
         lines += ["## What this scale cannot show", "", notes["limits"], ""]
     path = os.path.join(out_dir, "results.md")
@@ -363,6 +276,9 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("runs", None, "Instead of --results: the study's "
                         "runs/ folder, for a progress page while no "
                         "experiment has finished.", flag_values=flag_values)
+    flags.DEFINE_string("sweep", os.path.join(HERE, "records"), "Folder of "
+                        "the width sweep's records (w1/, w2/, ...); empty: "
+                        "no sweep section.", flag_values=flag_values)
     flags.DEFINE_string("out", HERE, "Output folder.", flag_values=flag_values)
     flags.DEFINE_string("notes", os.path.join(HERE, "notes.md"), "Prose by "
                         "section (<!-- key --> lines).", flag_values=flag_values)
@@ -376,7 +292,7 @@ def main(_):
         return
     if not f.results:
         raise app.UsageError("Expected `--results` or `--runs`.")
-    print(write(f.results, f.out, f.notes))
+    print(write(f.results, f.out, f.notes, f.sweep))
 
 
 if __name__ == "__main__":
