@@ -224,8 +224,8 @@ def progress_page(runs_folder, out_dir, notes=None):
              f"page lists the {len(rows)} runs finished so far, each read "
              f"from its record in [`{folder}/`]({folder}/). The tables, "
              "choices and verdicts of each experiment replace it when the "
-             "experiments finish (`python studies/fashion_mnist/report.py "
-             "--results=docs/study/results.json --out=docs`).", ""]
+             "experiments finish (`python -m studies.fashion_mnist.report "
+             "--results=DIR/results.json`).", ""]
     if notes.get("setup"):
         lines += [notes["setup"], ""]
     lines += ["## Runs finished", "",

@@ -357,6 +357,15 @@ class Study:
                 else dict(self.runs.run(*row[0])[0], **row[1]) for row in rows]
 
 
+def command_of(flags_obj):
+    """The command that reruns this invocation: every study flag given."""
+    names = flags.FlagValues()
+    define_flags(names)
+    given = [flags_obj[n].serialize() for n in names
+             if n != "experiments" and n in flags_obj and flags_obj[n].present]
+    return " ".join(["python -m studies.fashion_mnist.study", *given])
+
+
 def _merge_earlier(path, config, experiments, commit):
     """This invocation's experiments, stamped with `commit`, over those an
     earlier (or a parallel) invocation on the same `model_dir` wrote to
@@ -421,9 +430,7 @@ def _write_results_locked(path, flags_obj, config, study, experiments,
             unique[name] = json.load(f)["wall_seconds"]
     results = {
         "commit": commit,  # HEAD when this invocation started
-        "command": "python studies/fashion_mnist/study.py "
-                   f"--model_dir={flags_obj.model_dir}"
-                   + (" --quick" if flags_obj.quick else ""),
+        "command": command_of(flags_obj),
         "config": config,
         "dataset": {"name": "Fashion-MNIST", "train_examples": len(train[0]),
                     "validation_examples": len(study.validation[0]),
