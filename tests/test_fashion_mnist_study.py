@@ -23,7 +23,8 @@ TINY = ["--train_examples=64", "--validation_examples=16", "--budget_runs=3",
         "--batch_size=32", "--epochs=1", "--ista_max_epochs=1",
         "--seeds=0", "--ista_seeds=0", "--lottery_seeds=0",
         "--ratios=0.5", "--rethinking_ratio=0.5", "--rho=20",
-        "--lottery_learning_rates=0.1", "--lottery_sparsity=0.5"]
+        "--lottery_learning_rates=0.1", "--lottery_sparsity=0.5",
+        "--ista_paper_max_epochs=2", "--ista_warmup_epochs=1"]
 
 
 def tiny_data():
@@ -92,13 +93,25 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     arch = results["experiments"]["4_architecture"]["summary"]
     found, uniform = (e["params"]["mean"] for e in arch)
     assert abs(found - uniform) <= 0.1 * found
-    # ISTA trains rescaled by Ye et al.'s alpha (rho chosen on the rescaled
-    # gammas), and its runs are named by it.
-    assert results["choices"]["rho"]["alpha"] == 0.1
+    # ISTA follows Ye et al.'s protocol: model A from scratch (its initial
+    # checksum is the seed's), rho at initialisation, no rescaling.
+    rho = results["choices"]["rho"]
+    assert rho["protocol"] == "paper" and rho["alpha"] == 1
+    assert "at initialisation" in rho["rule"]
     ista_rows = results["experiments"]["2_ista"]["runs"]
-    assert [r["name"] for r in ista_rows if r["name"].startswith("ista-A")]
-    assert all("-a0.1-" in r["name"] for r in ista_rows
-               if r["name"].startswith(("ista-A", "ista-B", "ista-C")))
+    stages = [r for r in ista_rows if r["name"].startswith("ista-paper-")
+              and r["label"].endswith("after ISTA")]
+    assert [r["label"][0] for r in stages] == ["A", "B", "C"]
+    assert stages[0]["started_from"] is None
+    assert all(1 <= r["epochs"] <= 2 for r in stages)
+    assert all(s["channels_kept"] > 0
+               for s in results["choices"]["ista_stops"])
+    # Experiment 1 also fine-tunes the paper's way, with its own s chosen
+    # on a grid whose choice is interior (or the grid's extensions ran out).
+    full = results["choices"]["slimming_s_full_finetune"]
+    tried = [e["s"] for e in full["candidates"]]
+    assert full["interior"] == (min(tried) < full["value"] < max(tried))
+    assert "pruned 50%, paper's fine-tune" in summary
     # The lottery's masks held through training: 50% of conv weights zero.
     for row in results["experiments"]["5_lottery_ticket"]["runs"]:
         if row["label"] != "dense":
@@ -372,3 +385,35 @@ def test_unequal_latencies_are_not_a_disagreement():
                       for s in range(3)]
              + [row("global_gamma", s, 0.505, 0.85) for s in range(3)]}
     assert claims.verdict("6_budget", equal, {}).startswith("**agrees**")
+
+
+def test_a_missing_model_is_regenerated_and_its_record_kept(tmp_path):
+    runs = lib.Runs(str(tmp_path), log=lambda line: None)
+    calls = []
+
+    def train():
+        calls.append(1)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        return {"accuracy": 0.5 + 0.1 * len(calls), "params": 3}, model
+    record, model = runs.run("r", train, keep_model=True)
+    assert record["accuracy"] == 0.6 and model is not None
+    os.remove(os.path.join(runs.folder, "r.keras"))  # not in the repository
+    # Its record is enough for a table: nothing trains.
+    assert runs.record("r", train, keep_model=True)["accuracy"] == 0.6
+    runs.run_all([("r", train, True)])
+    assert len(calls) == 1
+    # A later run that needs the model trains it again; the record stays.
+    record, model = runs.run("r", train, keep_model=True)
+    assert len(calls) == 2 and record["accuracy"] == 0.6
+    assert isinstance(model, keras.Model)
+    with open(os.path.join(runs.folder, "r.regenerated.json")) as f:
+        check = json.load(f)
+    assert check["same"] is False
+    assert check["regenerated"]["accuracy"] == pytest.approx(0.7)
+    assert os.path.exists(os.path.join(runs.folder, "r.keras"))
+    # Every record carries its provenance, the settings and the command.
+    with open(os.path.join(runs.folder, "r.json")) as f:
+        saved = json.load(f)
+    assert set(saved["provenance"]["versions"]) == {
+        "keras_slim", "keras", "tensorflow", "numpy"}
+    assert saved["provenance"]["threads"]["cpu_count"] == os.cpu_count()

@@ -47,6 +47,16 @@ def choices_section(results):
                 f"{100 * e['sparse_val_accuracy']:.2f}%, pruned "
                 f"{100 * e['pruned_val_accuracy']:.2f}%, fine-tuned "
                 f"{100 * e['val_accuracy']:.2f}% (validation)")
+    full = choices.get("slimming_s_full_finetune")
+    if full:
+        lines.append(f"- **s for the paper's fine-tune = {full['value']:.3g}**"
+                     f" ({full['rule']}; "
+                     + ("interior" if full.get("interior") else
+                        "at the edge of the grid after its extensions")
+                     + ").")
+        for e in full.get("candidates", []):
+            lines.append(f"  - s = {e['s']:.3g}: fine-tuned (full schedule) "
+                         f"{100 * e['val_accuracy']:.2f}% (validation)")
     rho = choices.get("rho")
     if rho:
         lines.append(f"- **ISTA's rho for model A = {rho['value']:.3g}** "
@@ -55,7 +65,8 @@ def choices_section(results):
                      + ".")
     for stop in choices.get("ista_stops", []):
         lines.append(f"  - model {stop['model']} (rho {stop['rho']:.3g}): "
-                     f"stopped after {stop['epochs']} epochs "
+                     f"stopped after {stop['epochs']} epochs, "
+                     f"{stop.get('channels_kept', '?')} channels kept "
                      f"({stop['stopped'] or 'the epoch limit'}); validation "
                      f"{100 * stop['val_accuracy']:.2f}%")
     return lines + [""]

@@ -11,7 +11,8 @@ EXPERIMENTS = ("1_network_slimming", "2_ista", "3_rethinking",
                "4_architecture", "5_lottery_ticket", "6_budget")
 QUICK = {"train_examples": 2000, "validation_examples": 500,
          "test_examples": 2000, "epochs": 1, "seeds": [0],
-         "ista_seeds": [0], "lottery_seeds": [0], "ista_max_epochs": 1}
+         "ista_seeds": [0], "lottery_seeds": [0], "ista_max_epochs": 1,
+         "ista_paper_max_epochs": 2, "ista_warmup_epochs": 1}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -66,6 +67,11 @@ def define_flags(flag_values=flags.FLAGS):
            "pull matches the paper's (s=1e-4, 160 CIFAR epochs, batch 64).")
     listed("slimming_s_factors", ["0.333", "1", "3"], "The grid of s, as "
            "multiples of the matched s.")
+    flags.DEFINE_bool("slimming_full_finetune", True, "Experiment 1 also "
+                      "fine-tunes the paper's way (the full training "
+                      "schedule from the inherited weights), with its own s "
+                      "chosen on validation after that fine-tune.",
+                      flag_values=fv)
     number("slimming_choice_ratio", 0.5, "s is chosen by the validation "
            "accuracy of the network pruned at this ratio and fine-tuned.")
     listed("ratios", ["0.3", "0.5", "0.7"], "Shares of channels pruned "
@@ -92,18 +98,38 @@ def define_flags(flag_values=flags.FLAGS):
            "a plateau.")
     number("ista_learning_rate", 0.01, "Constant learning rate of ISTA "
            "(the paper's CIFAR ConvNet).")
+    string("ista_protocol", "paper", "Experiment 2: paper (Ye et al.'s "
+           "CIFAR ConvNet: model A from scratch, rho by the rule at "
+           "initialisation with a warm-up, a stage stops when no new channel "
+           "reaches zero over ISTAGamma's default patience) or trained (A "
+           "from the trained dense network, rescaled by --ista_alpha).")
+    number("ista_paper_alpha", 1.0, "alpha of the paper protocol (1: Ye et "
+           "al. rescale only pretrained starts).")
+    integer("ista_paper_max_epochs", 60, "Most epochs of a stage of the "
+            "paper protocol (the paper's warm-up alone is 30k steps, 70 "
+            "epochs here).")
+    integer("ista_warmup_epochs", 5, "Epochs of model A at "
+            "--ista_warmup_factor x rho (paper protocol).")
+    number("ista_warmup_factor", 0.2, "rho's share during the warm-up (the "
+           "paper: 0.0002 then 0.001).")
     listed("ista_seeds", ["0"], "Seeds of experiment 2 (one, as in the "
            "paper).")
     number("lottery_sparsity", 0.8, "Share of convolution weights pruned by "
            "magnitude (experiment 5).")
     listed("lottery_learning_rates", ["0.1", "0.01"], "Initial learning "
            "rates of experiment 5.")
-    listed("lottery_seeds", ["0", "1"], "Seeds of experiment 5.")
+    listed("lottery_seeds", ["0", "1", "2", "3", "4"], "Seeds of "
+           "experiment 5 (Rethinking's five).")
     number("budget_latency", 0.5, "Experiment 6's latency budget, a share "
            "of the dense network's measured LiteRT latency.")
     integer("budget_batch", 64, "Batch at which experiment 6 times models "
             "(batch 1 is too fast to resolve on this network).")
     integer("budget_runs", 50, "Timed invokes per model in experiment 6.")
+    string("budget_start", "dense", "Experiment 6 prunes the dense network "
+           "(dense: its gammas are not sparse, so the plans differ) or "
+           "experiment 1's sparse-trained one (sparse).")
+    integer("budget_repeats", 5, "Interleaved timing rounds of experiment "
+            "6's final latencies (median and spread recorded).")
     listed("experiments", list(EXPERIMENTS), "Experiments to run, in order.")
 
 
@@ -138,6 +164,11 @@ def config_from_flags(flags_obj):
         "ista_min_delta": f.ista_min_delta,
         "ista_learning_rate": f.ista_learning_rate,
         "ista_seeds": [int(s) for s in f.ista_seeds],
+        "ista_protocol": f.ista_protocol,
+        "ista_paper_alpha": f.ista_paper_alpha,
+        "ista_paper_max_epochs": f.ista_paper_max_epochs,
+        "ista_warmup_epochs": f.ista_warmup_epochs,
+        "ista_warmup_factor": f.ista_warmup_factor,
         "lottery_sparsity": f.lottery_sparsity,
         "lottery_learning_rates": [float(r) for r in
                                    f.lottery_learning_rates],
@@ -145,6 +176,9 @@ def config_from_flags(flags_obj):
         "budget_latency": f.budget_latency,
         "budget_batch": f.budget_batch,
         "budget_runs": f.budget_runs,
+        "budget_start": f.budget_start,
+        "budget_repeats": f.budget_repeats,
+        "slimming_full_finetune": f.slimming_full_finetune,
         "experiments": list(f.experiments),
         "quick": f.quick,
         "backend": keras.backend.backend(),
@@ -160,6 +194,12 @@ def config_from_flags(flags_obj):
                          "`--train_examples`. Received: "
                          f"{c['validation_examples']} of "
                          f"{c['train_examples']}")
+    if c["ista_protocol"] not in ("paper", "trained"):
+        raise ValueError("Expected `--ista_protocol` in ('paper', 'trained')."
+                         f" Received: {c['ista_protocol']!r}")
+    if c["budget_start"] not in ("dense", "sparse"):
+        raise ValueError("Expected `--budget_start` in ('dense', 'sparse'). "
+                         f"Received: {c['budget_start']!r}")
     if c["schedule"] not in ("step", "cosine"):
         raise ValueError("Expected `--schedule` in ('step', 'cosine'). "
                          f"Received: {c['schedule']!r}")

@@ -306,6 +306,11 @@ class Runs:
         self.skipped.append(name)
         return record, model
 
+    def record(self, name, train, keep_model=False):
+        """Run `name`'s record, run now only if it has none (its model, if
+        a later run needs it, is made then: see `run`)."""
+        return self.run(name, train, keep_model and not self.done(name))[0]
+
     # -- claiming runs across processes -----------------------------------
 
     def _lock_path(self, name):
@@ -375,6 +380,8 @@ class Runs:
             found = self._load(name, keep_model)  # finished meanwhile
             if found is not None:
                 return found
+            if keep_model and self.done(name):
+                return self._regenerate(name, train)
             return self._train(name, train, keep_model)
         finally:
             self._release(name)
@@ -409,13 +416,40 @@ class Runs:
                  f"{record['wall_seconds']:.0f} s")
         return record, model
 
+    def _regenerate(self, name, train):
+        """A recorded run's model, not in the repository, trained again by
+        its command; the record stays as it was, and
+        `<name>.regenerated.json` says whether the new model's accuracies
+        equal the recorded ones."""
+        record_path, model_path = self._paths(name)
+        with open(record_path) as f:
+            record = json.load(f)
+        self.log(f"{name}: regenerating its model")
+        fresh, model = train()
+        with files.atomic_path(model_path) as temporary:
+            model.save(temporary)
+        keys = ("accuracy", "val_accuracy", "params")
+        files.write_text(record_path[:-len(".json")] + ".regenerated.json",
+                         json.dumps({
+                             "commit": self.commit,
+                             "recorded": {k: record.get(k) for k in keys},
+                             "regenerated": {k: fresh.get(k) for k in keys},
+                             "same": all(record.get(k) == fresh.get(k)
+                                         for k in keys),
+                             "provenance": provenance(self.data_files)},
+                             indent=1, sort_keys=True))
+        if os.path.exists(self.partial_path(name)):
+            os.remove(self.partial_path(name))
+        self.skipped.append(name)
+        return record, model
+
     def run_all(self, jobs):
         """Run every job of `jobs` (`(name, train, keep_model)` tuples that
         do not depend on one another), taking first the ones no other
         process holds, so that two processes share them out."""
         pending = list(jobs)
-        while pending:
-            pending = [j for j in pending if not self.done(j[0], j[2])]
+        while pending:  # a recorded run counts: its model is made on demand
+            pending = [j for j in pending if not self.done(j[0])]
             free = [j for j in pending if not self.held_elsewhere(j[0])]
             if free:
                 self.run(*free[0])

@@ -171,22 +171,29 @@ class Study:
     def sparse(self, seed, s=None):
         return self.runs.run(*self.sparse_job(seed, s))
 
-    def fine_tune_job(self, name, source, plan, seed, **extra):
-        """Slim `source()` by `plan(model)`, record it, fine-tune at the
-        lowest learning rate without penalty."""
+    def fine_tune_job(self, name, source, plan, seed, full_schedule=False,
+                      **extra):
+        """Slim `source()` by `plan(model)`, record it, fine-tune without
+        penalty: a quarter of the epochs at the lowest learning rate, or
+        with `full_schedule` the whole training schedule from the
+        inherited weights (Network Slimming's own fine-tune)."""
+        epochs, lr, schedule = (
+            (self.epochs, self.c["learning_rate"], self.c["schedule"])
+            if full_schedule else
+            (self.finetune_epochs, self.finetune_learning_rate, "constant"))
+
         def train():
             model = source()
             slim = keras_slim.slim_model(model, plan(model))
             pruned = lib.accuracy(slim, self.test)
             pruned_val = lib.accuracy(slim, self.validation)
             slim = keras_slim.remove_gamma_regularizer(slim)
-            history = self._fit(slim, name, self.finetune_epochs,
-                                self.finetune_learning_rate, seed,
-                                schedule="constant")
+            history = self._fit(slim, name, epochs, lr, seed,
+                                schedule=schedule)
             return self._record(slim, seed, history, pruned_accuracy=pruned,
                                 pruned_val_accuracy=pruned_val,
-                                epochs=self.finetune_epochs,
-                                learning_rate=self.finetune_learning_rate,
+                                epochs=epochs, learning_rate=lr,
+                                fine_tune_schedule=schedule,
                                 **extra), slim
         return name, train, True
 
@@ -214,6 +221,16 @@ class Study:
     def slimmed(self, seed, ratio):
         return self.runs.run(*self.slimmed_job(seed, ratio))
 
+    def paper_slimmed_job(self, seed, ratio, s=None):
+        """Network Slimming at `ratio`, fine-tuned the paper's way: the
+        full training schedule from the inherited weights, at its `s`."""
+        s = self.paper_s if s is None else s
+        return self.fine_tune_job(
+            f"slimming-fullft-l1{s:.3g}-e{self.epochs}-r{ratio:g}-s{seed}",
+            lambda: self.sparse(seed, s)[1],
+            lambda m: keras_slim.plan_global_gamma(m, ratio), seed,
+            full_schedule=True, ratio=ratio, s=s)
+
     # -- choices on the validation split --------------------------------------
 
     @property
@@ -228,6 +245,15 @@ class Study:
             self.choices["slimming_s"] = choices.choose_slimming_s(self)
         return self.choices["slimming_s"]["value"]
 
+    @property
+    def paper_s(self):
+        """`s` chosen after the paper's fine-tune, on a grid extended until
+        the choice is interior."""
+        if "slimming_s_full_finetune" not in self.choices:
+            self.choices["slimming_s_full_finetune"] = (
+                choices.choose_paper_s(self))
+        return self.choices["slimming_s_full_finetune"]["value"]
+
     # -- the experiments ------------------------------------------------------
 
     def network_slimming(self):
@@ -236,16 +262,36 @@ class Study:
                           + [self.sparse_job(s) for s in seeds])
         self.runs.run_all([self.slimmed_job(s, r) for s in seeds
                            for r in self.c["ratios"]])
-        rows = []
+        rows = self._paper_slimming() if self.c["slimming_full_finetune"] else []
+        recorded = self.runs.record  # records alone: no model regenerated
         for seed in seeds:
-            rows.append(dict(self.dense(seed)[0], label="dense"))
-            rows.append(dict(self.sparse(seed)[0], label="sparse-trained"))
+            rows.append(dict(recorded(*self.dense_job(seed)), label="dense"))
+            rows.append(dict(recorded(*self.sparse_job(seed)),
+                             label="sparse-trained"))
             for ratio in self.c["ratios"]:
-                record = self.slimmed(seed, ratio)[0]
+                record = recorded(*self.slimmed_job(seed, ratio))
                 rows.append(dict(record, label=f"pruned {ratio:.0%} + fine-tune"))
                 rows.append(dict(record, label=f"pruned {ratio:.0%}, no fine-tune",
                                  accuracy=record["pruned_accuracy"],
                                  val_accuracy=record["pruned_val_accuracy"]))
+        return rows
+
+    def _paper_slimming(self):
+        """Experiment 1's rows fine-tuned the paper's way (full schedule,
+        its own `s`)."""
+        seeds, ratios = self.c["seeds"], self.c["ratios"]
+        self.runs.run_all([self.sparse_job(s, self.paper_s) for s in seeds])
+        self.runs.run_all([self.paper_slimmed_job(s, r) for s in seeds
+                           for r in ratios])
+        rows = []
+        for seed in seeds:
+            rows.append(dict(self.runs.record(*self.sparse_job(seed,
+                                                               self.paper_s)),
+                             label="sparse-trained (full fine-tune's s)"))
+            for ratio in ratios:
+                record = self.runs.record(*self.paper_slimmed_job(seed, ratio))
+                rows.append(dict(record, label=f"pruned {ratio:.0%}, "
+                                               "paper's fine-tune"))
         return rows
 
     def ista(self):
@@ -366,6 +412,13 @@ def command_of(flags_obj):
     return " ".join(["python -m studies.fashion_mnist.study", *given])
 
 
+# The settings shared by every experiment: an earlier results file made
+# with the same ones is merged (experiment-specific settings, such as the
+# lottery's seeds, are in its runs' names and choices).
+SHARED_SETTINGS = (*lib.RUN_SETTINGS, "seeds", "ratios", "rethinking_ratio",
+                   "quick")
+
+
 def _merge_earlier(path, config, experiments, commit):
     """This invocation's experiments, stamped with `commit`, over those an
     earlier (or a parallel) invocation on the same `model_dir` wrote to
@@ -382,8 +435,8 @@ def _merge_earlier(path, config, experiments, commit):
         with open(path) as f:
             before = json.load(f)
 
-        def same(c):
-            return {k: v for k, v in c.items() if k != "experiments"}
+        def same(c):  # what every experiment's runs depend on
+            return {k: c.get(k) for k in SHARED_SETTINGS}
         if same(before.get("config", {})) == same(config):
             merged.update(before.get("experiments", {}))
             seconds.update(before.get("run_wall_seconds", {}))
