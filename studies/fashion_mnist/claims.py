@@ -65,8 +65,7 @@ def choices_section(results):
                      + ".")
     for stop in choices.get("ista_stops", []):
         lines.append(f"  - model {stop['model']} (rho {stop['rho']:.3g}): "
-                     f"stopped after {stop['epochs']} epochs, "
-                     f"{stop.get('channels_kept', '?')} channels kept "
+                     f"stopped after {stop['epochs']} epochs "
                      f"({stop['stopped'] or 'the epoch limit'}); validation "
                      f"{100 * stop['val_accuracy']:.2f}%")
     return lines + [""]

@@ -21,6 +21,7 @@ from absl import app, flags  # noqa: E402
 
 from keras_slim.core import files  # noqa: E402
 from studies.fashion_mnist.claims import (  # noqa: E402
+    channels,
     choices_section,
     commits_line,
     dense_section,
@@ -144,6 +145,13 @@ def comparison(name, experiment, config):
         ref = _find(s, label="reference (B's size, uniform, scratch)")
         b = _find(s, label="B: slim + fine-tune")
         text = f"Against the base ({_acc(base):.2f}%): " + "; ".join(out) + "."
+        kept = {r["label"][0]: channels(r) for r in experiment["runs"]
+                if r["label"].endswith(": slim + fine-tune")}
+        base_rows = [r for r in experiment["runs"] if r["label"] == "base"]
+        if kept and base_rows:
+            text += (" Channels kept (of the base's "
+                     f"{channels(base_rows[0])}): " + ", ".join(
+                         f"{k} {v}" for k, v in sorted(kept.items())) + ".")
         if ref and b:
             size = ref["params"]["mean"]
             text += (f" B against the reference of its size ({size:,.0f} "
