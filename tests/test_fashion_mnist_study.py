@@ -97,9 +97,9 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     # checksum is the seed's), rho at initialisation, no rescaling.
     rho = results["choices"]["rho"]
     assert rho["protocol"] == "paper" and rho["alpha"] == 1
-    assert "at initialisation" in rho["rule"]
+    assert "warm_up" in rho  # A's rho is warmed up, as in the paper
     ista_rows = results["experiments"]["2_ista"]["runs"]
-    stages = [r for r in ista_rows if r["name"].startswith("ista-paper-")
+    stages = [r for r in ista_rows if "-paper-" in r["name"]
               and r["label"].endswith("after ISTA")]
     assert [r["label"][0] for r in stages] == ["A", "B", "C"]
     assert stages[0]["started_from"] is None

@@ -203,8 +203,21 @@ def comparison(name, experiment, config):
                     + " against ".join(
                         f"{p['latency_ms']:.2f} ms ({p['latency_of_dense']:.2f}"
                         f" of dense, {p['importance_kept']:.3f} of the |gamma| "
-                        "kept)" for p in parts.values()) + " (means over seeds).")
+                        "kept)" for p in parts.values()) + " (means over seeds)."
+                    + _spread(experiment))
     return ""
+
+
+def _spread(experiment):
+    """Per seed, the latency-aware over global-gamma latency ratio's range
+    over the repeated timing rounds (records that have them)."""
+    spread = {r["seed"]: r["latency_ratio_spread"] for r in experiment["runs"]
+              if r.get("latency_ratio_spread")}
+    if not spread:
+        return ""
+    return (" Latency-aware over global gamma across the timing rounds: "
+            + ", ".join(f"{lo:.3f} to {hi:.3f} (seed {seed})"
+                        for seed, (lo, hi) in sorted(spread.items())) + ".")
 
 
 def write(results_path, out_dir, notes_path=None, sweep_dir=None):
