@@ -419,3 +419,11 @@ def test_a_missing_model_is_regenerated_and_its_record_kept(tmp_path):
     assert set(saved["provenance"]["versions"]) == {
         "keras_slim", "keras", "tensorflow", "numpy"}
     assert saved["provenance"]["threads"]["cpu_count"] == os.cpu_count()
+
+
+def test_latency_spread_is_reported_per_seed():
+    runs = [{"seed": 1, "latency_ratio_spread": [0.99, 1.02]},
+            {"seed": 0, "latency_ratio_spread": [0.98, 1.01]}, {"seed": 2}]
+    text = report._spread({"runs": runs})
+    assert text.endswith("0.980 to 1.010 (seed 0), 0.990 to 1.020 (seed 1).")
+    assert report._spread({"runs": [{"seed": 0}]}) == ""
