@@ -448,7 +448,10 @@ class Runs:
         do not depend on one another), taking first the ones no other
         process holds, so that two processes share them out."""
         pending = list(jobs)
-        while pending:  # a recorded run counts: its model is made on demand
+        # a recorded run counts as used (its time is the study's), and its
+        # model is made on demand
+        self.skipped.extend(j[0] for j in pending if self.done(j[0]))
+        while pending:
             pending = [j for j in pending if not self.done(j[0])]
             free = [j for j in pending if not self.held_elsewhere(j[0])]
             if free:
