@@ -168,10 +168,11 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     assert part["wall_seconds_runs"] == results["wall_seconds_runs"]
     with open(path) as f:
         assert json.load(f)["experiments"] == part["experiments"]
-    # One with other settings replaces, not merges, what was there.
+    # One with other shared settings (ratios) replaces, not merges, what
+    # was there.
     other = study.run(parse(TINY + ["--model_dir=" + model_dir,
                                     "--experiments=2_ista",
-                                    "--budget_runs=4"]),
+                                    "--ratios=0.4"]),
                       datasets_override=tiny_data(),
                       runtime_override=MacsRuntime)
     assert list(other["experiments"]) == ["2_ista"]
