@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from recipes import fashion_mnist_data as data
+from studies.fashion_mnist import data
 
 
 def write_idx(path, array):

@@ -13,10 +13,9 @@ import pytest
 from absl import flags
 
 import keras_slim
-from recipes import fashion_mnist_report as report
-from recipes import fashion_mnist_runs as lib
-from recipes import fashion_mnist_study as study
-from recipes.fashion_mnist_data import find_folder
+from studies.fashion_mnist import report, study
+from studies.fashion_mnist import runs as lib
+from studies.fashion_mnist.data import find_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--train_examples=64", "--validation_examples=16", "--budget_runs=3",
@@ -24,7 +23,8 @@ TINY = ["--train_examples=64", "--validation_examples=16", "--budget_runs=3",
         "--batch_size=32", "--epochs=1", "--ista_max_epochs=1",
         "--seeds=0", "--ista_seeds=0", "--lottery_seeds=0",
         "--ratios=0.5", "--rethinking_ratio=0.5", "--rho=20",
-        "--lottery_learning_rates=0.1", "--lottery_sparsity=0.5"]
+        "--lottery_learning_rates=0.1", "--lottery_sparsity=0.5",
+        "--ista_paper_max_epochs=2", "--ista_warmup_epochs=1"]
 
 
 def tiny_data():
@@ -78,7 +78,7 @@ def check_results(results, runs_folder):
 
 
 def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
-    model_dir = str(tmp_path / "study")
+    model_dir = str(tmp_path / "records" / "w1")
     values = parse(TINY + ["--model_dir=" + model_dir])
     results = study.run(values, datasets_override=tiny_data(),
                         runtime_override=MacsRuntime)
@@ -93,13 +93,25 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     arch = results["experiments"]["4_architecture"]["summary"]
     found, uniform = (e["params"]["mean"] for e in arch)
     assert abs(found - uniform) <= 0.1 * found
-    # ISTA trains rescaled by Ye et al.'s alpha (rho chosen on the rescaled
-    # gammas), and its runs are named by it.
-    assert results["choices"]["rho"]["alpha"] == 0.1
+    # ISTA follows Ye et al.'s protocol: model A from scratch (its initial
+    # checksum is the seed's), rho at initialisation, no rescaling.
+    rho = results["choices"]["rho"]
+    assert rho["protocol"] == "paper" and rho["alpha"] == 1
+    assert "warm_up" in rho  # A's rho is warmed up, as in the paper
     ista_rows = results["experiments"]["2_ista"]["runs"]
-    assert [r["name"] for r in ista_rows if r["name"].startswith("ista-A")]
-    assert all("-a0.1-" in r["name"] for r in ista_rows
-               if r["name"].startswith(("ista-A", "ista-B", "ista-C")))
+    stages = [r for r in ista_rows if "-paper-" in r["name"]
+              and r["label"].endswith("after ISTA")]
+    assert [r["label"][0] for r in stages] == ["A", "B", "C"]
+    assert stages[0]["started_from"] is None
+    assert all(1 <= r["epochs"] <= 2 for r in stages)
+    assert all(s["channels_kept"] > 0
+               for s in results["choices"]["ista_stops"])
+    # Experiment 1 also fine-tunes the paper's way, with its own s chosen
+    # on a grid whose choice is interior (or the grid's extensions ran out).
+    full = results["choices"]["slimming_s_full_finetune"]
+    tried = [e["s"] for e in full["candidates"]]
+    assert full["interior"] == (min(tried) < full["value"] < max(tried))
+    assert "pruned 50%, paper's fine-tune" in summary
     # The lottery's masks held through training: 50% of conv weights zero.
     for row in results["experiments"]["5_lottery_ticket"]["runs"]:
         if row["label"] != "dense":
@@ -116,22 +128,29 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
                 == [r["accuracy"] for r in experiment["runs"]])
     # The report: one table and one plot per experiment, the results copied.
     docs = str(tmp_path / "docs")
-    page = report.write(os.path.join(model_dir, "results.json"), docs)
+    page = report.write(os.path.join(model_dir, "results.json"), docs,
+                        sweep_dir=str(tmp_path / "records"))
     text = open(page).read()
+    # The width sweep: a verdict row per width for experiments 1, 3, 4.
+    sweep = text[text.index("## Width sweep"):]
+    assert sweep.count("| 1x (4-8-8-8, seeds 0) | **") == 3
     for name, title in report.TITLES.items():
         assert f"## {title}" in text
-        plot = os.path.join(docs, f"fashion_mnist_exp{name[0]}.png")
+        plot = os.path.join(docs, f"exp{name[0]}.png")
         assert os.path.getsize(plot) > 0
     assert results["commit"] in text
     assert text.count("**Verdict:**") == len(study.EXPERIMENTS)
-    # Experiment 6 says at what latency each plan ran, not only "equal".
-    assert re.search(r"running at \d\.\d\d of the dense latency against "
-                     r"global gamma's \d\.\d\d", text)
+    # Each verdict is one of four outcomes, with its interval or reason.
+    found = re.findall(r"\*\*Verdict:\*\* \*\*([a-z ]+)\*\*", text)
+    assert len(found) == len(study.EXPERIMENTS)
+    assert set(found) <= {"agrees", "disagrees", "inconclusive",
+                          "not run as designed"}
     assert re.search(r"LiteRT latency \d+\.\d\d ms", text)
     assert "## Choices made on the validation split" in text
+    assert re.search(r"Channels kept \(of the base's 28\): A \d+, B \d+, "
+                     r"C \d+\.", text)
     assert "## The dense baseline" in text
-    assert os.path.getsize(os.path.join(docs, "fashion_mnist_dense_curve.png")) > 0
-    assert os.path.exists(os.path.join(docs, "fashion_mnist_results.json"))
+    assert os.path.getsize(os.path.join(docs, "dense_curve.png")) > 0
     # An invocation of some experiments adds them to what the others wrote:
     # a study split between processes still leaves one complete file.
     path = os.path.join(model_dir, "results.json")
@@ -149,10 +168,11 @@ def test_tiny_study_reports_every_experiment_and_resumes(tmp_path):
     assert part["wall_seconds_runs"] == results["wall_seconds_runs"]
     with open(path) as f:
         assert json.load(f)["experiments"] == part["experiments"]
-    # One with other settings replaces, not merges, what was there.
+    # One with other shared settings (ratios) replaces, not merges, what
+    # was there.
     other = study.run(parse(TINY + ["--model_dir=" + model_dir,
                                     "--experiments=2_ista",
-                                    "--budget_runs=4"]),
+                                    "--ratios=0.4"]),
                       datasets_override=tiny_data(),
                       runtime_override=MacsRuntime)
     assert list(other["experiments"]) == ["2_ista"]
@@ -233,7 +253,7 @@ def test_quick_study_runs_as_a_script_from_any_folder(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("PYTHONPATH", None)
     subprocess.run([sys.executable,
-                    os.path.join(ROOT, "recipes", "fashion_mnist_study.py"),
+                    os.path.join(ROOT, "studies", "fashion_mnist", "study.py"),
                     "--quick", "--model_dir=" + model_dir],
                    cwd=str(tmp_path), env=env, check=True,
                    capture_output=True, timeout=900)
@@ -248,8 +268,6 @@ def _record(name):
 
 
 def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
-    from recipes import fashion_mnist_runs as lib
-
     runs = lib.Runs(str(tmp_path), log=lambda line: None, poll_seconds=0.05)
     other = subprocess.Popen([sys.executable, "-c",
                               "import time; time.sleep(30)"])
@@ -284,7 +302,7 @@ def test_runs_shared_by_two_processes_take_free_runs_first(tmp_path):
 
 
 def test_progress_page_lists_finished_runs_and_dense_curves(tmp_path):
-    from recipes.fashion_mnist_claims import progress_page
+    from studies.fashion_mnist.claims import progress_page
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -302,4 +320,111 @@ def test_progress_page_lists_finished_runs_and_dense_curves(tmp_path):
     # Only the dense runs are the baseline's curve.
     baseline = page[page.index("## The dense baseline"):]
     assert "dense-e2-lr0.1-s0" in baseline and "sparse" not in baseline
-    assert (tmp_path / "fashion_mnist_dense_curve.png").stat().st_size > 0
+    assert (tmp_path / "dense_curve.png").stat().st_size > 0
+
+
+def test_t_interval_matches_a_hand_computation():
+    from studies.fashion_mnist import verdicts
+
+    # mean 2, sample sd 1, n = 4: half-width t(3) * 1 / 2 = 3.182 / 2
+    mean, low, high = verdicts.interval([1.0, 2.0, 3.0, 2.0])
+    sd = math.sqrt(2 / 3)
+    assert mean == 2.0
+    assert low == pytest.approx(2 - 3.182 * sd / 2)
+    assert high == pytest.approx(2 + 3.182 * sd / 2)
+    assert verdicts.interval([1.5])[1:] == (None, None)
+    assert verdicts.t95(7) == 2.365 and verdicts.t95(35) == 2.042
+
+
+@pytest.mark.parametrize("diffs, threshold, side, expected", [
+    ([1.0, 1.2, 0.9], 0.0, "above", "agrees"),        # all well above 0
+    ([-1.0, -1.2, -0.9], 0.0, "above", "disagrees"),  # all well below 0
+    ([-1.0, 1.0, 0.1], 0.0, "above", "inconclusive"),  # spans 0
+    ([2.0], 0.0, "above", "inconclusive"),            # one seed: no interval
+    ([0.1, -0.1, 0.05], 0.3, "below", "agrees"),      # no advantage
+    ([1.0, 1.1, 1.2], 0.3, "below", "disagrees"),
+    ([-0.1, -0.2, -0.15], -0.3, "above", "agrees"),  # keeps its accuracy
+])
+def test_verdicts_of_known_differences(diffs, threshold, side, expected):
+    from studies.fashion_mnist import verdicts
+
+    part = verdicts.decide(diffs, threshold, side, "x")
+    assert part["verdict"] == expected
+    assert expected in verdicts.describe(part)
+
+
+def test_combined_verdict_and_paired_differences():
+    from studies.fashion_mnist import verdicts
+
+    def part(v):
+        return {"verdict": v}
+    assert verdicts.combine([part("agrees"), part("agrees")]) == "agrees"
+    assert verdicts.combine([part("agrees"), part("inconclusive")]) \
+        == "inconclusive"
+    assert verdicts.combine([part("inconclusive"), part("disagrees")]) \
+        == "disagrees"
+    assert verdicts.combine([part("disagrees"),
+                             verdicts.not_as_designed("why")]) \
+        == "not run as designed"
+    rows = [{"label": "a", "seed": 0, "accuracy": 0.90},
+            {"label": "b", "seed": 0, "accuracy": 0.88},
+            {"label": "a", "seed": 1, "accuracy": 0.91},
+            {"label": "b", "seed": 2, "accuracy": 0.80}]  # seed 2: no pair
+    assert verdicts.paired(rows, {"label": "a"}, {"label": "b"}) \
+        == [pytest.approx(2.0)]
+
+
+def test_unequal_latencies_are_not_a_disagreement():
+    from studies.fashion_mnist import claims
+
+    def row(label, seed, latency, accuracy):
+        return {"label": label, "seed": seed, "latency_of_dense": latency,
+                "accuracy": accuracy}
+    off = {"runs": [row("latency_aware", 0, 0.52, 0.80),
+                    row("global_gamma", 0, 0.45, 0.90)]}
+    assert claims.verdict("6_budget", off, {}).startswith(
+        "**not run as designed**")
+    equal = {"runs": [row("latency_aware", s, 0.50, 0.90 + s / 1000)
+                      for s in range(3)]
+             + [row("global_gamma", s, 0.505, 0.85) for s in range(3)]}
+    assert claims.verdict("6_budget", equal, {}).startswith("**agrees**")
+
+
+def test_a_missing_model_is_regenerated_and_its_record_kept(tmp_path):
+    runs = lib.Runs(str(tmp_path), log=lambda line: None)
+    calls = []
+
+    def train():
+        calls.append(1)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        return {"accuracy": 0.5 + 0.1 * len(calls), "params": 3}, model
+    record, model = runs.run("r", train, keep_model=True)
+    assert record["accuracy"] == 0.6 and model is not None
+    os.remove(os.path.join(runs.folder, "r.keras"))  # not in the repository
+    # Its record is enough for a table: nothing trains.
+    assert runs.record("r", train, keep_model=True)["accuracy"] == 0.6
+    runs.run_all([("r", train, True)])
+    assert len(calls) == 1
+    # A later run that needs the model trains it again; the record stays.
+    record, model = runs.run("r", train, keep_model=True)
+    assert len(calls) == 2 and record["accuracy"] == 0.6
+    assert isinstance(model, keras.Model)
+    with open(os.path.join(runs.folder, "r.regenerated.json")) as f:
+        check = json.load(f)
+    assert check["same"] is False
+    assert check["regenerated"]["accuracy"] == pytest.approx(0.7)
+    assert os.path.exists(os.path.join(runs.folder, "r.keras"))
+    # Every record carries its provenance, the settings and the command.
+    with open(os.path.join(runs.folder, "r.json")) as f:
+        saved = json.load(f)
+    assert set(saved["provenance"]["versions"]) == {
+        "keras_slim", "keras", "tensorflow", "numpy"}
+    assert saved["provenance"]["threads"]["cpu_count"] == os.cpu_count()
+
+
+def test_latency_spread_is_reported_per_seed():
+    runs = [{"seed": 1, "latency_ratio_spread": [0.99, 1.02]},
+            {"seed": 0, "latency_ratio_spread": [0.98, 1.01]}, {"seed": 2}]
+    text = report._spread({"runs": runs})
+    assert text.endswith("0.980 to 1.010 (seed 0), 0.990 to 1.020 (seed 1).")
+    assert report._spread({"runs": [{"seed": 0}]}) == ""

@@ -8,6 +8,7 @@ checks the arrows of docs/architecture.md:
   documented exceptions below: both time slim models);
 - `sparsity` knows nothing of `deploy` or `tools`;
 - nothing in keras_slim imports `recipes` or `examples`;
+- neither keras_slim nor the recipes import `studies`;
 - the imports among keras_slim modules, and among the recipes, form no
   cycle, counting the imports inside functions too (a lazy import hides a
   cycle from Python, not from a reader);
@@ -76,9 +77,10 @@ def _imports(path):
 
 PATHS = sorted(ROOT.rglob("*.py"))
 RECIPE_PATHS = sorted((ROOT.parent / "recipes").glob("*.py"))
-MODULES = {_module_name(path) for path in PATHS + RECIPE_PATHS}
+STUDY_PATHS = sorted((ROOT.parent / "studies").rglob("*.py"))
+MODULES = {_module_name(path) for path in PATHS + RECIPE_PATHS + STUDY_PATHS}
 IMPORTS = {_module_name(path): _imports(path)
-           for path in PATHS + RECIPE_PATHS}
+           for path in PATHS + RECIPE_PATHS + STUDY_PATHS}
 
 
 def _internal(name):
@@ -135,6 +137,13 @@ def test_nothing_in_the_library_imports_recipes_or_examples():
     assert _violations(
         ["keras_slim"],
         lambda name: name.split(".")[0] in ("recipes", "examples")) == []
+
+
+def test_neither_library_nor_recipes_import_the_studies():
+    assert "studies.fashion_mnist.study" in MODULES
+    assert _violations(
+        ["keras_slim", "recipes"],
+        lambda name: name.split(".")[0] == "studies") == []
 
 
 def _cycle():

@@ -5,7 +5,7 @@
   another folder, no PYTHONPATH) with its default `--batch_size` (the
   paper's 125, rounded to 126 for two replicas), synthetic data.
 - The ConvNet recipe on a real TFDS dataset on disk: Fashion-MNIST images
-  (from `recipes.fashion_mnist_data`) padded to 32x32x3 and written in the
+  (from `studies.fashion_mnist.data`) padded to 32x32x3 and written in the
   CIFAR-10 TFDS format (same name, version and features, one file per
   split), so that the recipe reads it with `--dataset=cifar10
   --data_dir=...` through tensorflow-datasets. A test hook records the raw
@@ -169,7 +169,7 @@ def build_fashion_mnist_as_cifar10(data_dir):
     file per split); returns the keys of the training images as stored."""
     import tensorflow_datasets as tfds
 
-    from recipes.fashion_mnist_data import load_fashion_mnist
+    from studies.fashion_mnist.data import load_fashion_mnist
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
 
@@ -254,7 +254,7 @@ WORKER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def tfds_workers(tmp_path_factory):
     pytest.importorskip("tensorflow_datasets")
-    from recipes.fashion_mnist_data import find_folder
+    from studies.fashion_mnist.data import find_folder
 
     if find_folder() is None:
         pytest.skip("Fashion-MNIST files are not installed")

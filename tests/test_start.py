@@ -70,7 +70,7 @@ def test_recipes_and_benchmarks_start_quiet():
     TensorFlow's start-up lines: each imports keras_slim before Keras."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the start-up lines are TensorFlow's")
-    for command in (["recipes/fashion_mnist_study.py"],
+    for command in (["studies/fashion_mnist/study.py"],
                     ["-m", "recipes.resnet20_cifar10"],
                     ["benchmarks/latency.py"]):
         err = _help_stderr(*command)
