@@ -191,6 +191,56 @@ def test_vit_mlp_units_slim_exactly_through_the_read_through_encoder(
     zoo.assert_close(before, zoo.outputs(again, inputs), rtol=1e-5)
 
 
+def _attention_of(block):
+    found = [layer for layer in keras_compat.flatten_layers(block)
+             if isinstance(layer, keras.layers.MultiHeadAttention)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_vit_heads_and_mlp_units_mask_then_slim_exactly():
+    # Heads whose output-projection rows are zero and MLP units whose
+    # down-projection rows are zero are found by plan_dead and cut, block
+    # by block, through the read-through encoder.
+    keras.utils.set_random_seed(0)
+    model = KH.ViTBackbone(mlp_dim=32, num_layers=2, **dict(IMAGE,
+                                                           num_heads=4))
+    blocks = model.get_layer("vit_encoder").encoder_layers
+    dead_heads, dead_units = [[1, 3], [0]], [[2, 9], [4, 30, 31]]
+    for block, heads, units in zip(blocks, dead_heads, dead_units):
+        out = _attention_of(block)._output_dense.kernel
+        kernel = keras.ops.convert_to_numpy(out).copy()
+        kernel[heads] = 0.0
+        out.assign(kernel)
+        down = block.mlp.dense_2.kernel
+        kernel = keras.ops.convert_to_numpy(down).copy()
+        kernel[units] = 0.0
+        down.assign(kernel)
+    inputs = _inputs(model)
+    before, weights = zoo.outputs(model, inputs), _weights(model)
+    names = _called_names(model)
+    plan = keras_slim.plan_dead(model)
+    for block, heads, units in zip(blocks, dead_heads, dead_units):
+        prefix = f"vit_encoder/{block.name}"
+        assert list(plan.kept[f"{prefix}/mha:heads"]) == [
+            h for h in range(4) if h not in heads]
+        assert list(plan.kept[f"{prefix}/mlp/dense_1"]) == [
+            u for u in range(32) if u not in units]
+    slim = _slim(model, plan, verify=True)
+    zoo.assert_close(before, zoo.outputs(slim, inputs), rtol=1e-5)
+    # A head of 4 (key_dim 4, width 16): q, k, v kernels and biases and its
+    # output rows; an MLP unit: its dense_1 column, bias and dense_2 row.
+    head, unit = 3 * (16 * 4 + 4) + 4 * 16, 16 + 1 + 16
+    assert slim.count_params() == model.count_params() - 3 * head - 5 * unit
+    assert keras_slim.count_macs(slim) < keras_slim.count_macs(model)
+    encoder = slim.get_layer("vit_encoder")
+    for block, heads in zip(blocks, dead_heads):
+        new = encoder.get_layer(block.name)
+        assert _attention_of(new).num_heads == 4 - len(heads)
+    assert _called_names(slim) == names
+    _assert_same_weights(weights, _weights(model))  # original unchanged
+
+
 def _call(model, x):
     return keras.ops.convert_to_numpy(model(x, training=False))
 

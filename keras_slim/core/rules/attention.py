@@ -71,9 +71,19 @@ def _sizes(layer, in_shape):
     """The value and key shapes the layer was built with, the number of
     query positions of this call and of key positions."""
     shapes = layer.get_build_config()["shapes_dict"]
-    value = tuple(shapes["value_shape"])
-    key = tuple(shapes.get("key_shape") or value)
+    value = _known(shapes["value_shape"], in_shape)
+    key = _known(shapes.get("key_shape") or value, in_shape)
     return value, key, math.prod(in_shape[1:-1]), math.prod(value[1:-1])
+
+
+def _known(shape, query):
+    """`shape` with the sizes it was built without (a block that builds
+    its attention for any number of tokens, as keras-hub's ViT does) read
+    from the query's: such a layer attends over its own input."""
+    shape = tuple(shape)
+    if len(shape) == len(query):
+        shape = tuple(q if s is None else s for s, q in zip(shape, query))
+    return shape
 
 
 class _Attention(Rule):
